@@ -1,0 +1,1 @@
+"""Manifests: YAML loading with positions, schema validation, the model."""

@@ -1,0 +1,277 @@
+"""The stack model: documents become resources, references are checked and
+semantic lint runs. Pure: ``build(source)`` returns values and diagnostics."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from reconciler import errors, graph
+from reconciler.manifest import loader, schema
+
+RSA_SPECS = ("RSA_2048", "RSA_3072", "RSA_4096")
+_DURATION = re.compile(r"^([0-9]+)(s|m|h|d)$")
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> int:
+    """Seconds in a duration such as ``90s``, ``15m``, ``12h`` or ``30d``."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(f"not a duration: {text!r}")
+    return int(match.group(1)) * _UNIT[match.group(2)]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Resource:
+    kind: str
+    name: str
+    spec: Mapping[str, Any]
+    labels: Mapping[str, str]
+    document: loader.Document
+
+    @property
+    def address(self) -> str:
+        return f"{self.kind}/{self.name}"
+
+    def position(self, *path: str | int, key: bool = False) -> errors.Position:
+        return self.document.position(("spec",) + path if path else (), key=key)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StackConfig:
+    name: str
+    region: str | None
+    auth: Mapping[str, Any] | None
+    backend: Mapping[str, Any]
+    document: loader.Document | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Config:
+    stack: StackConfig
+    resources: Mapping[str, Resource]  # address -> resource, in document order
+    source: loader.Source
+
+    def region_of(self, resource: Resource) -> str | None:
+        return resource.spec.get("region") or self.stack.region
+
+    def auth_of(self, resource: Resource) -> Mapping[str, Any]:
+        return resource.spec.get("auth") or self.stack.auth or {"defaultChain": {}}
+
+    def dependency_graph(self) -> graph.Graph:
+        g = graph.Graph()
+        for address in self.resources:
+            g.add_node(address)
+        for resource in self.resources.values():
+            for ref in references(resource, self):
+                if ref.target in self.resources:
+                    g.add_edge(resource.address, ref.target)
+        return g
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Reference:
+    path: tuple[str | int, ...]  # inside spec
+    target: str  # "Kind/name"
+
+
+def _default_vault(resources: Mapping[str, Resource]) -> str | None:
+    defaults = [r.name for r in resources.values() if r.kind == "Vault" and r.spec.get("default")]
+    return defaults[0] if len(defaults) == 1 else None
+
+
+def references(resource: Resource, config: Config | None = None,
+               resources: Mapping[str, Resource] | None = None) -> Iterator[Reference]:
+    """Every reference a resource makes to another, by the rules of its kind."""
+    spec = resource.spec
+    pool = resources if resources is not None else (config.resources if config else {})
+    match resource.kind:
+        case "Vault":
+            if "provider" in spec:
+                yield Reference(("provider",), f"KmsProvider/{spec['provider']}")
+        case "Secret":
+            vault = spec.get("vault") or _default_vault(pool)
+            if vault:
+                yield Reference(("vault",), f"Vault/{vault}")
+        case "IamRole":
+            for i, grant in enumerate(spec.get("grants") or []):
+                yield Reference(("grants", i, "provider"), f"KmsProvider/{grant['provider']}")
+            oidc = (spec.get("trust") or {}).get("oidc")
+            if oidc:
+                yield Reference(("trust", "oidc", "provider"), f"OidcProvider/{oidc['provider']}")
+        case "AccessKeyRotation":
+            for output in ("accessKeyId", "secretAccessKey"):
+                target = (spec.get("outputs") or {}).get(output) or {}
+                vault = target.get("vault") or _default_vault(pool)
+                if vault:
+                    yield Reference(("outputs", output, "vault"), f"Vault/{vault}")
+        case _:
+            return
+
+
+def _lint(resource: Resource, resources: Mapping[str, Resource]) -> Iterator[errors.Diagnostic]:
+    spec = resource.spec
+    address = resource.address
+
+    def problem(message: str, *path: str | int, severity: str = "error") -> errors.Diagnostic:
+        return errors.Diagnostic(message, resource.position(*path), address, severity)
+
+    match resource.kind:
+        case "KmsProvider":
+            adopted = "keyId" in spec
+            if adopted:
+                for field in ("spec", "usage", "multiRegion", "replicaRegions", "deletionWindowDays"):
+                    if field in spec:
+                        yield problem(f"{field} cannot be set on an adopted key (keyId); "
+                                      "reconciler only creates keys it owns", field)
+            elif "manage" in spec:
+                yield problem("manage only applies to an adopted key (keyId)", "manage")
+            key_spec = spec.get("spec", "SYMMETRIC_DEFAULT")
+            rotation = spec.get("rotation") or {}
+            if key_spec in RSA_SPECS and rotation.get("enabled"):
+                yield problem(f"automatic rotation is for symmetric keys only; {key_spec} keys cannot "
+                              "rotate (remove rotation or use spec: SYMMETRIC_DEFAULT)", "rotation")
+            if "periodDays" in rotation and not rotation.get("enabled"):
+                yield problem("rotation.periodDays is set but rotation is not enabled",
+                              "rotation", "periodDays")
+            replicas = spec.get("replicaRegions") or []
+            if replicas and not spec.get("multiRegion"):
+                yield problem("replicaRegions needs multiRegion: true", "replicaRegions")
+            region = spec.get("region")
+            for i, replica in enumerate(replicas):
+                if region and replica == region:
+                    yield problem(f"replica region {replica} is the key's own region", "replicaRegions", i)
+            if spec.get("policy") and spec.get("grants"):
+                yield problem("give either policy or grants, not both", "grants")
+        case "Vault":
+            pass
+        case "DynamicIamTemplate":
+            try:
+                default_ttl = parse_duration(spec["defaultTtl"])
+                max_ttl = parse_duration(spec["maxTtl"])
+            except (KeyError, ValueError):
+                return
+            if max_ttl < default_ttl:
+                yield problem(f"maxTtl ({spec['maxTtl']}) is shorter than defaultTtl "
+                              f"({spec['defaultTtl']})", "maxTtl")
+            for i, statement in enumerate((spec.get("inlinePolicy") or {}).get("Statement") or []):
+                if isinstance(statement, dict) and statement.get("Effect") == "Allow":
+                    if statement.get("Action") in ("*", ["*"]) or statement.get("Resource") in ("*", ["*"]):
+                        yield problem("inline policy statement allows a wildcard action or resource; "
+                                      "grant exact actions on exact ARNs", "inlinePolicy", "Statement", i,
+                                      severity="warning")
+        case "AccessKeyRotation":
+            try:
+                interval = parse_duration(spec["interval"])
+                grace = parse_duration(spec.get("gracePeriod", "0s"))
+            except (KeyError, ValueError):
+                return
+            if grace >= interval:
+                yield problem(f"gracePeriod ({spec['gracePeriod']}) must be shorter than interval "
+                              f"({spec['interval']})", "gracePeriod")
+        case _:
+            return
+
+
+def build(source: loader.Source) -> tuple[Config | None, list[errors.Diagnostic]]:
+    """Validate every document and assemble the stack; collect every problem."""
+    diagnostics: list[errors.Diagnostic] = []
+    valid: list[loader.Document] = []
+    for document in source.documents:
+        problems = schema.validate_document(document)
+        diagnostics.extend(problems)
+        if not any(p.severity == "error" for p in problems):
+            valid.append(document)
+
+    stacks = [d for d in valid if d.kind == "Stack"]
+    resources: dict[str, Resource] = {}
+    seen: dict[str, loader.Document] = {}
+    for document in source.documents:
+        address = document.address
+        if address is None or document.kind == "Stack":
+            continue
+        if address in seen:
+            first = seen[address].position(("metadata", "name"))
+            diagnostics.append(errors.Diagnostic(
+                f"duplicate resource {address} (first declared at {first})",
+                document.position(("metadata", "name")), address))
+            continue
+        seen[address] = document
+        if document in valid:
+            data = document.data
+            resources[address] = Resource(data["kind"], data["metadata"]["name"], data.get("spec") or {},
+                                          data["metadata"].get("labels") or {}, document)
+
+    all_stacks = [d for d in source.documents if d.kind == "Stack"]
+    if not all_stacks:
+        diagnostics.append(errors.Diagnostic(
+            f"{source.directory}: no Stack document; add one (kind: Stack) naming the stack "
+            "and its state backend"))
+    for extra in all_stacks[1:]:
+        diagnostics.append(errors.Diagnostic(
+            f"a second Stack document (the first is at {all_stacks[0].position(())}); "
+            "one stack per directory tree", extra.position(("kind",)), extra.address))
+
+    defaults = [r for r in resources.values() if r.kind == "Vault" and r.spec.get("default")]
+    for extra in defaults[1:]:
+        diagnostics.append(errors.Diagnostic(
+            f"a second default vault (Vault/{defaults[0].name} is already default)",
+            extra.position("default"), extra.address))
+
+    for resource in resources.values():
+        diagnostics.extend(_lint(resource, resources))
+        for ref in references(resource, resources=resources):
+            if ref.target not in resources and ref.target not in seen:
+                kind, name = ref.target.split("/", 1)
+                known = sorted(r.name for r in resources.values() if r.kind == kind)
+                hint = f"; known: {', '.join(known)}" if known else f"; no {kind} is declared"
+                diagnostics.append(errors.Diagnostic(
+                    f"{ref.path[-1] if ref.path else 'reference'} refers to {ref.target}, which does "
+                    f"not exist{hint}", resource.position(*ref.path), resource.address))
+        if resource.kind in ("Secret",) and "vault" not in resource.spec and not _default_vault(resources):
+            diagnostics.append(errors.Diagnostic(
+                "no vault given and no Vault is marked default: true", resource.position(),
+                resource.address))
+
+    stack = None
+    if stacks:
+        document = stacks[0]
+        spec = document.data.get("spec") or {}
+        backend = spec.get("backend") or {"local": {}}
+        stack = StackConfig(document.data["metadata"]["name"], spec.get("region"), spec.get("auth"),
+                            backend, document)
+
+    config = Config(stack, resources, source) if stack is not None else None
+    if config is not None:
+        cycle = config.dependency_graph().find_cycle()
+        if cycle:
+            first = resources[cycle[0]]
+            diagnostics.append(errors.Diagnostic(
+                "dependency cycle: " + " -> ".join(cycle + [cycle[0]]), first.position(), first.address))
+        for resource in resources.values():
+            if resource.kind != "Stack" and config.region_of(resource) is None and resource.kind in (
+                    "KmsProvider", "AccessKeyRotation", "DynamicIamTemplate"):
+                diagnostics.append(errors.Diagnostic(
+                    "no region: set spec.region here or spec.region on the Stack",
+                    resource.position(), resource.address))
+    diagnostics.sort(key=lambda d: (d.position.file, d.position.line, d.position.column)
+                     if d.position else ("", 0, 0))
+    return config, diagnostics
+
+
+def load(directory: str) -> tuple[Config | None, list[errors.Diagnostic]]:
+    source, diagnostics = loader.load_directory(directory)
+    config, more = build(source)
+    return config, diagnostics + more
+
+
+def load_or_raise(directory: str) -> tuple[Config, list[errors.Diagnostic]]:
+    """The config, or ManifestError with every error; warnings are returned."""
+    config, diagnostics = load(directory)
+    failures = [d for d in diagnostics if d.severity == "error"]
+    if failures or config is None:
+        raise errors.ManifestError(failures or diagnostics)
+    return config, diagnostics
