@@ -1,1 +1,1 @@
-
+"""Views of plans and drift: text (Terraform-like), JSON, Markdown. Pure."""

@@ -1,0 +1,146 @@
+"""Plan values: what is desired, what changes, what drifted. Pure, and
+round-trips through JSON for saved plan files."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from reconciler.plan import actions, diff
+
+PLAN_FORMAT = "reconciler-plan/v1"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Desired:
+    """A resource as the manifests want it, normalised by its kind."""
+
+    kind: str
+    name: str
+    mode: str  # "managed" (we own it) | "adopted" (keyId + manage) | "read" (keyId, read-only)
+    attributes: Mapping[str, Any]
+    connection: Mapping[str, Any]
+    replace_on: frozenset[str] = frozenset()
+    sensitive: frozenset[str] = frozenset()
+    dependencies: tuple[str, ...] = ()
+    lookup: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # how to find an adopted object
+
+    @property
+    def address(self) -> str:
+        return f"{self.kind}/{self.name}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "name": self.name, "mode": self.mode,
+                "attributes": dict(self.attributes), "connection": dict(self.connection),
+                "replaceOn": sorted(self.replace_on), "sensitive": sorted(self.sensitive),
+                "dependencies": list(self.dependencies), "lookup": dict(self.lookup)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "Desired":
+        return cls(data["kind"], data["name"], data["mode"], data["attributes"], data["connection"],
+                   frozenset(data.get("replaceOn", ())), frozenset(data.get("sensitive", ())),
+                   tuple(data.get("dependencies", ())), data.get("lookup", {}))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ResourceChange:
+    address: str
+    kind: str
+    name: str
+    action: actions.Action
+    mode: str
+    before: Mapping[str, Any] | None
+    after: Mapping[str, Any] | None
+    changes: tuple[diff.AttributeChange, ...] = ()
+    replace_paths: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    requires_allow_destroy: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"address": self.address, "kind": self.kind, "name": self.name,
+                "action": self.action.value, "mode": self.mode,
+                "before": self.before, "after": self.after,
+                "changes": [c.to_json() for c in self.changes],
+                "replacePaths": list(self.replace_paths), "notes": list(self.notes),
+                "requiresAllowDestroy": self.requires_allow_destroy}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "ResourceChange":
+        changes = tuple(diff.AttributeChange(c["path"], c.get("before"), c.get("after"),
+                                             c.get("sensitive", False)) for c in data["changes"])
+        return cls(data["address"], data["kind"], data["name"], actions.Action(data["action"]),
+                   data["mode"], data["before"], data["after"], changes,
+                   tuple(data.get("replacePaths", ())), tuple(data.get("notes", ())),
+                   data.get("requiresAllowDestroy", False))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DriftItem:
+    """A difference between the recorded state and live AWS."""
+
+    address: str
+    severity: str  # "critical" | "warning"
+    changes: tuple[diff.AttributeChange, ...]
+    gone: bool = False
+    note: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"address": self.address, "severity": self.severity, "gone": self.gone,
+                "note": self.note, "changes": [c.to_json() for c in self.changes]}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "DriftItem":
+        changes = tuple(diff.AttributeChange(c["path"], c.get("before"), c.get("after"),
+                                             c.get("sensitive", False)) for c in data["changes"])
+        return cls(data["address"], data["severity"], changes, data.get("gone", False),
+                   data.get("note", ""))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Plan:
+    id: str
+    created_at: str
+    stack: str
+    directory: str
+    manifests_hash: str
+    state_lineage: str | None
+    state_serial: int
+    refreshed: bool
+    targets: tuple[str, ...]
+    changes: tuple[ResourceChange, ...]  # in execution order
+    drift: tuple[DriftItem, ...]
+    desired: Mapping[str, Desired]
+
+    @property
+    def actionable(self) -> tuple[ResourceChange, ...]:
+        return tuple(c for c in self.changes if c.action is not actions.Action.NOOP)
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.actionable)
+
+    def counts(self) -> dict[str, int]:
+        counts = {a.value: 0 for a in actions.Action}
+        for change in self.changes:
+            counts[change.action.value] += 1
+        return counts
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format": PLAN_FORMAT, "id": self.id, "createdAt": self.created_at,
+                "stack": self.stack, "directory": self.directory,
+                "manifestsHash": self.manifests_hash, "stateLineage": self.state_lineage,
+                "stateSerial": self.state_serial, "refreshed": self.refreshed,
+                "targets": list(self.targets),
+                "changes": [c.to_json() for c in self.changes],
+                "drift": [d.to_json() for d in self.drift],
+                "desired": {k: v.to_json() for k, v in self.desired.items()}}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "Plan":
+        return cls(data["id"], data["createdAt"], data["stack"], data["directory"],
+                   data["manifestsHash"], data["stateLineage"], data["stateSerial"],
+                   data["refreshed"], tuple(data["targets"]),
+                   tuple(ResourceChange.from_json(c) for c in data["changes"]),
+                   tuple(DriftItem.from_json(d) for d in data["drift"]),
+                   {k: Desired.from_json(v) for k, v in data["desired"].items()})

@@ -1,0 +1,190 @@
+"""The planner: desired + prior state + refreshed live attributes -> Plan.
+
+Pure: it takes values and returns values (and PlanError with every refusal
+collected). The engine does the refreshing and hands the results in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from reconciler import errors, graph
+from reconciler.plan import actions, diff, model
+from reconciler.state import model as state_model
+
+Action = actions.Action
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Refreshed:
+    """What a refresh found for one resource in state: its live attributes, or
+    ``None`` when the object no longer exists."""
+
+    attributes: Mapping[str, Any] | None
+    ids: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def _severity(changes: Sequence[diff.AttributeChange], gone: bool) -> str:
+    if gone:
+        return "critical"
+    for change in changes:
+        if change.path.endswith("keyState") and change.after != "Enabled":
+            return "critical"
+    return "warning"
+
+
+def detect_drift(prior: state_model.State,
+                 refreshed: Mapping[str, Refreshed]) -> list[model.DriftItem]:
+    """Prior (last applied) vs live, for every resource that was refreshed."""
+    items = []
+    for address, entry in sorted(prior.resources.items()):
+        if address not in refreshed:
+            continue
+        live = refreshed[address].attributes
+        if live is None:
+            items.append(model.DriftItem(address, "critical", (), gone=True,
+                                         note="no longer exists in AWS"))
+            continue
+        changes = diff.diff(entry.attributes, live, keys=set(entry.attributes) & set(live))
+        if changes:
+            items.append(model.DriftItem(address, _severity(changes, False), tuple(changes)))
+    return items
+
+
+def _order(desired: Mapping[str, model.Desired], prior: state_model.State,
+           addresses: set[str]) -> tuple[list[str], list[str]]:
+    """Creates/updates dependencies-first, deletes dependents-first."""
+    forward = graph.Graph()
+    for address, want in desired.items():
+        forward.add_node(address)
+        for dep in want.dependencies:
+            if dep in desired:
+                forward.add_edge(address, dep)
+    backward = graph.Graph()
+    for address, entry in prior.resources.items():
+        backward.add_node(address)
+        for dep in entry.dependencies:
+            if dep in prior.resources:
+                backward.add_edge(address, dep)
+    ups = [a for a in forward.topological_order() if a in addresses]
+    downs = [a for a in reversed(backward.topological_order())
+             if a in addresses and a not in desired]
+    return ups, downs
+
+
+def make_plan(*, plan_id: str, created_at: str, stack: str, directory: str, manifests_hash: str,
+              desired: Mapping[str, model.Desired], prior: state_model.State,
+              refreshed: Mapping[str, Refreshed], adopted: Mapping[str, Refreshed],
+              refresh: bool, targets: Sequence[str] = (),
+              dependency_graph: graph.Graph | None = None) -> model.Plan:
+    """Compute the plan. ``adopted`` holds what was read for adopted resources
+    that are not yet in state. Raises PlanError listing every refusal."""
+    problems: list[str] = []
+    scope: set[str] = set(desired) | set(prior.resources)
+    if targets:
+        unknown = [t for t in targets if t not in scope]
+        if unknown:
+            raise errors.PlanError(f"--target {unknown[0]}: no such resource in the manifests or state")
+        g = dependency_graph or graph.Graph()
+        scope = g.ancestors(targets) | set(targets)
+
+    drift = [d for d in detect_drift(prior, refreshed) if d.address in scope] if refresh else []
+    changes: dict[str, model.ResourceChange] = {}
+
+    for address in sorted(scope):
+        want = desired.get(address)
+        entry = prior.resources.get(address)
+        if entry is not None and address in refreshed:
+            live = refreshed[address].attributes
+        else:
+            live = entry.attributes if entry is not None else None
+        if want is None:
+            assert entry is not None
+            changes[address] = _plan_delete(entry, problems)
+            continue
+        if entry is None and want.mode in ("adopted", "read"):
+            found = adopted.get(address)
+            if found is None or found.attributes is None:
+                problems.append(f"{address}: the object to adopt ({_lookup_text(want)}) was not found")
+                continue
+            live = found.attributes
+        if want.mode in ("adopted", "read") and entry is not None and live is None:
+            problems.append(f"{address}: the adopted object ({_lookup_text(want)}) no longer exists; "
+                            "remove it from the manifests or point keyId at the right key")
+            continue
+        changes[address] = _plan_upsert(want, entry, live, problems)
+
+    if problems:
+        raise errors.PlanError("\n".join(problems))
+    ups, downs = _order(desired, prior, set(changes))
+    ordered = tuple(changes[a] for a in ups + downs)
+    return model.Plan(id=plan_id, created_at=created_at, stack=stack, directory=directory,
+                      manifests_hash=manifests_hash, state_lineage=prior.lineage,
+                      state_serial=prior.serial, refreshed=refresh, targets=tuple(targets),
+                      changes=ordered, drift=tuple(drift), desired=dict(desired))
+
+
+def _lookup_text(want: model.Desired) -> str:
+    return ", ".join(f"{k} {v}" for k, v in want.lookup.items()) or want.address
+
+
+def _plan_delete(entry: state_model.ResourceState, problems: list[str]) -> model.ResourceChange:
+    if entry.mode in ("adopted", "read"):
+        return model.ResourceChange(entry.address, entry.kind, entry.name, Action.DELETE, entry.mode,
+                                    entry.attributes, None,
+                                    notes=("adopted: removed from state only; the AWS object is kept",))
+    if entry.attributes.get("protect", False):
+        problems.append(
+            f"{entry.address}: refusing to destroy a protected resource (protect: true). To destroy it, "
+            "first apply it with protect: false, then remove it and apply with --allow-destroy")
+    notes = []
+    if entry.kind == "KmsProvider":
+        days = entry.attributes.get("deletionWindowDays", 30)
+        notes.append(f"the key is scheduled for deletion in {days} days, never deleted outright; "
+                     "cancel with `aws kms cancel-key-deletion` within the window")
+    return model.ResourceChange(entry.address, entry.kind, entry.name, Action.DELETE, entry.mode,
+                                entry.attributes, None, notes=tuple(notes), requires_allow_destroy=True)
+
+
+def _plan_upsert(want: model.Desired, entry: state_model.ResourceState | None,
+                 live: Mapping[str, Any] | None, problems: list[str]) -> model.ResourceChange:
+    base = dict(address=want.address, kind=want.kind, name=want.name, mode=want.mode)
+    if want.mode == "read":
+        if entry is None:
+            return model.ResourceChange(**base, action=Action.READ, before=None, after=live)
+        changes = diff.diff(entry.attributes, live, sensitive=want.sensitive)
+        action = Action.READ if changes else Action.NOOP
+        notes = ("read-only (adopted without manage: true): changes made outside reconciler are "
+                 "recorded, never reverted",) if changes else ()
+        return model.ResourceChange(**base, action=action, before=entry.attributes, after=live,
+                                    changes=tuple(changes), notes=notes)
+    if live is None:
+        notes = ("the object recorded in state no longer exists; it will be created again",) \
+            if entry is not None else ()
+        return model.ResourceChange(**base, action=Action.CREATE, before=None,
+                                    after=want.attributes, notes=notes)
+    changes = diff.diff(live, want.attributes, keys=set(want.attributes), sensitive=want.sensitive)
+    if not changes:
+        action = Action.READ if entry is None else Action.NOOP
+        return model.ResourceChange(**base, action=action, before=live, after=want.attributes)
+    replace_paths = tuple(c.path for c in changes if c.top in want.replace_on)
+    if replace_paths and want.mode == "managed":
+        protected = (entry.attributes.get("protect", False) if entry else False) or \
+            want.attributes.get("protect", False)
+        if protected:
+            problems.append(
+                f"{want.address}: changing {', '.join(replace_paths)} replaces the key, and the key "
+                "is protected (protect: true); replacing it would schedule the old key's deletion. "
+                "Declare a new KmsProvider instead, or set protect: false and apply with --allow-destroy")
+        return model.ResourceChange(**base, action=Action.REPLACE, before=live, after=want.attributes,
+                                    changes=tuple(changes), replace_paths=replace_paths,
+                                    requires_allow_destroy=True,
+                                    notes=("a new key is created first; the old one is then scheduled "
+                                           "for deletion",))
+    if replace_paths:
+        problems.append(f"{want.address}: {', '.join(replace_paths)} of an adopted object cannot change")
+    notes = ("adopt into state, then update",) if entry is None else ()
+    return model.ResourceChange(**base, action=Action.UPDATE, before=live, after=want.attributes,
+                                changes=tuple(changes), notes=notes)

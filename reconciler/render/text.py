@@ -1,0 +1,107 @@
+"""Terraform-like text: ``+ ~ -/+ - <=`` with attribute-level diffs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from reconciler.plan import actions, model
+from reconciler.render import values
+
+Action = actions.Action
+_COLOURS = {"+": "green", "~": "yellow", "-/+": "magenta", "-": "red", "<=": "cyan", "!": "magenta"}
+
+
+def _styler(color: bool) -> Callable[[str, str], str]:
+    if not color:
+        return lambda text, _colour: text
+    import click  # only the text view colours, and only on a terminal
+
+    return lambda text, colour: click.style(text, fg=colour)
+
+
+def summary_line(plan: model.Plan) -> str:
+    counts = plan.counts()
+    parts = [f"{counts['create']} to create", f"{counts['update']} to update",
+             f"{counts['replace']} to replace", f"{counts['delete']} to destroy"]
+    if counts["read"]:
+        parts.append(f"{counts['read']} to read")
+    return "Plan: " + ", ".join(parts) + "."
+
+
+def render_drift(items: Sequence[model.DriftItem], *, color: bool = False) -> list[str]:
+    style = _styler(color)
+    lines: list[str] = []
+    for item in items:
+        badge = style(item.severity.upper(), "red" if item.severity == "critical" else "yellow")
+        lines.append(f"  # {item.address} [{badge}]" + (f": {item.note}" if item.note else ""))
+        width = max((len(c.path) for c in item.changes), default=0)
+        for change in item.changes:
+            before = values.show(change.before, sensitive=change.sensitive)
+            after = values.show(change.after, sensitive=change.sensitive)
+            lines.append(f"      ~ {change.path.ljust(width)} = {before} -> {after}   (recorded -> live)")
+        lines.append("")
+    return lines
+
+
+def _change_lines(change: model.ResourceChange, style: Callable[[str, str], str]) -> list[str]:
+    symbol = change.action.symbol
+    lines = [f"  # {change.address} will be {change.action.verb}",
+             f"  {style(symbol.rjust(3), _COLOURS.get(symbol, 'white'))} {change.address}"]
+    for note in change.notes:
+        lines.append(f"      # ({note})")
+    match change.action:
+        case Action.CREATE | Action.DELETE | Action.READ if not change.changes:
+            shown = change.after if change.action is not Action.DELETE else change.before
+            sign = {Action.CREATE: "+", Action.DELETE: "-", Action.READ: " "}[change.action]
+            rows = values.flatten(dict(shown or {}))
+            width = max((len(p) for p, _ in rows), default=0)
+            for path, value in rows:
+                indent = " " * (10 + width)
+                lines.append(f"      {sign} {path.ljust(width)} = {values.show(value, indent=indent)}")
+        case Action.UPDATE | Action.REPLACE | Action.READ:
+            width = max((len(c.path) for c in change.changes), default=0)
+            for c in change.changes:
+                indent = " " * (10 + width)
+                before = values.show(c.before, sensitive=c.sensitive, indent=indent)
+                after = values.show(c.after, sensitive=c.sensitive, indent=indent)
+                forces = "   # forces replacement" if c.path in change.replace_paths else ""
+                if c.before is None:
+                    lines.append(f"      + {c.path.ljust(width)} = {after}{forces}")
+                elif c.after is None:
+                    lines.append(f"      - {c.path.ljust(width)} = {before}{forces}")
+                else:
+                    lines.append(f"      ~ {c.path.ljust(width)} = {before} -> {after}{forces}")
+        case Action.NOOP | Action.CREATE | Action.DELETE:
+            pass
+    if change.requires_allow_destroy:
+        lines.append("      # (needs --allow-destroy at apply)")
+    lines.append("")
+    return lines
+
+
+def render_plan(plan: model.Plan, *, color: bool = False) -> str:
+    style = _styler(color)
+    lines: list[str] = []
+    if plan.drift:
+        lines.append("Objects have changed outside of reconciler:")
+        lines.append("")
+        lines.extend(render_drift(plan.drift, color=color))
+    if not plan.has_changes:
+        lines.append("No changes. Live AWS matches the manifests.")
+        return "\n".join(lines) + "\n"
+    lines.append("reconciler will perform the following actions:")
+    lines.append("")
+    for change in plan.actionable:
+        lines.extend(_change_lines(change, style))
+    lines.append(summary_line(plan))
+    return "\n".join(lines) + "\n"
+
+
+def render_drift_report(items: Sequence[model.DriftItem], *, color: bool = False) -> str:
+    if not items:
+        return "No drift. Live AWS matches the recorded state.\n"
+    critical = sum(1 for i in items if i.severity == "critical")
+    lines = ["Drift: live AWS differs from the recorded state:", ""]
+    lines.extend(render_drift(items, color=color))
+    lines.append(f"Drift: {len(items)} resource(s) drifted, {critical} critical.")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,34 @@
+"""How one attribute value is shown. Sensitive values never are."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+SENSITIVE = "(sensitive)"
+
+
+def show(value: Any, *, sensitive: bool = False, indent: str = "") -> str:
+    if sensitive:
+        return SENSITIVE
+    if value is None:
+        return "null"
+    text = json.dumps(value, sort_keys=True)
+    if len(text) <= 70 or not isinstance(value, (dict, list)):
+        return text
+    pretty = json.dumps(value, sort_keys=True, indent=2)
+    return pretty.replace("\n", "\n" + indent)
+
+
+def flatten(attributes: dict[str, Any] | None, prefix: str = "") -> list[tuple[str, Any]]:
+    """Attribute rows for a create/delete listing: nested mappings become dotted paths
+    (an empty mapping stays one row), everything else is one row."""
+    rows: list[tuple[str, Any]] = []
+    for key in sorted(attributes or {}):
+        value = attributes[key]
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value and key != "policy":
+            rows.extend(flatten(value, path + "."))
+        else:
+            rows.append((path, value))
+    return rows

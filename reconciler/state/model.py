@@ -1,0 +1,100 @@
+"""The state model and its JSON format. Pure: no file access here.
+
+State never holds a plaintext secret nor an unsalted hash of one: kinds put
+only AWS ids and non-secret attributes into ``attributes``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from reconciler import errors
+
+FORMAT_VERSION = 1
+MAX_APPLIED_PLANS = 200
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ResourceState:
+    kind: str
+    name: str
+    mode: str  # "managed" | "adopted" | "read"
+    ids: Mapping[str, Any]
+    attributes: Mapping[str, Any]
+    connection: Mapping[str, Any]  # region and auth (env var *names* only)
+    dependencies: tuple[str, ...] = ()
+
+    @property
+    def address(self) -> str:
+        return f"{self.kind}/{self.name}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "name": self.name, "mode": self.mode, "ids": dict(self.ids),
+                "attributes": dict(self.attributes), "connection": dict(self.connection),
+                "dependencies": list(self.dependencies)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "ResourceState":
+        return cls(data["kind"], data["name"], data.get("mode", "managed"), data.get("ids", {}),
+                   data.get("attributes", {}), data.get("connection", {}),
+                   tuple(data.get("dependencies", ())))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class State:
+    lineage: str | None = None  # None: no state written yet
+    serial: int = 0
+    resources: Mapping[str, ResourceState] = dataclasses.field(default_factory=dict)
+    leases: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    journal: tuple[Mapping[str, Any], ...] = ()
+    applied_plans: tuple[str, ...] = ()
+
+    @classmethod
+    def empty(cls) -> "State":
+        return cls()
+
+    def with_resource(self, resource: ResourceState) -> "State":
+        resources = dict(self.resources)
+        resources[resource.address] = resource
+        return dataclasses.replace(self, resources=resources)
+
+    def without_resource(self, address: str) -> "State":
+        resources = {k: v for k, v in self.resources.items() if k != address}
+        return dataclasses.replace(self, resources=resources)
+
+    def with_applied_plan(self, plan_id: str) -> "State":
+        plans = (self.applied_plans + (plan_id,))[-MAX_APPLIED_PLANS:]
+        return dataclasses.replace(self, applied_plans=plans)
+
+    def next_serial(self) -> "State":
+        """The state as written next: serial + 1, and a lineage if it had none."""
+        return dataclasses.replace(self, lineage=self.lineage or str(uuid.uuid4()), serial=self.serial + 1)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": FORMAT_VERSION,
+            "lineage": self.lineage,
+            "serial": self.serial,
+            "resources": {k: v.to_json() for k, v in sorted(self.resources.items())},
+            "leases": dict(self.leases),
+            "journal": list(self.journal),
+            "appliedPlans": list(self.applied_plans),
+        }
+
+    @classmethod
+    def from_json(cls, data: Any, *, origin: str = "state") -> "State":
+        if not isinstance(data, dict) or "lineage" not in data or "serial" not in data:
+            raise errors.StateError(f"{origin}: not a reconciler state file")
+        version = data.get("version")
+        if version != FORMAT_VERSION:
+            raise errors.StateError(f"{origin}: state format version {version} is not supported "
+                                    f"(this reconciler reads version {FORMAT_VERSION})")
+        try:
+            resources = {k: ResourceState.from_json(v) for k, v in data.get("resources", {}).items()}
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise errors.StateError(f"{origin}: malformed resource entry ({exc})") from exc
+        return cls(data["lineage"], int(data["serial"]), resources, data.get("leases", {}),
+                   tuple(data.get("journal", ())), tuple(data.get("appliedPlans", ())))
