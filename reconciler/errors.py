@@ -102,3 +102,11 @@ class AwsNotFound(AwsError):
 
 class AwsThrottled(AwsError):
     pass
+
+
+def prefixed(exc: ReconcilerError, prefix: str, suffix: str = "") -> ReconcilerError:
+    """The same error, its message naming where it happened (once)."""
+    if not exc.message.startswith(prefix):
+        exc.message = f"{prefix}{exc.message}{suffix}"
+        exc.args = (exc.message,)
+    return exc

@@ -1,1 +1,18 @@
+"""One module per kind: desired (pure) -> refresh -> create/update/delete."""
 
+from __future__ import annotations
+
+from reconciler import errors
+from reconciler.kinds import base, kms
+
+HANDLERS: dict[str, base.Handler] = {
+    "KmsProvider": kms.KmsProviderHandler(),
+}
+
+
+def handler_for(kind: str) -> base.Handler:
+    try:
+        return HANDLERS[kind]
+    except KeyError:
+        raise errors.PlanError(f"kind {kind} is validated but not yet reconciled by this "
+                               "version of reconciler") from None

@@ -23,6 +23,7 @@ class Desired:
     connection: Mapping[str, Any]
     replace_on: frozenset[str] = frozenset()
     sensitive: frozenset[str] = frozenset()
+    destroy_on: frozenset[str] = frozenset()  # removing something under these destroys it
     dependencies: tuple[str, ...] = ()
     lookup: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # how to find an adopted object
 
@@ -34,12 +35,14 @@ class Desired:
         return {"kind": self.kind, "name": self.name, "mode": self.mode,
                 "attributes": dict(self.attributes), "connection": dict(self.connection),
                 "replaceOn": sorted(self.replace_on), "sensitive": sorted(self.sensitive),
+                "destroyOn": sorted(self.destroy_on),
                 "dependencies": list(self.dependencies), "lookup": dict(self.lookup)}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "Desired":
         return cls(data["kind"], data["name"], data["mode"], data["attributes"], data["connection"],
                    frozenset(data.get("replaceOn", ())), frozenset(data.get("sensitive", ())),
+                   frozenset(data.get("destroyOn", ())),
                    tuple(data.get("dependencies", ())), data.get("lookup", {}))
 
 

@@ -185,6 +185,14 @@ def _plan_upsert(want: model.Desired, entry: state_model.ResourceState | None,
                                            "for deletion",))
     if replace_paths:
         problems.append(f"{want.address}: {', '.join(replace_paths)} of an adopted object cannot change")
-    notes = ("adopt into state, then update",) if entry is None else ()
+    notes = ["adopt into state, then update"] if entry is None else []
+    destroys = [c.path for c in changes if c.top in want.destroy_on and c.after is None]
+    if destroys:
+        protected = want.attributes.get("protect", False)
+        if protected:
+            problems.append(f"{want.address}: removing {', '.join(destroys)} destroys it, and the resource "
+                            "is protected (protect: true); set protect: false first")
+        notes.append(f"removing {', '.join(destroys)} schedules its deletion")
     return model.ResourceChange(**base, action=Action.UPDATE, before=live, after=want.attributes,
-                                changes=tuple(changes), notes=notes)
+                                changes=tuple(changes), notes=tuple(notes),
+                                requires_allow_destroy=bool(destroys))

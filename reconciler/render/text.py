@@ -33,12 +33,13 @@ def render_drift(items: Sequence[model.DriftItem], *, color: bool = False) -> li
     lines: list[str] = []
     for item in items:
         badge = style(item.severity.upper(), "red" if item.severity == "critical" else "yellow")
-        lines.append(f"  # {item.address} [{badge}]" + (f": {item.note}" if item.note else ""))
+        note = f": {item.note}" if item.note else " (recorded -> live)"
+        lines.append(f"  # {item.address} [{badge}]{note}")
         width = max((len(c.path) for c in item.changes), default=0)
         for change in item.changes:
             before = values.show(change.before, sensitive=change.sensitive)
             after = values.show(change.after, sensitive=change.sensitive)
-            lines.append(f"      ~ {change.path.ljust(width)} = {before} -> {after}   (recorded -> live)")
+            lines.append(f"      ~ {change.path.ljust(width)} = {before} -> {after}")
         lines.append("")
     return lines
 
@@ -46,7 +47,7 @@ def render_drift(items: Sequence[model.DriftItem], *, color: bool = False) -> li
 def _change_lines(change: model.ResourceChange, style: Callable[[str, str], str]) -> list[str]:
     symbol = change.action.symbol
     lines = [f"  # {change.address} will be {change.action.verb}",
-             f"  {style(symbol.rjust(3), _COLOURS.get(symbol, 'white'))} {change.address}"]
+             f"  {style(symbol, _COLOURS.get(symbol, 'white'))} {change.address}"]
     for note in change.notes:
         lines.append(f"      # ({note})")
     match change.action:

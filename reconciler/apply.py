@@ -1,0 +1,90 @@
+"""The executor: walks a plan's changes in order and saves state after every
+completed action (and at checkpoints inside multi-step ones), so a crash
+keeps what was done."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+
+from reconciler import errors, kinds
+from reconciler.kinds import base
+from reconciler.plan import actions, model
+from reconciler.state import model as state_model
+
+Action = actions.Action
+Progress = Callable[[str], None]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ApplyResult:
+    state: state_model.State
+    done: tuple[tuple[str, actions.Action], ...]
+
+
+def check_preconditions(plan: model.Plan, *, allow_destroy: bool) -> None:
+    """Everything that can refuse the plan before any AWS call is made."""
+    needs = [c.address for c in plan.actionable if c.requires_allow_destroy]
+    if needs and not allow_destroy:
+        raise errors.PlanError(
+            f"this plan destroys or replaces {', '.join(needs)}; re-run apply with --allow-destroy "
+            "if that is intended")
+    for change in plan.actionable:
+        kinds.handler_for(change.kind)
+
+
+def apply_plan(plan: model.Plan, backend: object, aws: base.AwsContext, *, allow_destroy: bool,
+               progress: Progress = lambda _m: None) -> ApplyResult:
+    check_preconditions(plan, allow_destroy=allow_destroy)
+    state = backend.read()  # type: ignore[attr-defined]
+    done: list[tuple[str, actions.Action]] = []
+    total = len(plan.actionable)
+
+    def save(new_state: state_model.State) -> None:
+        nonlocal state
+        state = backend.write(new_state)  # type: ignore[attr-defined]
+
+    for index, change in enumerate(plan.actionable, 1):
+        handler = kinds.handler_for(change.kind)
+        desired = plan.desired.get(change.address)
+        entry = state.resources.get(change.address)
+        started = time.monotonic()
+        progress(f"[{index}/{total}] {change.action.symbol} {change.address}: {change.action.value}...")
+
+        def checkpoint(resource: state_model.ResourceState) -> None:
+            save(state.with_resource(resource))
+
+        try:
+            match change.action:
+                case Action.CREATE:
+                    assert desired is not None
+                    save(state.with_resource(handler.create(aws, desired, checkpoint)))
+                case Action.READ:
+                    assert desired is not None
+                    save(state.with_resource(handler.read(aws, desired)))
+                case Action.UPDATE:
+                    assert desired is not None
+                    if entry is None:  # adopting and updating in one go
+                        entry = handler.read(aws, desired)
+                        checkpoint(entry)
+                    save(state.with_resource(handler.update(aws, desired, entry, change, checkpoint)))
+                case Action.REPLACE:
+                    assert desired is not None and entry is not None
+                    save(state.with_resource(handler.replace(aws, desired, entry, checkpoint)))
+                case Action.DELETE:
+                    assert entry is not None
+                    handler.delete(aws, entry)
+                    save(state.without_resource(change.address))
+                case Action.NOOP:
+                    continue
+        except errors.ReconcilerError as exc:
+            applied = f"{len(done)} of {total} changes were applied and recorded in state"
+            raise errors.prefixed(
+                exc, f"{change.address}: ", f" ({applied}; run plan to see what is left)") from None
+        done.append((change.address, change.action))
+        progress(f"[{index}/{total}] {change.action.symbol} {change.address}: done "
+                 f"({time.monotonic() - started:.1f}s)")
+    save(state.with_applied_plan(plan.id))
+    return ApplyResult(state, tuple(done))
+

@@ -1,0 +1,54 @@
+"""botocore errors become reconciler errors here, and only here."""
+
+from __future__ import annotations
+
+import botocore.exceptions
+
+from reconciler import errors
+
+ACCESS_DENIED = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation",
+                 "NotAuthorizedException", "UnrecognizedClientException", "InvalidClientTokenId",
+                 "ExpiredToken", "ExpiredTokenException", "SignatureDoesNotMatch", "403"}
+NOT_FOUND = {"NotFoundException", "NoSuchEntity", "ResourceNotFoundException", "NoSuchKey",
+             "NoSuchBucket", "ParameterNotFound"}
+THROTTLED = {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded",
+             "SlowDown", "ProvisionedThroughputExceededException", "LimitExceededException"}
+
+
+def translate(exc: Exception, service: str, operation: str) -> errors.ReconcilerError:
+    """A one-line domain error for a botocore failure of ``service:operation``."""
+    action = f"{service}:{operation}"
+    if isinstance(exc, botocore.exceptions.ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code") or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode"))
+        message = (error.get("Message") or "").strip().splitlines()
+        detail = f": {message[0]}" if message else ""
+        if code in ACCESS_DENIED:
+            return errors.AwsAccessDenied(f"AWS denied {action} ({code}){detail}", code)
+        if code in NOT_FOUND:
+            return errors.AwsNotFound(f"{action} failed: not found ({code}){detail}", code)
+        if code in THROTTLED:
+            attempts = exc.response.get("ResponseMetadata", {}).get("RetryAttempts", 0)
+            return errors.AwsThrottled(
+                f"{action} was throttled by AWS ({code}) and still failed after {attempts + 1} "
+                "attempts; retry later or lower the request rate", code)
+        return errors.AwsError(f"{action} failed ({code}){detail}", code)
+    if isinstance(exc, botocore.exceptions.NoCredentialsError):
+        return errors.AwsError("no AWS credentials found (set AWS_PROFILE or AWS_ACCESS_KEY_ID/"
+                               "AWS_SECRET_ACCESS_KEY, or give the resource an auth block)")
+    if isinstance(exc, botocore.exceptions.NoRegionError):
+        return errors.AwsError("no AWS region: set spec.region on the Stack or the resource")
+    if isinstance(exc, (botocore.exceptions.EndpointConnectionError,
+                        botocore.exceptions.ConnectTimeoutError)):
+        return errors.AwsError(f"{action}: cannot reach the AWS endpoint ({exc}); is the network "
+                               "up, or the sandbox running (AWS_ENDPOINT_URL)?")
+    if isinstance(exc, botocore.exceptions.ReadTimeoutError):
+        return errors.AwsError(f"{action}: AWS did not answer in time; retry later")
+    if isinstance(exc, botocore.exceptions.ResponseParserError):
+        return errors.AwsError(f"{action}: AWS returned a response that could not be read "
+                               "(the endpoint may not implement this operation)")
+    if isinstance(exc, botocore.exceptions.ParamValidationError):
+        return errors.AwsError(f"{action}: invalid request: {str(exc).splitlines()[-1].strip()}")
+    if isinstance(exc, botocore.exceptions.BotoCoreError):
+        return errors.AwsError(f"{action} failed: {str(exc).splitlines()[0]}")
+    return errors.AwsError(f"{action} failed: {type(exc).__name__}")

@@ -1,0 +1,124 @@
+"""The KMS adapter: every KMS call reconciler makes, errors translated."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import botocore
+import botocore.exceptions
+
+from reconciler import errors
+from reconciler.aws import errors as aws_errors
+
+
+class KmsAdapter:
+    def __init__(self, client: Any, region: str) -> None:
+        self.client = client
+        self.region = region
+
+    def _call(self, operation: str, **params: Any) -> Any:
+        try:
+            return getattr(self.client, botocore.xform_name(operation))(**params)
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+            raise aws_errors.translate(exc, "kms", operation) from exc
+
+    def _pages(self, operation: str, result_key: str, **params: Any) -> list[Any]:
+        try:
+            paginator = self.client.get_paginator(botocore.xform_name(operation))
+            return [item for page in paginator.paginate(**params) for item in page.get(result_key, [])]
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+            raise aws_errors.translate(exc, "kms", operation) from exc
+
+    # -- reading -------------------------------------------------------------
+    def describe_key(self, key_id: str) -> Mapping[str, Any] | None:
+        """The key's metadata, or None if there is no such key."""
+        try:
+            return self._call("DescribeKey", KeyId=key_id)["KeyMetadata"]
+        except errors.AwsNotFound:
+            return None
+
+    def aliases_of(self, key_id: str) -> list[str]:
+        return sorted(a["AliasName"] for a in self._pages("ListAliases", "Aliases", KeyId=key_id))
+
+    def rotation(self, key_id: str) -> tuple[bool, int | None]:
+        status = self._call("GetKeyRotationStatus", KeyId=key_id)
+        return bool(status.get("KeyRotationEnabled")), status.get("RotationPeriodInDays")
+
+    def policy(self, key_id: str) -> dict[str, Any]:
+        text = self._call("GetKeyPolicy", KeyId=key_id, PolicyName="default")["Policy"]
+        return json.loads(text)
+
+    def tags(self, key_id: str) -> dict[str, str]:
+        return {t["TagKey"]: t["TagValue"] for t in self._pages("ListResourceTags", "Tags", KeyId=key_id)}
+
+    # -- writing -------------------------------------------------------------
+    def create_key(self, *, key_spec: str, usage: str, description: str, multi_region: bool,
+                   tags: Mapping[str, str], policy: Mapping[str, Any] | None) -> Mapping[str, Any]:
+        params: dict[str, Any] = dict(KeySpec=key_spec, KeyUsage=usage, Description=description,
+                                      MultiRegion=multi_region, Tags=_tag_list(tags))
+        if policy:
+            params["Policy"] = json.dumps(policy)
+        return self._call("CreateKey", **params)["KeyMetadata"]
+
+    def replicate_key(self, key_id: str, replica_region: str, *, description: str,
+                      tags: Mapping[str, str], policy: Mapping[str, Any] | None) -> Mapping[str, Any]:
+        params: dict[str, Any] = dict(KeyId=key_id, ReplicaRegion=replica_region,
+                                      Description=description, Tags=_tag_list(tags))
+        if policy:
+            params["Policy"] = json.dumps(policy)
+        return self._call("ReplicateKey", **params)["ReplicaKeyMetadata"]
+
+    def set_alias(self, alias: str, key_id: str) -> None:
+        """Point ``alias`` at ``key_id``, creating it or moving it as needed."""
+        try:
+            self._call("CreateAlias", AliasName=alias, TargetKeyId=key_id)
+        except errors.AwsError as exc:
+            if exc.code != "AlreadyExistsException":
+                raise
+            self._call("UpdateAlias", AliasName=alias, TargetKeyId=key_id)
+
+    def delete_alias(self, alias: str) -> None:
+        try:
+            self._call("DeleteAlias", AliasName=alias)
+        except errors.AwsNotFound:
+            pass
+
+    def update_description(self, key_id: str, description: str) -> None:
+        self._call("UpdateKeyDescription", KeyId=key_id, Description=description)
+
+    def set_rotation(self, key_id: str, enabled: bool, period_days: int | None) -> None:
+        if enabled:
+            params: dict[str, Any] = {"KeyId": key_id}
+            if period_days:
+                params["RotationPeriodInDays"] = period_days
+            self._call("EnableKeyRotation", **params)
+        else:
+            self._call("DisableKeyRotation", KeyId=key_id)
+
+    def put_policy(self, key_id: str, policy: Mapping[str, Any]) -> None:
+        self._call("PutKeyPolicy", KeyId=key_id, PolicyName="default", Policy=json.dumps(policy))
+
+    def tag(self, key_id: str, tags: Mapping[str, str]) -> None:
+        if tags:
+            self._call("TagResource", KeyId=key_id, Tags=_tag_list(tags))
+
+    def untag(self, key_id: str, keys: list[str]) -> None:
+        if keys:
+            self._call("UntagResource", KeyId=key_id, TagKeys=keys)
+
+    def enable(self, key_id: str) -> None:
+        self._call("EnableKey", KeyId=key_id)
+
+    def cancel_deletion(self, key_id: str) -> None:
+        self._call("CancelKeyDeletion", KeyId=key_id)
+
+    def schedule_deletion(self, key_id: str, days: int) -> str:
+        result = self._call("ScheduleKeyDeletion", KeyId=key_id, PendingWindowInDays=days)
+        return str(result.get("DeletionDate", ""))
+
+
+def _tag_list(tags: Mapping[str, str]) -> list[dict[str, str]]:
+    return [{"TagKey": k, "TagValue": v} for k, v in sorted(tags.items())]
+

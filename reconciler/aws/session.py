@@ -1,0 +1,138 @@
+"""Sessions and clients: auth modes, adaptive retries, API call counting.
+
+Every client is created by ``ClientFactory.client`` from a botocore session
+with ``retries={"mode": "adaptive"}``; the endpoint comes from the standard
+``AWS_ENDPOINT_URL`` variables, so the tool talks to real AWS unless told.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import boto3
+import botocore.config
+import botocore.credentials
+import botocore.exceptions
+import botocore.session
+import botocore.utils
+
+from reconciler import __version__, errors
+from reconciler.aws import errors as aws_errors
+
+MAX_ATTEMPTS = 8  # botocore's max_attempts counts retries after the first try
+
+CallListener = Callable[[str, str, str | None], None]  # service, operation, region
+_listeners: list[CallListener] = []
+
+
+def add_call_listener(listener: CallListener) -> None:
+    """Be told of every AWS API call made (once per call, not per retry)."""
+    _listeners.append(listener)
+
+
+def remove_call_listener(listener: CallListener) -> None:
+    if listener in _listeners:
+        _listeners.remove(listener)
+
+
+def _notify(model: Any, context: Any = None, **_kwargs: Any) -> None:
+    service = model.service_model.service_name
+    region = context.get("client_region") if isinstance(context, dict) else None
+    for listener in list(_listeners):
+        listener(service, model.name, region)
+
+
+def _env(ref: Mapping[str, str], field: str) -> str:
+    name = ref["env"]
+    value = os.environ.get(name)
+    if not value:
+        raise errors.ConfigError(f"auth.{field}: environment variable {name} is not set")
+    return value
+
+
+class ClientFactory:
+    """Creates and caches sessions (one per auth + region) and clients."""
+
+    def __init__(self, *, max_attempts: int = MAX_ATTEMPTS) -> None:
+        self._sessions: dict[str, boto3.Session] = {}
+        self._clients: dict[tuple[str, str, str], Any] = {}
+        self._config = botocore.config.Config(
+            retries={"mode": "adaptive", "max_attempts": max_attempts},
+            user_agent_extra=f"reconciler/{__version__}",
+            connect_timeout=10, read_timeout=60)
+
+    def client(self, service: str, region: str, auth: Mapping[str, Any] | None) -> Any:
+        auth = auth or {"defaultChain": {}}
+        key = json.dumps(auth, sort_keys=True)
+        cache_key = (key, service, region)
+        if cache_key not in self._clients:
+            session = self._sessions.get(key)
+            if session is None:
+                session = self._sessions[key] = self._session(auth, region)
+            client = session.client(service, region_name=region, config=self._config)
+            client.meta.events.register("before-call", _notify)
+            self._clients[cache_key] = client
+        return self._clients[cache_key]
+
+    def _session(self, auth: Mapping[str, Any], region: str) -> boto3.Session:
+        match auth:
+            case {"accessKey": ref}:
+                return boto3.Session(aws_access_key_id=_env(ref["accessKeyId"], "accessKey.accessKeyId"),
+                                     aws_secret_access_key=_env(ref["secretAccessKey"],
+                                                                "accessKey.secretAccessKey"),
+                                     aws_session_token=(_env(ref["sessionToken"], "accessKey.sessionToken")
+                                                        if "sessionToken" in ref else None),
+                                     region_name=region)
+            case {"assumeRole": spec}:
+                source = self._default_session(None, region)
+                credentials = source.get_credentials()
+                if credentials is None:
+                    raise aws_errors.translate(botocore.exceptions.NoCredentialsError(), "sts", "AssumeRole")
+                extra: dict[str, Any] = {"RoleSessionName": spec.get("sessionName", "reconciler")}
+                if "externalId" in spec:
+                    extra["ExternalId"] = spec["externalId"]
+                if "durationSeconds" in spec:
+                    extra["DurationSeconds"] = spec["durationSeconds"]
+                fetcher = botocore.credentials.AssumeRoleCredentialFetcher(
+                    client_creator=self._creator(source), source_credentials=credentials,
+                    role_arn=spec["roleArn"], extra_args=extra)
+                return self._with_credentials(fetcher, "assume-role", region)
+            case {"webIdentity": spec}:
+                if not os.path.isfile(spec["tokenFile"]):
+                    raise errors.ConfigError(f"auth.webIdentity.tokenFile: {spec['tokenFile']} does not exist")
+                fetcher = botocore.credentials.AssumeRoleWithWebIdentityCredentialFetcher(
+                    client_creator=self._creator(self._default_session(None, region)),
+                    web_identity_token_loader=botocore.utils.FileWebIdentityTokenLoader(spec["tokenFile"]),
+                    role_arn=spec["roleArn"],
+                    extra_args={"RoleSessionName": spec.get("sessionName", "reconciler")})
+                return self._with_credentials(fetcher, "assume-role-with-web-identity", region)
+            case {"defaultChain": spec}:
+                return self._default_session(spec.get("profile"), region)
+            case _:
+                raise errors.ConfigError(f"auth: unsupported mode {sorted(auth)}")
+
+    def _creator(self, source: boto3.Session) -> Callable[..., Any]:
+        def create(service: str, **kwargs: Any) -> Any:
+            config = self._config.merge(kwargs.pop("config")) if "config" in kwargs else self._config
+            client = source._session.create_client(service, config=config, **kwargs)
+            client.meta.events.register("before-call", _notify)
+            return client
+        return create
+
+    @staticmethod
+    def _default_session(profile: str | None, region: str) -> boto3.Session:
+        try:
+            return boto3.Session(profile_name=profile, region_name=region)
+        except botocore.exceptions.ProfileNotFound as exc:
+            raise errors.ConfigError(f"auth.defaultChain.profile: profile {profile!r} not found") from exc
+
+    @staticmethod
+    def _with_credentials(fetcher: Any, method: str, region: str) -> boto3.Session:
+        credentials = botocore.credentials.DeferredRefreshableCredentials(
+            refresh_using=fetcher.fetch_credentials, method=method)
+        core = botocore.session.Session()
+        core._credentials = credentials
+        return boto3.Session(botocore_session=core, region_name=region)

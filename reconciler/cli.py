@@ -1,0 +1,249 @@
+"""The command line: parse arguments, call the engine, render. Thin.
+
+Every expected failure is a ReconcilerError: printed on stderr as one line
+per problem, exit 1, never a traceback (set RECONCILER_DEBUG=1 to see one).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from reconciler import __version__, engine, errors
+from reconciler.manifest import model as manifest
+from reconciler.render import structured, text
+
+FORMATS = click.Choice(["text", "json", "markdown"])
+
+
+def _is_tty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty()) and not os.environ.get("CI")
+    except (AttributeError, ValueError):
+        return False
+
+
+def _progress() -> Callable[[str], None]:
+    """Progress lines on stderr when it is a terminal; silent in CI and pipes."""
+    if not _is_tty(sys.stderr):
+        return lambda _message: None
+    return lambda message: click.echo(click.style(message, dim=True), err=True)
+
+
+def _warn(diagnostics: Any) -> None:
+    for diagnostic in diagnostics:
+        click.echo(str(diagnostic), err=True)
+
+
+class ReconcilerGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except errors.ManifestError as exc:
+            for diagnostic in exc.diagnostics:
+                click.echo(f"Error: {diagnostic}", err=True)
+            count = len(exc.diagnostics)
+            click.echo(f"{count} error{'s' if count != 1 else ''} found.", err=True)
+            ctx.exit(exc.exit_code)
+        except errors.ReconcilerError as exc:
+            for line in str(exc).splitlines() or [type(exc).__name__]:
+                click.echo(f"Error: {line}", err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("Interrupted; state was saved after the last completed action.", err=True)
+            ctx.exit(130)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
+            if os.environ.get("RECONCILER_DEBUG"):
+                traceback.print_exc()
+            click.echo(f"Error: internal error: {type(exc).__name__}: {exc} "
+                       "(set RECONCILER_DEBUG=1 for a traceback, and please report it)", err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=ReconcilerGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="reconciler")
+def main() -> None:
+    """GitOps for customer-managed AWS KMS keys and the secrets they protect."""
+
+
+# -- validate --------------------------------------------------------------------
+@main.command()
+@click.argument("directory", default=".", type=click.Path(file_okay=False))
+def validate(directory: str) -> None:
+    """Check schemas, references and lint; list every problem."""
+    config, diagnostics = manifest.load(directory)
+    failures = [d for d in diagnostics if d.severity == "error"]
+    if failures or config is None:
+        raise errors.ManifestError(failures or diagnostics)
+    _warn(diagnostics)
+    click.echo(f"Valid: stack {config.stack.name}, {len(config.resources)} resource(s).")
+
+
+# -- plan ------------------------------------------------------------------------
+def _render_plan(plan: Any, fmt: str) -> str:
+    match fmt:
+        case "json":
+            return structured.plan_json(plan)
+        case "markdown":
+            return structured.plan_markdown(plan)
+        case _:
+            return text.render_plan(plan, color=_is_tty(sys.stdout))
+
+
+@main.command()
+@click.argument("directory", default=".", type=click.Path(file_okay=False))
+@click.option("--out", "out", type=click.Path(dir_okay=False), help="Save the plan for apply.")
+@click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when there are changes.")
+@click.option("--target", "targets", multiple=True, metavar="KIND/NAME",
+              help="Limit to this resource and what it depends on (repeatable).")
+@click.option("--no-refresh", is_flag=True, help="Trust the recorded state; do not read live AWS.")
+def plan(directory: str, out: str | None, fmt: str, detailed_exitcode: bool,
+         targets: tuple[str, ...], no_refresh: bool) -> None:
+    """Show what apply would change."""
+    workspace = engine.open_stack(directory)
+    _warn(workspace.warnings)
+    the_plan = engine.make_plan(workspace, engine.new_context(), refresh_live=not no_refresh,
+                                targets=targets, progress=_progress())
+    click.echo(_render_plan(the_plan, fmt), nl=False)
+    if out:
+        engine.save_plan(the_plan, out)
+        click.echo(f"\nSaved the plan to {out}; apply it with: reconciler apply {out}", err=True)
+    if detailed_exitcode and the_plan.has_changes:
+        sys.exit(2)
+
+
+# -- apply -----------------------------------------------------------------------
+@main.command("apply")
+@click.argument("target_path", default=".", metavar="[DIR|PLANFILE]", type=click.Path())
+@click.option("--auto-approve", is_flag=True, help="Apply without asking.")
+@click.option("--allow-destroy", is_flag=True,
+              help="Allow scheduling deletion of unprotected keys (never protected ones).")
+@click.option("--target", "targets", multiple=True, metavar="KIND/NAME")
+@click.option("--lock-timeout", default=0.0, type=float, show_default=True, metavar="SECONDS",
+              help="How long to wait for the state lock.")
+def apply_command(target_path: str, auto_approve: bool, allow_destroy: bool, targets: tuple[str, ...],
+                  lock_timeout: float) -> None:
+    """Make live AWS match the manifests (or a saved plan)."""
+    interactive = _is_tty(sys.stdin) and _is_tty(sys.stdout)
+    if not auto_approve and not interactive:
+        raise errors.ConfigError("apply needs --auto-approve when not run from a terminal")
+    path = pathlib.Path(target_path)
+    saved = engine.load_plan(path) if path.is_file() else None
+    if saved is not None and targets:
+        raise errors.ConfigError("--target cannot be combined with a saved plan (it was targeted when made)")
+    workspace = engine.open_stack(saved.directory if saved else path)
+    _warn(workspace.warnings)
+    aws = engine.new_context()
+    progress = _progress()
+    with workspace.backend.lock("apply", timeout=lock_timeout):
+        state = workspace.backend.read()
+        if saved is not None:
+            engine.check_saved_plan(saved, workspace, state)
+            the_plan = saved
+        else:
+            the_plan = engine.make_plan(workspace, aws, targets=targets, state=state, progress=progress)
+        click.echo(text.render_plan(the_plan, color=_is_tty(sys.stdout)), nl=False)
+        if not the_plan.has_changes:
+            return
+        engine.executor.check_preconditions(the_plan, allow_destroy=allow_destroy)
+        if not auto_approve:
+            click.confirm("\nApply these changes?", abort=True)
+        result = engine.apply(the_plan, workspace, aws, allow_destroy=allow_destroy, progress=progress)
+    counts: dict[str, int] = {}
+    for _address, action in result.done:
+        counts[action.value] = counts.get(action.value, 0) + 1
+    summary = ", ".join(f"{n} {a}" for a, n in sorted(counts.items())) or "nothing"
+    click.echo(f"\nApply complete: {summary}. State serial {result.state.serial}.")
+
+
+# -- drift -----------------------------------------------------------------------
+@main.command()
+@click.argument("directory", default=".", type=click.Path(file_okay=False))
+@click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
+def drift(directory: str, fmt: str) -> None:
+    """Report every difference between the recorded state and live AWS (exit 2 on drift)."""
+    workspace = engine.open_stack(directory)
+    items = engine.drift(workspace, engine.new_context(), progress=_progress())
+    match fmt:
+        case "json":
+            click.echo(structured.drift_json(items), nl=False)
+        case "markdown":
+            click.echo(structured.drift_markdown(items), nl=False)
+        case _:
+            click.echo(text.render_drift_report(items, color=_is_tty(sys.stdout)), nl=False)
+    if items:
+        sys.exit(2)
+
+
+# -- state -----------------------------------------------------------------------
+@main.group()
+def state() -> None:
+    """Inspect the recorded state; break a stale lock."""
+
+
+@state.command("list")
+@click.argument("directory", default=".", type=click.Path(file_okay=False))
+def state_list(directory: str) -> None:
+    """One line per resource in state."""
+    recorded = engine.open_stack(directory).backend.read()
+    for address, entry in sorted(recorded.resources.items()):
+        ident = entry.ids.get("arn") or entry.ids.get("keyId") or ""
+        click.echo(f"{address}\t{entry.mode}\t{ident}")
+
+
+@state.command("show")
+@click.argument("address", required=False)
+@click.option("--dir", "directory", default=".", type=click.Path(file_okay=False))
+def state_show(address: str | None, directory: str) -> None:
+    """The whole state, or one resource's entry, as JSON."""
+    recorded = engine.open_stack(directory).backend.read()
+    if address is None:
+        click.echo(json.dumps(recorded.to_json(), indent=2, sort_keys=True))
+        return
+    if address not in recorded.resources:
+        raise errors.StateError(f"{address}: not in state")
+    click.echo(json.dumps(recorded.resources[address].to_json(), indent=2, sort_keys=True))
+
+
+@state.command("unlock")
+@click.argument("lock_id")
+@click.option("--dir", "directory", default=".", type=click.Path(file_okay=False))
+def state_unlock(lock_id: str, directory: str) -> None:
+    """Break a lock left behind by a process that is gone."""
+    click.echo(engine.open_stack(directory).backend.unlock(lock_id))
+
+
+# -- sandbox ---------------------------------------------------------------------
+@main.command()
+@click.option("--port", default=4566, show_default=True, type=int)
+@click.option("--background", is_flag=True, help="Start in the background and return.")
+@click.option("--pid-file", default=".reconciler/sandbox.pid", show_default=True,
+              type=click.Path(dir_okay=False))
+@click.option("--stop", is_flag=True, help="Stop a background sandbox started with --pid-file.")
+def sandbox(port: int, background: bool, pid_file: str, stop: bool) -> None:
+    """Run a local AWS (moto, with reconciler's fidelity fixes) on 127.0.0.1."""
+    try:
+        from reconciler.sandbox import server
+    except ImportError as exc:
+        raise errors.ConfigError("the sandbox needs moto: pip install 'reconciler[sandbox]'") from exc
+    if stop:
+        click.echo(server.stop_background(pid_file))
+        return
+    if background:
+        click.echo(server.start_background(port, pid_file))
+        return
+    server.run_foreground(port, announce=lambda line: click.echo(line))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,177 @@
+"""Orchestration: manifests + state + AWS -> plan, apply, drift. The pure
+pieces (model, planner, renderers) do the thinking; this module fetches."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import pathlib
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+
+from reconciler import apply as executor
+from reconciler import errors, kinds
+from reconciler.aws import session
+from reconciler.kinds import base
+from reconciler.manifest import model as manifest
+from reconciler.plan import model as plan_model
+from reconciler.plan import planner
+from reconciler.state import local
+from reconciler.state import model as state_model
+
+Progress = Callable[[str], None]
+DEFAULT_STATE_PATH = ".reconciler/state.json"
+
+
+def _quiet(_message: str) -> None:
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class Workspace:
+    config: manifest.Config
+    backend: local.LocalBackend
+    warnings: tuple[errors.Diagnostic, ...]
+
+
+def backend_for(config: manifest.Config) -> local.LocalBackend:
+    match dict(config.stack.backend):
+        case {"local": spec}:
+            path = pathlib.Path(spec.get("path", DEFAULT_STATE_PATH))
+            if not path.is_absolute():
+                path = config.source.directory / path
+            return local.LocalBackend(path)
+        case {"s3": _}:
+            raise errors.ConfigError(
+                f"Stack/{config.stack.name}: the s3 state backend is not available in this version; "
+                "use backend: {local: {path: ...}}")
+        case other:
+            raise errors.ConfigError(f"Stack/{config.stack.name}: unknown backend {sorted(other)}")
+
+
+def open_stack(directory: str | pathlib.Path) -> Workspace:
+    config, warnings = manifest.load_or_raise(str(directory))
+    return Workspace(config, backend_for(config), tuple(warnings))
+
+
+def desired_of(config: manifest.Config) -> dict[str, plan_model.Desired]:
+    """Every resource as its kind normalises it, with its dependencies."""
+    result: dict[str, plan_model.Desired] = {}
+    unsupported = []
+    for address, resource in config.resources.items():
+        if resource.kind not in kinds.HANDLERS:
+            unsupported.append(f"{resource.position()}: {address}: kind {resource.kind} is validated but "
+                               "not yet reconciled by this version of reconciler")
+            continue
+        want = kinds.handler_for(resource.kind).desired(resource, config)
+        deps = tuple(sorted({ref.target for ref in manifest.references(resource, config)}))
+        result[address] = dataclasses.replace(want, dependencies=deps)
+    if unsupported:
+        raise errors.PlanError("\n".join(unsupported))
+    return result
+
+
+def refresh(desired: Mapping[str, plan_model.Desired], prior: state_model.State, aws: base.AwsContext,
+            scope: set[str] | None = None, progress: Progress = _quiet,
+            ) -> tuple[dict[str, planner.Refreshed], dict[str, planner.Refreshed]]:
+    """Live attributes of everything in state, and of adopted objects not yet in it."""
+    refreshed: dict[str, planner.Refreshed] = {}
+    adopted: dict[str, planner.Refreshed] = {}
+    todo = [a for a in sorted(prior.resources) if scope is None or a in scope]
+    adopt = [a for a, d in sorted(desired.items()) if a not in prior.resources
+             and d.mode in ("adopted", "read") and (scope is None or a in scope)]
+    total = len(todo) + len(adopt)
+    for index, address in enumerate(todo + adopt, 1):
+        progress(f"[{index}/{total}] refreshing {address}")
+        try:
+            if address in prior.resources:
+                entry = prior.resources[address]
+                refreshed[address] = kinds.handler_for(entry.kind).refresh(aws, entry, desired.get(address))
+            else:
+                want = desired[address]
+                adopted[address] = kinds.handler_for(want.kind).lookup(aws, want)
+        except errors.ReconcilerError as exc:
+            raise errors.prefixed(exc, f"{address}: ") from None
+    return refreshed, adopted
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def make_plan(workspace: Workspace, aws: base.AwsContext, *, refresh_live: bool = True,
+              targets: Sequence[str] = (), state: state_model.State | None = None,
+              progress: Progress = _quiet) -> plan_model.Plan:
+    config = workspace.config
+    desired = desired_of(config)
+    prior = state if state is not None else workspace.backend.read()
+    graph = config.dependency_graph()
+    for address, entry in prior.resources.items():
+        for dep in entry.dependencies:
+            graph.add_edge(address, dep)
+    scope = (graph.ancestors(targets) | set(targets)) if targets else None
+    if refresh_live:
+        refreshed, adopted = refresh(desired, prior, aws, scope, progress)
+    else:
+        refreshed = {}
+        wanted = {a: d for a, d in desired.items() if a not in prior.resources
+                  and d.mode in ("adopted", "read") and (scope is None or a in scope)}
+        _, adopted = refresh(wanted, state_model.State.empty(), aws, scope, progress)
+    return planner.make_plan(
+        plan_id=str(uuid.uuid4()), created_at=_now(), stack=config.stack.name,
+        directory=str(config.source.directory.resolve()), manifests_hash=config.source.content_hash,
+        desired=desired, prior=prior, refreshed=refreshed, adopted=adopted, refresh=refresh_live,
+        targets=tuple(targets), dependency_graph=graph)
+
+
+def drift(workspace: Workspace, aws: base.AwsContext,
+          progress: Progress = _quiet) -> list[plan_model.DriftItem]:
+    prior = workspace.backend.read()
+    desired = desired_of(workspace.config)
+    refreshed, _ = refresh({a: d for a, d in desired.items() if a in prior.resources}, prior, aws,
+                           None, progress)
+    return planner.detect_drift(prior, refreshed)
+
+
+# -- saved plans -----------------------------------------------------------------
+def save_plan(plan: plan_model.Plan, path: str | pathlib.Path) -> None:
+    target = pathlib.Path(path)
+    target.write_text(json.dumps(plan.to_json(), indent=2, sort_keys=True) + "\n")
+
+
+def load_plan(path: str | pathlib.Path) -> plan_model.Plan:
+    try:
+        data = json.loads(pathlib.Path(path).read_text())
+        if data.get("format") != plan_model.PLAN_FORMAT:
+            raise errors.PlanError(f"{path}: not a reconciler plan file")
+        return plan_model.Plan.from_json(data)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise errors.PlanError(f"{path}: cannot read plan file ({exc})") from exc
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise errors.PlanError(f"{path}: not a reconciler plan file (corrupt or truncated)") from exc
+
+
+def check_saved_plan(plan: plan_model.Plan, workspace: Workspace, state: state_model.State) -> None:
+    """Refuse a plan that was already applied or whose inputs moved on since."""
+    if plan.id in state.applied_plans:
+        raise errors.PlanError(f"plan {plan.id} was already applied; run plan again")
+    if state.lineage != plan.state_lineage or state.serial != plan.state_serial:
+        made = f"lineage {plan.state_lineage or '(no state yet)'}, serial {plan.state_serial}"
+        now = f"lineage {state.lineage or '(no state yet)'}, serial {state.serial}"
+        raise errors.PlanError(f"saved plan is stale: it was made against state {made}, but the state is "
+                               f"now {now}; run plan again")
+    if workspace.config.source.content_hash != plan.manifests_hash:
+        raise errors.PlanError("saved plan is stale: the manifests in "
+                               f"{workspace.config.source.directory} changed since it was made; "
+                               "run plan again")
+
+
+def new_context(max_attempts: int = session.MAX_ATTEMPTS) -> base.AwsContext:
+    return base.AwsContext(session.ClientFactory(max_attempts=max_attempts))
+
+
+def apply(plan: plan_model.Plan, workspace: Workspace, aws: base.AwsContext, *, allow_destroy: bool,
+          progress: Progress = _quiet) -> executor.ApplyResult:
+    return executor.apply_plan(plan, workspace.backend, aws, allow_destroy=allow_destroy,
+                               progress=progress)

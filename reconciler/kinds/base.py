@@ -1,0 +1,53 @@
+"""What every kind provides, and the context its AWS side runs in."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from reconciler.aws import kms as kms_adapter
+from reconciler.aws import session
+from reconciler.manifest import model as manifest
+from reconciler.plan import model as plan_model
+from reconciler.plan import planner
+from reconciler.state import model as state_model
+
+Checkpoint = Callable[[state_model.ResourceState], None]
+
+
+class AwsContext:
+    """Hands out one adapter per service, region and auth."""
+
+    def __init__(self, factory: session.ClientFactory) -> None:
+        self.factory = factory
+
+    def kms(self, connection: Mapping[str, Any], region: str | None = None) -> kms_adapter.KmsAdapter:
+        region = region or connection["region"]
+        return kms_adapter.KmsAdapter(self.factory.client("kms", region, connection.get("auth")), region)
+
+
+class Handler(Protocol):
+    kind: str
+
+    def desired(self, resource: manifest.Resource, config: manifest.Config) -> plan_model.Desired:
+        """The normalised attributes the manifests ask for. Pure."""
+
+    def refresh(self, aws: AwsContext, entry: state_model.ResourceState,
+                desired: plan_model.Desired | None) -> planner.Refreshed:
+        """Live attributes of a resource in state (None when it is gone)."""
+
+    def lookup(self, aws: AwsContext, desired: plan_model.Desired) -> planner.Refreshed:
+        """Find an object to adopt, by ``desired.lookup``."""
+
+    def create(self, aws: AwsContext, desired: plan_model.Desired,
+               checkpoint: Checkpoint) -> state_model.ResourceState: ...
+
+    def read(self, aws: AwsContext, desired: plan_model.Desired) -> state_model.ResourceState: ...
+
+    def update(self, aws: AwsContext, desired: plan_model.Desired, entry: state_model.ResourceState,
+               change: plan_model.ResourceChange, checkpoint: Checkpoint) -> state_model.ResourceState: ...
+
+    def replace(self, aws: AwsContext, desired: plan_model.Desired, entry: state_model.ResourceState,
+                checkpoint: Checkpoint) -> state_model.ResourceState: ...
+
+    def delete(self, aws: AwsContext, entry: state_model.ResourceState) -> None: ...

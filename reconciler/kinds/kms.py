@@ -1,0 +1,266 @@
+"""KmsProvider: a customer-managed KMS key, created or adopted.
+
+Attributes (what plan compares; all JSON-shaped):
+  region, keySpec, usage, multiRegion       immutable: a change replaces the key
+  description, alias, tags, keyState        per key, primary and each replica
+  rotation {enabled, periodDays}            symmetric keys only
+  policy                                    only when the manifest gives one
+  replicas {region: {alias, description, tags, keyState}}
+  protect, deletionWindowDays               kept in state only, no AWS call
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from reconciler import errors
+from reconciler.aws import kms as kms_adapter
+from reconciler.kinds import base
+from reconciler.manifest import model as manifest
+from reconciler.plan import model as plan_model
+from reconciler.plan import planner
+from reconciler.state import model as state_model
+
+KIND = "KmsProvider"
+SYMMETRIC = "SYMMETRIC_DEFAULT"
+REPLACE_ON = frozenset({"region", "keySpec", "usage", "multiRegion"})
+LOCAL_ONLY = ("protect", "deletionWindowDays")
+DEFAULT_ROTATION_DAYS = 365
+
+
+def alias_name(name: str | None) -> str | None:
+    if not name:
+        return None
+    return name if name.startswith("alias/") else f"alias/{name}"
+
+
+def _rotation(spec: Mapping[str, Any] | None) -> dict[str, Any]:
+    enabled = bool((spec or {}).get("enabled"))
+    return {"enabled": enabled,
+            "periodDays": (spec or {}).get("periodDays", DEFAULT_ROTATION_DAYS) if enabled else None}
+
+
+def _pick_alias(aliases: list[str], wanted: str | None, *, read_only: bool) -> str | None:
+    """The alias attribute: the one we manage if it points at this key; for a
+    read-only key, the first alias it has."""
+    if wanted and wanted in aliases:
+        return wanted
+    if read_only and aliases:
+        return aliases[0]
+    return None
+
+
+class KmsProviderHandler:
+    kind = KIND
+
+    # -- pure ------------------------------------------------------------------
+    def desired(self, resource: manifest.Resource, config: manifest.Config) -> plan_model.Desired:
+        spec = resource.spec
+        region = config.region_of(resource)
+        connection = {"region": region, "auth": dict(config.auth_of(resource))}
+        if "keyId" in spec:
+            lookup = {"keyId": spec["keyId"]}
+            if not spec.get("manage"):
+                return plan_model.Desired(KIND, resource.name, "read", {}, connection, lookup=lookup)
+            attrs: dict[str, Any] = {"keyState": "Enabled"}
+            for field in ("description", "tags", "policy"):
+                if field in spec:
+                    attrs[field] = spec[field]
+            if "alias" in spec:
+                attrs["alias"] = alias_name(spec["alias"])
+            if "rotation" in spec:
+                attrs["rotation"] = _rotation(spec["rotation"])
+            return plan_model.Desired(KIND, resource.name, "adopted", attrs, connection, lookup=lookup)
+
+        key_spec = spec.get("spec", SYMMETRIC)
+        per_key = {"alias": alias_name(spec.get("alias")), "description": spec.get("description", ""),
+                   "tags": dict(spec.get("tags") or {}), "keyState": "Enabled"}
+        attrs = {"region": region, "keySpec": key_spec, "usage": spec.get("usage", "ENCRYPT_DECRYPT"),
+                 "multiRegion": bool(spec.get("multiRegion", False)), **per_key,
+                 "protect": spec.get("protect", True),
+                 "deletionWindowDays": spec.get("deletionWindowDays", 30)}
+        if key_spec == SYMMETRIC:
+            attrs["rotation"] = _rotation(spec.get("rotation"))
+        if "policy" in spec:
+            attrs["policy"] = spec["policy"]
+        if attrs["multiRegion"]:
+            attrs["replicas"] = {r: dict(per_key) for r in sorted(spec.get("replicaRegions") or [])}
+        return plan_model.Desired(KIND, resource.name, "managed", attrs, connection,
+                                  replace_on=REPLACE_ON, destroy_on=frozenset({"replicas"}))
+
+    # -- reading -----------------------------------------------------------------
+    def _read(self, aws: base.AwsContext, connection: Mapping[str, Any], key_id: str, *,
+              wanted_alias: str | None, with_policy: bool, read_only: bool,
+              ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+        kms = aws.kms(connection)
+        meta = kms.describe_key(key_id)
+        if meta is None:
+            return None, {}
+        key_id = meta["KeyId"]
+        attrs: dict[str, Any] = {
+            "region": kms.region, "keySpec": meta.get("KeySpec", SYMMETRIC),
+            "usage": meta.get("KeyUsage"), "multiRegion": bool(meta.get("MultiRegion", False)),
+            "description": meta.get("Description", ""), "keyState": meta.get("KeyState"),
+            "alias": _pick_alias(kms.aliases_of(key_id), wanted_alias, read_only=read_only),
+            "tags": kms.tags(key_id),
+        }
+        if attrs["keySpec"] == SYMMETRIC:
+            enabled, period = kms.rotation(key_id)
+            attrs["rotation"] = {"enabled": enabled, "periodDays": period if enabled else None}
+        if with_policy:
+            attrs["policy"] = kms.policy(key_id)
+        ids: dict[str, Any] = {"keyId": key_id, "arn": meta["Arn"]}
+        mrc = meta.get("MultiRegionConfiguration") or {}
+        if attrs["multiRegion"] and mrc.get("MultiRegionKeyType") == "PRIMARY":
+            replicas: dict[str, Any] = {}
+            for region in sorted({r["Region"] for r in mrc.get("ReplicaKeys", [])}):
+                regional = aws.kms(connection, region)
+                replica = regional.describe_key(key_id)
+                if replica is None:
+                    continue
+                replicas[region] = {
+                    "alias": _pick_alias(regional.aliases_of(key_id), wanted_alias, read_only=read_only),
+                    "description": replica.get("Description", ""),
+                    "tags": regional.tags(key_id), "keyState": replica.get("KeyState")}
+            attrs["replicas"] = replicas
+        return attrs, ids
+
+    def refresh(self, aws: base.AwsContext, entry: state_model.ResourceState,
+                desired: plan_model.Desired | None) -> planner.Refreshed:
+        connection = dict(entry.connection)
+        if desired is not None:
+            connection["auth"] = desired.connection["auth"]
+        wanted = (desired.attributes.get("alias") if desired else None) or entry.attributes.get("alias")
+        with_policy = entry.mode == "read" or "policy" in entry.attributes or (
+            desired is not None and "policy" in desired.attributes)
+        attrs, ids = self._read(aws, connection, entry.ids["keyId"], wanted_alias=wanted,
+                                with_policy=with_policy, read_only=entry.mode == "read")
+        if attrs is None:
+            return planner.Refreshed(None)
+        for field in LOCAL_ONLY:
+            if field in entry.attributes:
+                attrs[field] = entry.attributes[field]
+        return planner.Refreshed(attrs, ids)
+
+    def lookup(self, aws: base.AwsContext, desired: plan_model.Desired) -> planner.Refreshed:
+        attrs, ids = self._read(aws, desired.connection, desired.lookup["keyId"],
+                                wanted_alias=desired.attributes.get("alias"),
+                                with_policy=True, read_only=desired.mode == "read")
+        return planner.Refreshed(attrs, ids)
+
+    def read(self, aws: base.AwsContext, desired: plan_model.Desired) -> state_model.ResourceState:
+        found = self.lookup(aws, desired)
+        if found.attributes is None:
+            raise errors.AwsNotFound(f"key {desired.lookup['keyId']} not found")
+        return state_model.ResourceState(KIND, desired.name, desired.mode, found.ids, found.attributes,
+                                         desired.connection, desired.dependencies)
+
+    # -- writing -----------------------------------------------------------------
+    def create(self, aws: base.AwsContext, desired: plan_model.Desired,
+               checkpoint: base.Checkpoint) -> state_model.ResourceState:
+        want = desired.attributes
+        kms = aws.kms(desired.connection)
+        meta = kms.create_key(key_spec=want["keySpec"], usage=want["usage"],
+                              description=want["description"], multi_region=want["multiRegion"],
+                              tags=want["tags"], policy=want.get("policy"))
+        ids = {"keyId": meta["KeyId"], "arn": meta["Arn"]}
+        created = {field: want[field] for field in ("region", "keySpec", "usage", "multiRegion",
+                                                    "description", "tags", *LOCAL_ONLY)}
+        created.update(alias=None, keyState="Enabled")
+        if "rotation" in want:
+            created["rotation"] = _rotation(None)
+        if "policy" in want:
+            created["policy"] = want["policy"]
+        if want["multiRegion"]:
+            created["replicas"] = {}
+        entry = state_model.ResourceState(KIND, desired.name, "managed", ids, created,
+                                          desired.connection, desired.dependencies)
+        checkpoint(entry)  # the key exists now: never lose track of it
+        return self._converge(aws, desired, entry, created, checkpoint)
+
+    def update(self, aws: base.AwsContext, desired: plan_model.Desired, entry: state_model.ResourceState,
+               change: plan_model.ResourceChange, checkpoint: base.Checkpoint) -> state_model.ResourceState:
+        return self._converge(aws, desired, entry, dict(change.before or entry.attributes), checkpoint)
+
+    def replace(self, aws: base.AwsContext, desired: plan_model.Desired, entry: state_model.ResourceState,
+                checkpoint: base.Checkpoint) -> state_model.ResourceState:
+        new = self.create(aws, desired, checkpoint)
+        self._schedule_deletion(aws, entry)
+        return new
+
+    def delete(self, aws: base.AwsContext, entry: state_model.ResourceState) -> None:
+        if entry.mode != "managed":
+            return  # adopted keys are only forgotten
+        self._schedule_deletion(aws, entry)
+
+    def _schedule_deletion(self, aws: base.AwsContext, entry: state_model.ResourceState) -> None:
+        if entry.attributes.get("protect", True):
+            raise errors.PlanError(f"{entry.address}: refusing to schedule deletion of a protected key")
+        key_id = entry.ids["keyId"]
+        days = int(entry.attributes.get("deletionWindowDays", 30))
+        alias = entry.attributes.get("alias")
+        regions = sorted((entry.attributes.get("replicas") or {}).keys())
+        for region in [*regions, None]:
+            kms = aws.kms(entry.connection, region)
+            meta = kms.describe_key(key_id)
+            if meta is None or meta.get("KeyState") in ("PendingDeletion", "PendingReplicaDeletion"):
+                continue
+            if alias and alias in kms.aliases_of(key_id):
+                kms.delete_alias(alias)  # frees the name; a moved alias is left alone
+            kms.schedule_deletion(key_id, days)
+
+    def _converge(self, aws: base.AwsContext, desired: plan_model.Desired,
+                  entry: state_model.ResourceState, current: dict[str, Any],
+                  checkpoint: base.Checkpoint) -> state_model.ResourceState:
+        want = desired.attributes
+        key_id = entry.ids["keyId"]
+        kms = aws.kms(desired.connection)
+        _converge_key(kms, key_id, current, want)
+        if "rotation" in want and want["rotation"] != current.get("rotation"):
+            kms.set_rotation(key_id, want["rotation"]["enabled"], want["rotation"]["periodDays"])
+        if "policy" in want and want["policy"] != current.get("policy"):
+            kms.put_policy(key_id, want["policy"])
+        recorded = dict(want) if desired.mode == "managed" else {**current, **want}
+        if "replicas" in want:
+            have = dict(current.get("replicas") or {})
+            for region, replica in sorted(want["replicas"].items()):
+                regional = aws.kms(desired.connection, region)
+                if region not in have:
+                    kms.replicate_key(key_id, region, description=replica["description"],
+                                      tags=replica["tags"], policy=want.get("policy"))
+                    have[region] = {"alias": None, "description": replica["description"],
+                                    "tags": replica["tags"], "keyState": "Enabled"}
+                    checkpoint(dataclasses.replace(entry, attributes={**entry.attributes, "replicas": have}))
+                _converge_key(regional, key_id, have[region], replica)
+            for region in sorted(set(have) - set(want["replicas"])):
+                if want.get("protect", True):
+                    raise errors.PlanError(f"{desired.address}: removing the replica in {region} schedules "
+                                           "its deletion; set protect: false first")
+                regional = aws.kms(desired.connection, region)
+                regional.schedule_deletion(key_id, int(want.get("deletionWindowDays", 30)))
+        return dataclasses.replace(entry, mode=desired.mode, attributes=recorded,
+                                   connection=desired.connection, dependencies=desired.dependencies)
+
+
+def _converge_key(kms: kms_adapter.KmsAdapter, key_id: str, current: Mapping[str, Any],
+                  want: Mapping[str, Any]) -> None:
+    """Bring one key (primary or replica) from ``current`` to ``want`` for the
+    per-key attributes ``want`` names."""
+    state = current.get("keyState")
+    if "keyState" in want and state != want["keyState"]:
+        if state == "PendingDeletion":
+            kms.cancel_deletion(key_id)  # leaves the key Disabled, as AWS does
+        kms.enable(key_id)
+    if "description" in want and want["description"] != current.get("description"):
+        kms.update_description(key_id, want["description"])
+    if "tags" in want and want["tags"] != current.get("tags"):
+        have = current.get("tags") or {}
+        kms.untag(key_id, sorted(k for k in have if k not in want["tags"]))
+        kms.tag(key_id, {k: v for k, v in want["tags"].items() if have.get(k) != v})
+    if "alias" in want and want["alias"] != current.get("alias"):
+        if want["alias"]:
+            kms.set_alias(want["alias"], key_id)
+        if current.get("alias"):
+            kms.delete_alias(current["alias"])

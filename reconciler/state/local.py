@@ -1,0 +1,165 @@
+"""The local state backend: a JSON file written atomically (temp file, fsync,
+``os.replace``) with the previous version kept as ``<file>.backup``, and an
+OS-level lock (``fcntl.flock``) on ``<file>.lock`` held for the whole of a
+state-changing command. The lock file records who holds it."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import fcntl
+import getpass
+import json
+import os
+import pathlib
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from reconciler import errors
+from reconciler.state import model
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+class LocalBackend:
+    def __init__(self, path: pathlib.Path | str) -> None:
+        self.path = pathlib.Path(path)
+        self.backup_path = self.path.with_name(self.path.name + ".backup")
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self._lock_fd: int | None = None
+        self.lock_id: str | None = None
+
+    def describe(self) -> str:
+        return str(self.path)
+
+    # -- reading and writing -------------------------------------------------
+    def read(self) -> model.State:
+        try:
+            text = self.path.read_text()
+        except FileNotFoundError:
+            return model.State.empty()
+        except OSError as exc:
+            raise errors.StateError(f"{self.path}: cannot read state ({exc.strerror})") from exc
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise errors.StateError(
+                f"{self.path}:{exc.lineno}:{exc.colno}: state file is not valid JSON ({exc.msg}); "
+                f"the previous version is in {self.backup_path}") from exc
+        return model.State.from_json(data, origin=str(self.path))
+
+    def write(self, state: model.State) -> model.State:
+        """Write ``state`` as the next serial; returns what was written."""
+        if self._lock_fd is None:
+            raise errors.StateError("internal: state written without holding the lock")
+        current = self.read()
+        if current.lineage and state.lineage and current.lineage != state.lineage:
+            raise errors.StateError(f"{self.path}: state lineage changed underneath this run "
+                                    f"({current.lineage} != {state.lineage}); refusing to overwrite")
+        written = dataclasses.replace(state, lineage=state.lineage or current.lineage,
+                                      serial=max(current.serial, state.serial)).next_serial()
+        payload = json.dumps(written.to_json(), indent=2, sort_keys=True) + "\n"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.exists():
+            self._atomic_write(self.backup_path, self.path.read_bytes())
+        self._atomic_write(self.path, payload.encode())
+        return written
+
+    @staticmethod
+    def _atomic_write(path: pathlib.Path, data: bytes) -> None:
+        temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temp, path)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    # -- locking -------------------------------------------------------------
+    def _holder(self) -> dict[str, Any] | None:
+        try:
+            text = self.lock_path.read_text()
+            return json.loads(text) if text.strip() else None
+        except (OSError, json.JSONDecodeError):
+            return None
+
+    @staticmethod
+    def describe_holder(holder: dict[str, Any] | None) -> str:
+        if not holder:
+            return "another process (no holder information)"
+        since = holder.get("since", "?")
+        age = ""
+        with contextlib.suppress(ValueError, TypeError):
+            seconds = int((_now() - datetime.datetime.fromisoformat(since)).total_seconds())
+            age = f" ({seconds}s ago)"
+        return (f"PID {holder.get('pid')} on {holder.get('host')} since {since}{age}, "
+                f"running {holder.get('operation', '?')} (lock ID {holder.get('id')})")
+
+    @contextlib.contextmanager
+    def lock(self, operation: str, timeout: float = 0.0) -> Iterator[str]:
+        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise errors.LockError(
+                        f"state {self.path} is locked by {self.describe_holder(self._holder())}; "
+                        "wait for it to finish, retry with --lock-timeout, or if that process is "
+                        "gone run `reconciler state unlock ID`") from None
+                time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+        lock_id = str(uuid.uuid4())
+        holder = {"id": lock_id, "pid": os.getpid(), "host": socket.gethostname(),
+                  "user": getpass.getuser(), "since": _now().isoformat(timespec="seconds"),
+                  "operation": operation}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(holder).encode(), 0)
+        os.fsync(fd)
+        self._lock_fd, self.lock_id = fd, lock_id
+        try:
+            yield lock_id
+        finally:
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+            self._lock_fd, self.lock_id = None, None
+
+    def unlock(self, lock_id: str) -> str:
+        """Break a lock left behind. An OS lock dies with its process, so what
+        can be left is the holder record of a process that is gone (or a lock on
+        a shared filesystem whose holder crashed)."""
+        holder = self._holder()
+        if not holder:
+            raise errors.LockError(f"state {self.path} is not locked")
+        if holder.get("id") != lock_id:
+            raise errors.LockError(f"lock ID {lock_id} does not match the lock on {self.path} "
+                                   f"(held by {self.describe_holder(holder)})")
+        fd = os.open(self.lock_path, os.O_RDWR)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise errors.LockError(
+                    f"lock {lock_id} is held by a running process ({self.describe_holder(holder)}); "
+                    "stop that process first") from None
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+        return f"Lock {lock_id} on {self.path} released."
