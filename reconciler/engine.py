@@ -96,6 +96,16 @@ def refresh(desired: Mapping[str, plan_model.Desired], prior: state_model.State,
     return refreshed, adopted
 
 
+def check_connections(desired: Mapping[str, plan_model.Desired], aws: base.AwsContext) -> None:
+    """Resolve every auth block (env refs, token files, source credentials)
+    before any change, so a missing variable fails fast and alone."""
+    for address, want in sorted(desired.items()):
+        try:
+            aws.kms(want.connection)
+        except errors.ReconcilerError as exc:
+            raise errors.prefixed(exc, f"{address}: ") from None
+
+
 def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
@@ -111,6 +121,7 @@ def make_plan(workspace: Workspace, aws: base.AwsContext, *, refresh_live: bool 
         for dep in entry.dependencies:
             graph.add_edge(address, dep)
     scope = (graph.ancestors(targets) | set(targets)) if targets else None
+    check_connections({a: d for a, d in desired.items() if scope is None or a in scope}, aws)
     if refresh_live:
         refreshed, adopted = refresh(desired, prior, aws, scope, progress)
     else:
@@ -167,11 +178,12 @@ def check_saved_plan(plan: plan_model.Plan, workspace: Workspace, state: state_m
                                "run plan again")
 
 
-def new_context(max_attempts: int = session.MAX_ATTEMPTS) -> base.AwsContext:
-    return base.AwsContext(session.ClientFactory(max_attempts=max_attempts))
+def new_context() -> base.AwsContext:
+    return base.AwsContext(session.ClientFactory())
 
 
 def apply(plan: plan_model.Plan, workspace: Workspace, aws: base.AwsContext, *, allow_destroy: bool,
           progress: Progress = _quiet) -> executor.ApplyResult:
+    check_connections(plan.desired, aws)
     return executor.apply_plan(plan, workspace.backend, aws, allow_destroy=allow_destroy,
                                progress=progress)

@@ -22,10 +22,36 @@ import botocore.utils
 from reconciler import __version__, errors
 from reconciler.aws import errors as aws_errors
 
-MAX_ATTEMPTS = 8  # botocore's max_attempts counts retries after the first try
+MAX_ATTEMPTS = 8  # total attempts per call; AWS_MAX_ATTEMPTS overrides it, as for the AWS CLI
 
 CallListener = Callable[[str, str, str | None], None]  # service, operation, region
 _listeners: list[CallListener] = []
+_hooks: list[tuple[str, Callable[..., Any]]] = []
+
+
+def register_hook(event: str, handler: Callable[..., Any]) -> None:
+    """Register a botocore event handler on every client created from now on
+    (bench/ counts calls with it; tests inject faults with ``before-send``)."""
+    _hooks.append((event, handler))
+
+
+def unregister_hook(event: str, handler: Callable[..., Any]) -> None:
+    if (event, handler) in _hooks:
+        _hooks.remove((event, handler))
+
+
+def max_attempts() -> int:
+    try:
+        return max(1, int(os.environ.get("AWS_MAX_ATTEMPTS", MAX_ATTEMPTS)))
+    except ValueError:
+        raise errors.ConfigError("AWS_MAX_ATTEMPTS must be a whole number") from None
+
+
+def _instrument(client: Any) -> Any:
+    client.meta.events.register("before-call", _notify)
+    for event, handler in _hooks:
+        client.meta.events.register(event, handler)
+    return client
 
 
 def add_call_listener(listener: CallListener) -> None:
@@ -56,11 +82,11 @@ def _env(ref: Mapping[str, str], field: str) -> str:
 class ClientFactory:
     """Creates and caches sessions (one per auth + region) and clients."""
 
-    def __init__(self, *, max_attempts: int = MAX_ATTEMPTS) -> None:
+    def __init__(self, *, attempts: int | None = None) -> None:
         self._sessions: dict[str, boto3.Session] = {}
         self._clients: dict[tuple[str, str, str], Any] = {}
         self._config = botocore.config.Config(
-            retries={"mode": "adaptive", "max_attempts": max_attempts},
+            retries={"mode": "adaptive", "total_max_attempts": attempts or max_attempts()},
             user_agent_extra=f"reconciler/{__version__}",
             connect_timeout=10, read_timeout=60)
 
@@ -73,8 +99,7 @@ class ClientFactory:
             if session is None:
                 session = self._sessions[key] = self._session(auth, region)
             client = session.client(service, region_name=region, config=self._config)
-            client.meta.events.register("before-call", _notify)
-            self._clients[cache_key] = client
+            self._clients[cache_key] = _instrument(client)
         return self._clients[cache_key]
 
     def _session(self, auth: Mapping[str, Any], region: str) -> boto3.Session:
@@ -117,9 +142,7 @@ class ClientFactory:
     def _creator(self, source: boto3.Session) -> Callable[..., Any]:
         def create(service: str, **kwargs: Any) -> Any:
             config = self._config.merge(kwargs.pop("config")) if "config" in kwargs else self._config
-            client = source._session.create_client(service, config=config, **kwargs)
-            client.meta.events.register("before-call", _notify)
-            return client
+            return _instrument(source._session.create_client(service, config=config, **kwargs))
         return create
 
     @staticmethod

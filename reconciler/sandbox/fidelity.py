@@ -11,6 +11,10 @@ in tests/aws/test_sandbox_fidelity.py that fails on stock moto.
 2. Rotation period: stock moto accepts RotationPeriodInDays and never returns
    it; here GetKeyRotationStatus returns it (365 by default) while rotation is
    enabled, and out-of-range periods are rejected.
+3. Access denied on JSON-protocol services (KMS, Secrets Manager, SSM,
+   DynamoDB): stock moto answers HTTP 403 with an XML body, which botocore
+   reads as error code "403" with no message; here it is the typed
+   ``AccessDeniedException`` with AWS's message, as AWS sends it.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import copy
 import json
 from typing import Any
 
+from moto.core import authorization
+from moto.core import exceptions as core_exceptions
 from moto.kms import exceptions as kms_exceptions
 from moto.kms import models as kms_models
 from moto.kms import responses as kms_responses
@@ -93,6 +99,16 @@ def _get_key_rotation_status(self: kms_responses.KmsResponse) -> str:
     return json.dumps(result)
 
 
+def _authenticate_and_authorize_action(self: Any, iam_request_cls: type, resource: str = "*") -> None:
+    try:
+        _ORIGINAL["authorize"](self, iam_request_cls, resource)
+    except core_exceptions.AccessDeniedError as exc:
+        if not self.headers.get("X-Amz-Target"):
+            raise  # query and REST protocols (IAM, STS, S3) do get XML
+        message = exc.message
+        raise core_exceptions.JsonRESTError("AccessDeniedException", message) from exc
+
+
 _ORIGINAL: dict[str, Any] = {}
 
 
@@ -101,6 +117,9 @@ def apply() -> None:
     global _applied
     if _applied:
         return
+    _ORIGINAL["authorize"] = authorization.ActionAuthenticatorMixin._authenticate_and_authorize_action
+    authorization.ActionAuthenticatorMixin._authenticate_and_authorize_action = (  # type: ignore[method-assign]
+        _authenticate_and_authorize_action)
     _ORIGINAL["enable_key_rotation"] = kms_responses.KmsResponse.enable_key_rotation
     _ORIGINAL["get_key_rotation_status"] = kms_responses.KmsResponse.get_key_rotation_status
     kms_models.KmsBackend.replicate_key = _replicate_key  # type: ignore[method-assign]
