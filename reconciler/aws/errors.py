@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import botocore.exceptions
+import botocore.parsers
 
 from reconciler import errors
+
+# Everything botocore raises for a failed call; translate() handles each.
+BOTO_ERRORS = (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError,
+               botocore.parsers.ResponseParserError)
 
 ACCESS_DENIED = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation",
                  "NotAuthorizedException", "UnrecognizedClientException", "InvalidClientTokenId",
@@ -44,7 +49,7 @@ def translate(exc: Exception, service: str, operation: str) -> errors.Reconciler
                                "up, or the sandbox running (AWS_ENDPOINT_URL)?")
     if isinstance(exc, botocore.exceptions.ReadTimeoutError):
         return errors.AwsError(f"{action}: AWS did not answer in time; retry later")
-    if isinstance(exc, botocore.exceptions.ResponseParserError):
+    if isinstance(exc, botocore.parsers.ResponseParserError):
         return errors.AwsError(f"{action}: AWS returned a response that could not be read "
                                "(the endpoint may not implement this operation)")
     if isinstance(exc, botocore.exceptions.ParamValidationError):

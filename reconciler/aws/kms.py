@@ -7,7 +7,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import botocore
-import botocore.exceptions
 
 from reconciler import errors
 from reconciler.aws import errors as aws_errors
@@ -21,14 +20,14 @@ class KmsAdapter:
     def _call(self, operation: str, **params: Any) -> Any:
         try:
             return getattr(self.client, botocore.xform_name(operation))(**params)
-        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+        except aws_errors.BOTO_ERRORS as exc:
             raise aws_errors.translate(exc, "kms", operation) from exc
 
     def _pages(self, operation: str, result_key: str, **params: Any) -> list[Any]:
         try:
             paginator = self.client.get_paginator(botocore.xform_name(operation))
             return [item for page in paginator.paginate(**params) for item in page.get(result_key, [])]
-        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+        except aws_errors.BOTO_ERRORS as exc:
             raise aws_errors.translate(exc, "kms", operation) from exc
 
     # -- reading -------------------------------------------------------------

@@ -1,0 +1,132 @@
+"""Each fidelity fix behaves as AWS does on the sandbox, and the same check
+fails on stock moto (run as a separate, unpatched server process)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+
+import boto3
+import botocore.exceptions
+import botocore.parsers
+import pytest
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def stock_moto() -> Iterator[str]:
+    port = _free_port()
+    process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/moto-api/data.json", timeout=1).read()
+            break
+        except (urllib.error.URLError, OSError):
+            if time.monotonic() > deadline:
+                process.kill()
+                pytest.fail("stock moto did not start")
+            time.sleep(0.1)
+    yield url
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def _client(endpoint: str, service: str, region: str = "us-east-1", **creds: str):
+    return boto3.client(service, region_name=region, endpoint_url=endpoint,
+                        aws_access_key_id=creds.get("key", "testing"),
+                        aws_secret_access_key=creds.get("secret", "testing"),
+                        config=botocore.config.Config(retries={"total_max_attempts": 1}))
+
+
+def _reset_auth(endpoint: str, value: str) -> None:
+    urllib.request.urlopen(urllib.request.Request(
+        f"{endpoint}/moto-api/reset-auth", data=value.encode(), method="POST",
+        headers={"Content-Type": "text/plain"})).read()
+
+
+# -- the checks: each returns normally when the endpoint behaves as AWS does ----------
+def replicate_keeps_primary_primary(endpoint: str) -> None:
+    kms = _client(endpoint, "kms")
+    key = kms.create_key(KeySpec="RSA_4096", KeyUsage="ENCRYPT_DECRYPT", MultiRegion=True)["KeyMetadata"]
+    replica = kms.replicate_key(KeyId=key["KeyId"], ReplicaRegion="us-west-2", Description="replica",
+                                Tags=[{"TagKey": "t", "TagValue": "v"}])["ReplicaKeyMetadata"]
+    primary = kms.describe_key(KeyId=key["KeyId"])["KeyMetadata"]
+    west = _client(endpoint, "kms", "us-west-2")
+    described = west.describe_key(KeyId=key["KeyId"])["KeyMetadata"]
+    assert primary["MultiRegionConfiguration"]["MultiRegionKeyType"] == "PRIMARY"
+    assert described["MultiRegionConfiguration"]["MultiRegionKeyType"] == "REPLICA"
+    assert replica["Arn"].split(":")[3] == "us-west-2"
+    assert described["Description"] == "replica"
+    assert west.list_resource_tags(KeyId=key["KeyId"])["Tags"] == [{"TagKey": "t", "TagValue": "v"}]
+
+
+def replica_has_its_own_aliases(endpoint: str) -> None:
+    kms = _client(endpoint, "kms")
+    key = kms.create_key(MultiRegion=True)["KeyMetadata"]["KeyId"]
+    kms.replicate_key(KeyId=key, ReplicaRegion="eu-west-1")
+    _client(endpoint, "kms", "eu-west-1").create_alias(AliasName="alias/only-in-eu", TargetKeyId=key)
+    assert kms.list_aliases(KeyId=key)["Aliases"] == []
+
+
+def replicate_single_region_is_validation_error(endpoint: str) -> None:
+    kms = _client(endpoint, "kms")
+    key = kms.create_key()["KeyMetadata"]["KeyId"]
+    with pytest.raises(botocore.exceptions.ClientError) as info:
+        kms.replicate_key(KeyId=key, ReplicaRegion="us-west-2")
+    assert info.value.response["Error"]["Code"] == "ValidationException"
+
+
+def rotation_period_is_returned(endpoint: str) -> None:
+    kms = _client(endpoint, "kms")
+    key = kms.create_key()["KeyMetadata"]["KeyId"]
+    kms.enable_key_rotation(KeyId=key, RotationPeriodInDays=180)
+    assert kms.get_key_rotation_status(KeyId=key).get("RotationPeriodInDays") == 180
+
+
+def access_denied_is_typed_for_json_services(endpoint: str) -> None:
+    iam = _client(endpoint, "iam")
+    user = f"nobody-{time.monotonic_ns()}"
+    iam.create_user(UserName=user)
+    key = iam.create_access_key(UserName=user)["AccessKey"]
+    kms = _client(endpoint, "kms", key=key["AccessKeyId"], secret=key["SecretAccessKey"])
+    _reset_auth(endpoint, "0")
+    try:
+        with pytest.raises(botocore.exceptions.ClientError) as info:
+            kms.create_key()
+    finally:
+        _reset_auth(endpoint, "inf")
+    assert info.value.response["Error"]["Code"] == "AccessDeniedException"
+    assert "not authorized to perform: kms:CreateKey" in info.value.response["Error"]["Message"]
+
+
+CHECKS: list[Callable[[str], None]] = [
+    replicate_keeps_primary_primary, replica_has_its_own_aliases,
+    replicate_single_region_is_validation_error, rotation_period_is_returned,
+    access_denied_is_typed_for_json_services,
+]
+
+
+@pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__)
+def test_sandbox_behaves_as_aws(aws, check):
+    check(aws)
+
+
+@pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__)
+def test_stock_moto_does_not(stock_moto, check):
+    with pytest.raises((AssertionError, botocore.exceptions.ClientError, pytest.fail.Exception,
+                        botocore.parsers.ResponseParserError)):
+        check(stock_moto)
