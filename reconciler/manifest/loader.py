@@ -87,12 +87,12 @@ class _Walker:
                     self.diagnostics.append(errors.Diagnostic(
                         "mapping keys must be plain strings", _mark(self.file, key_node)))
                     continue
-                key = str(self.loader.construct_object(key_node))
-                if key == "<<":
+                if key_node.tag == "tag:yaml.org,2002:merge" or key_node.value == "<<":
                     self.diagnostics.append(errors.Diagnostic(
                         "YAML merge keys (<<) are not supported; write the fields out",
                         _mark(self.file, key_node)))
                     continue
+                key = str(self.loader.construct_object(key_node))
                 if key in result:
                     self.diagnostics.append(errors.Diagnostic(
                         f"duplicate key {key!r} (first at line "
