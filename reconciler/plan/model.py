@@ -59,6 +59,7 @@ class ResourceChange:
     replace_paths: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     requires_allow_destroy: bool = False
+    sensitive: tuple[str, ...] = ()  # top-level attributes never to be shown
 
     def to_json(self) -> dict[str, Any]:
         return {"address": self.address, "kind": self.kind, "name": self.name,
@@ -66,7 +67,8 @@ class ResourceChange:
                 "before": self.before, "after": self.after,
                 "changes": [c.to_json() for c in self.changes],
                 "replacePaths": list(self.replace_paths), "notes": list(self.notes),
-                "requiresAllowDestroy": self.requires_allow_destroy}
+                "requiresAllowDestroy": self.requires_allow_destroy,
+                "sensitive": list(self.sensitive)}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "ResourceChange":
@@ -75,7 +77,7 @@ class ResourceChange:
         return cls(data["address"], data["kind"], data["name"], actions.Action(data["action"]),
                    data["mode"], data["before"], data["after"], changes,
                    tuple(data.get("replacePaths", ())), tuple(data.get("notes", ())),
-                   data.get("requiresAllowDestroy", False))
+                   data.get("requiresAllowDestroy", False), tuple(data.get("sensitive", ())))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -150,7 +150,8 @@ def _plan_delete(entry: state_model.ResourceState, problems: list[str]) -> model
 
 def _plan_upsert(want: model.Desired, entry: state_model.ResourceState | None,
                  live: Mapping[str, Any] | None, problems: list[str]) -> model.ResourceChange:
-    base = dict(address=want.address, kind=want.kind, name=want.name, mode=want.mode)
+    base = dict(address=want.address, kind=want.kind, name=want.name, mode=want.mode,
+                sensitive=tuple(sorted(want.sensitive)))
     if want.mode == "read":
         if entry is None:
             return model.ResourceChange(**base, action=Action.READ, before=None, after=live)

@@ -12,6 +12,9 @@ from reconciler.render import text, values
 def plan_json(plan: model.Plan) -> str:
     data = plan.to_json()
     data.pop("desired")
+    for change, shown in zip(plan.changes, data["changes"]):
+        shown["before"] = values.masked(shown["before"], change.sensitive)
+        shown["after"] = values.masked(shown["after"], change.sensitive)
     data["summary"] = plan.counts()
     data["hasChanges"] = plan.has_changes
     return json.dumps(data, indent=2, sort_keys=True) + "\n"

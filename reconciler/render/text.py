@@ -54,11 +54,12 @@ def _change_lines(change: model.ResourceChange, style: Callable[[str, str], str]
         case Action.CREATE | Action.DELETE | Action.READ if not change.changes:
             shown = change.after if change.action is not Action.DELETE else change.before
             sign = {Action.CREATE: "+", Action.DELETE: "-", Action.READ: " "}[change.action]
-            rows = values.flatten(dict(shown or {}))
+            rows = values.flatten(values.masked(dict(shown or {}), change.sensitive))
             width = max((len(p) for p, _ in rows), default=0)
             for path, value in rows:
                 indent = " " * (10 + width)
-                lines.append(f"      {sign} {path.ljust(width)} = {values.show(value, indent=indent)}")
+                shown_value = value if value == values.SENSITIVE else values.show(value, indent=indent)
+                lines.append(f"      {sign} {path.ljust(width)} = {shown_value}")
         case Action.UPDATE | Action.REPLACE | Action.READ:
             width = max((len(c.path) for c in change.changes), default=0)
             for c in change.changes:

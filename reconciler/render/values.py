@@ -32,3 +32,10 @@ def flatten(attributes: dict[str, Any] | None, prefix: str = "") -> list[tuple[s
         else:
             rows.append((path, value))
     return rows
+
+
+def masked(attributes: dict[str, Any] | None, sensitive: Any) -> dict[str, Any] | None:
+    """The attributes with every sensitive one replaced by the placeholder."""
+    if attributes is None:
+        return None
+    return {k: (SENSITIVE if k in sensitive and v is not None else v) for k, v in attributes.items()}

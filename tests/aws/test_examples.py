@@ -1,0 +1,44 @@
+"""Every example stack validates, applies on the sandbox, and then plans clean."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+
+from tests.conftest import EXAMPLES, run, state_of
+
+NAMES = sorted(p.name for p in EXAMPLES.iterdir() if p.is_dir())
+
+
+def test_examples_exist():
+    assert {"quickstart", "cerby-rsa-multiregion", "pulumi-cmk-rotation"} <= set(NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_example_applies_and_is_then_clean(aws, example, name):
+    directory = example(name)
+    assert run("validate", directory).exit_code == 0
+    applied = run("apply", directory, "--auto-approve")
+    assert applied.exit_code == 0, applied.output
+    assert run("plan", directory, "--detailed-exitcode").exit_code == 0
+    assert run("drift", directory).exit_code == 0
+
+
+def test_cerby_key_is_rsa_4096_multi_region_with_us_west_2_replica(aws, example):
+    directory = example("cerby-rsa-multiregion")
+    assert run("apply", directory, "--auto-approve").exit_code == 0
+    key = state_of(directory)["resources"]["KmsProvider/cerby-vault-key"]["ids"]["keyId"]
+    assert key.startswith("mrk-")
+    west = boto3.client("kms", region_name="us-west-2").describe_key(KeyId=key)["KeyMetadata"]
+    assert west["KeySpec"] == "RSA_4096" and west["MultiRegionConfiguration"]["MultiRegionKeyType"] == "REPLICA"
+    # protect defaults to true: removing the key from the manifests is refused
+    (directory / "stack.yaml").write_text((directory / "stack.yaml").read_text().split("---")[0])
+    assert run("plan", directory).exit_code == 1
+
+
+def test_pulumi_key_rotates_every_180_days(aws, example):
+    directory = example("pulumi-cmk-rotation")
+    assert run("apply", directory, "--auto-approve").exit_code == 0
+    key = state_of(directory)["resources"]["KmsProvider/pulumi-secrets"]["ids"]["keyId"]
+    status = boto3.client("kms", region_name="us-east-1").get_key_rotation_status(KeyId=key)
+    assert status["KeyRotationEnabled"] and status["RotationPeriodInDays"] == 180

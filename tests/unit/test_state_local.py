@@ -1,0 +1,114 @@
+"""The local state backend: atomic writes, backups, serials, the OS lock."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+
+import pytest
+
+from reconciler import errors
+from reconciler.state import local, model
+
+
+def resource(name: str) -> model.ResourceState:
+    return model.ResourceState("KmsProvider", name, "managed", {"keyId": name}, {"a": 1}, {"region": "r"})
+
+
+def test_write_increments_serial_keeps_backup_and_lineage(tmp_path):
+    backend = local.LocalBackend(tmp_path / "s" / "state.json")
+    assert backend.read() == model.State.empty()
+    with backend.lock("apply"):
+        first = backend.write(model.State.empty().with_resource(resource("a")))
+        second = backend.write(first.with_resource(resource("b")))
+    assert first.serial == 1 and second.serial == 2
+    assert first.lineage and second.lineage == first.lineage
+    on_disk = json.loads(backend.path.read_text())
+    assert on_disk["serial"] == 2 and set(on_disk["resources"]) == {"KmsProvider/a", "KmsProvider/b"}
+    backup = json.loads(backend.backup_path.read_text())
+    assert backup["serial"] == 1 and set(backup["resources"]) == {"KmsProvider/a"}
+    assert oct(backend.path.stat().st_mode & 0o777) == "0o600"
+    assert not [p for p in backend.path.parent.iterdir() if p.name.endswith(".tmp")]
+    assert backend.read() == second
+
+
+def test_write_without_lock_is_refused(tmp_path):
+    with pytest.raises(errors.StateError, match="without holding the lock"):
+        local.LocalBackend(tmp_path / "state.json").write(model.State.empty())
+
+
+def test_other_lineage_is_never_overwritten(tmp_path):
+    backend = local.LocalBackend(tmp_path / "state.json")
+    with backend.lock("apply"):
+        backend.write(model.State.empty())
+        with pytest.raises(errors.StateError, match="lineage changed"):
+            backend.write(model.State("someone-else", 5))
+
+
+def test_corrupt_state_is_a_clear_error(tmp_path):
+    path = tmp_path / "state.json"
+    path.write_text('{"lineage": "x", "serial": ')
+    with pytest.raises(errors.StateError, match=r"state.json:1:\d+: state file is not valid JSON"):
+        local.LocalBackend(path).read()
+    path.write_text('{"version": 99, "lineage": "x", "serial": 1}')
+    with pytest.raises(errors.StateError, match="version 99 is not supported"):
+        local.LocalBackend(path).read()
+
+
+def _hold(path: str, ready, release) -> None:
+    backend = local.LocalBackend(path)
+    with backend.lock("apply"):
+        ready.set()
+        release.wait(10)
+
+
+def test_lock_names_holder_and_unlock_refuses_a_live_holder(tmp_path):
+    path = str(tmp_path / "state.json")
+    ctx = multiprocessing.get_context("fork")
+    ready, release = ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=_hold, args=(path, ready, release))
+    holder.start()
+    try:
+        assert ready.wait(10)
+        backend = local.LocalBackend(path)
+        with pytest.raises(errors.LockError) as info:
+            with backend.lock("apply", timeout=0.3):
+                pass
+        message = str(info.value)
+        assert f"locked by PID {holder.pid} on " in message and "since" in message
+        lock_id = json.loads(backend.lock_path.read_text())["id"]
+        assert lock_id in message
+        with pytest.raises(errors.LockError, match="held by a running process"):
+            backend.unlock(lock_id)
+    finally:
+        release.set()
+        holder.join(10)
+    with local.LocalBackend(path).lock("apply"):
+        pass  # free again once the holder is gone
+
+
+def test_unlock_clears_a_record_left_by_a_dead_process(tmp_path):
+    backend = local.LocalBackend(tmp_path / "state.json")
+    backend.lock_path.write_text(json.dumps({"id": "abc", "pid": 999999, "host": "h", "since": "x"}))
+    with pytest.raises(errors.LockError, match="does not match"):
+        backend.unlock("zzz")
+    assert "released" in backend.unlock("abc")
+    assert backend.lock_path.read_text() == ""
+    with pytest.raises(errors.LockError, match="not locked"):
+        backend.unlock("abc")
+
+
+def test_lock_timeout_waits_for_release(tmp_path):
+    path = str(tmp_path / "state.json")
+    ctx = multiprocessing.get_context("fork")
+    ready, release = ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=_hold, args=(path, ready, release))
+    holder.start()
+    assert ready.wait(10)
+    timer = ctx.Process(target=lambda: (os.system("sleep 0.3"), release.set()))
+    timer.start()
+    with local.LocalBackend(path).lock("apply", timeout=10):
+        pass
+    holder.join(10)
+    timer.join(10)
