@@ -1,0 +1,72 @@
+"""Figures for plan/apply on the sandbox: wall time and AWS API calls.
+
+    python bench/plan_refresh.py [--keys N]
+
+Starts the sandbox in-process, applies N symmetric keys, then measures a
+no-change plan (refresh), a --no-refresh plan and a drift run. Wall time on
+the sandbox is mostly API calls (moto serves ~200 requests/s), so the call
+counts are the figures to compare across versions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import pathlib
+import sys
+import tempfile
+import time
+import tracemalloc
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from click.testing import CliRunner  # noqa: E402
+
+from reconciler import cli  # noqa: E402
+from reconciler.aws import session  # noqa: E402
+from reconciler.sandbox import server  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--keys", type=int, default=50)
+    args = parser.parse_args()
+    moto = server.start(0)
+    host, port = moto.get_host_and_port()
+    os.environ.update(AWS_ENDPOINT_URL=f"http://{host}:{port}", AWS_ACCESS_KEY_ID="testing",
+                      AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
+    calls: collections.Counter[str] = collections.Counter()
+    session.add_call_listener(lambda service, op, _region: calls.update([f"{service}:{op}"]))
+    with tempfile.TemporaryDirectory() as tmp:
+        stack = pathlib.Path(tmp)
+        (stack / "stack.yaml").write_text("apiVersion: reconciler/v1\nkind: Stack\nmetadata: {name: bench}\n"
+                                          "spec: {region: us-east-1}\n")
+        docs = [f"apiVersion: reconciler/v1\nkind: KmsProvider\nmetadata: {{name: key-{i}}}\nspec:\n"
+                f"  alias: bench/key-{i}\n  tags: {{n: '{i}'}}\n  rotation: {{enabled: true}}\n"
+                for i in range(args.keys)]
+        (stack / "keys.yaml").write_text("---\n".join(docs))
+        runner = CliRunner()
+        for label, argv in [("apply (create)", ["apply", str(stack), "--auto-approve"]),
+                            ("plan (refresh, no changes)", ["plan", str(stack)]),
+                            ("plan --no-refresh", ["plan", str(stack), "--no-refresh"]),
+                            ("drift", ["drift", str(stack)])]:
+            calls.clear()
+            tracemalloc.start()
+            started = time.perf_counter()
+            result = runner.invoke(cli.main, argv)
+            elapsed = time.perf_counter() - started
+            _, peak = tracemalloc.get_traced_memory()
+            tracemalloc.stop()
+            assert result.exit_code == 0, result.output
+            total = sum(calls.values())
+            per_key = total / args.keys
+            top = ", ".join(f"{op}={n}" for op, n in calls.most_common(4))
+            print(f"{label:28s} {elapsed:7.2f}s  {total:5d} calls ({per_key:.1f}/key)  "
+                  f"peak {peak / 1e6:.1f} MB  [{top}]")
+    moto.stop()
+
+
+if __name__ == "__main__":
+    main()
