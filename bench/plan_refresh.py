@@ -5,7 +5,8 @@
 Starts the sandbox in-process, applies N symmetric keys, then measures a
 no-change plan (refresh), a --no-refresh plan and a drift run. Wall time on
 the sandbox is mostly API calls (moto serves ~200 requests/s), so the call
-counts are the figures to compare across versions.
+counts are the figures to compare across versions. Memory is the process's peak RSS
+(sandbox included), printed after each step.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pathlib
 import sys
 import tempfile
 import time
-import tracemalloc
+import resource
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -53,18 +54,16 @@ def main() -> None:
                             ("plan --no-refresh", ["plan", str(stack), "--no-refresh"]),
                             ("drift", ["drift", str(stack)])]:
             calls.clear()
-            tracemalloc.start()
             started = time.perf_counter()
             result = runner.invoke(cli.main, argv)
             elapsed = time.perf_counter() - started
-            _, peak = tracemalloc.get_traced_memory()
-            tracemalloc.stop()
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
             assert result.exit_code == 0, result.output
             total = sum(calls.values())
             per_key = total / args.keys
             top = ", ".join(f"{op}={n}" for op, n in calls.most_common(4))
             print(f"{label:28s} {elapsed:7.2f}s  {total:5d} calls ({per_key:.1f}/key)  "
-                  f"peak {peak / 1e6:.1f} MB  [{top}]")
+                  f"max RSS {peak / 1e6:.0f} MB  [{top}]")
     moto.stop()
 
 

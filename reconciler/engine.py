@@ -3,6 +3,7 @@ pieces (model, planner, renderers) do the thinking; this module fetches."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import datetime
 import json
@@ -22,6 +23,7 @@ from reconciler.state import model as state_model
 
 Progress = Callable[[str], None]
 DEFAULT_STATE_PATH = ".reconciler/state.json"
+REFRESH_WORKERS = 8
 
 
 def _quiet(_message: str) -> None:
@@ -82,17 +84,31 @@ def refresh(desired: Mapping[str, plan_model.Desired], prior: state_model.State,
     adopt = [a for a, d in sorted(desired.items()) if a not in prior.resources
              and d.mode in ("adopted", "read") and (scope is None or a in scope)]
     total = len(todo) + len(adopt)
-    for index, address in enumerate(todo + adopt, 1):
-        progress(f"[{index}/{total}] refreshing {address}")
+    done = 0
+
+    def one(address: str) -> tuple[str, planner.Refreshed]:
         try:
             if address in prior.resources:
                 entry = prior.resources[address]
-                refreshed[address] = kinds.handler_for(entry.kind).refresh(aws, entry, desired.get(address))
-            else:
-                want = desired[address]
-                adopted[address] = kinds.handler_for(want.kind).lookup(aws, want)
+                return address, kinds.handler_for(entry.kind).refresh(aws, entry, desired.get(address))
+            want = desired[address]
+            return address, kinds.handler_for(want.kind).lookup(aws, want)
         except errors.ReconcilerError as exc:
             raise errors.prefixed(exc, f"{address}: ") from None
+
+    # Reads are independent: run them side by side (boto3 clients are thread-safe).
+    with concurrent.futures.ThreadPoolExecutor(max_workers=REFRESH_WORKERS) as pool:
+        futures = [pool.submit(one, address) for address in todo + adopt]
+        try:
+            for future in concurrent.futures.as_completed(futures):
+                address, found = future.result()
+                (refreshed if address in prior.resources else adopted)[address] = found
+                done += 1
+                progress(f"[{done}/{total}] refreshed {address}")
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
     return refreshed, adopted
 
 

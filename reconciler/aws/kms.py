@@ -52,6 +52,9 @@ class KmsAdapter:
     def tags(self, key_id: str) -> dict[str, str]:
         return {t["TagKey"]: t["TagValue"] for t in self._pages("ListResourceTags", "Tags", KeyId=key_id)}
 
+    def grants(self, key_id: str) -> list[Mapping[str, Any]]:
+        return self._pages("ListGrants", "Grants", KeyId=key_id)
+
     # -- writing -------------------------------------------------------------
     def create_key(self, *, key_spec: str, usage: str, description: str, multi_region: bool,
                    tags: Mapping[str, str], policy: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -106,6 +109,12 @@ class KmsAdapter:
     def untag(self, key_id: str, keys: list[str]) -> None:
         if keys:
             self._call("UntagResource", KeyId=key_id, TagKeys=keys)
+
+    def create_grant(self, key_id: str, name: str, grantee: str, operations: list[str]) -> None:
+        self._call("CreateGrant", KeyId=key_id, Name=name, GranteePrincipal=grantee, Operations=operations)
+
+    def revoke_grant(self, key_id: str, grant_id: str) -> None:
+        self._call("RevokeGrant", KeyId=key_id, GrantId=grant_id)
 
     def enable(self, key_id: str) -> None:
         self._call("EnableKey", KeyId=key_id)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -83,6 +84,7 @@ class ClientFactory:
     """Creates and caches sessions (one per auth + region) and clients."""
 
     def __init__(self, *, attempts: int | None = None) -> None:
+        self._lock = threading.Lock()  # boto3 sessions are not thread-safe; clients are
         self._sessions: dict[str, boto3.Session] = {}
         self._clients: dict[tuple[str, str, str], Any] = {}
         self._config = botocore.config.Config(
@@ -94,6 +96,11 @@ class ClientFactory:
         auth = auth or {"defaultChain": {}}
         key = json.dumps(auth, sort_keys=True)
         cache_key = (key, service, region)
+        with self._lock:
+            return self._client_locked(key, cache_key, auth, service, region)
+
+    def _client_locked(self, key: str, cache_key: tuple[str, str, str], auth: Mapping[str, Any],
+                       service: str, region: str) -> Any:
         if cache_key not in self._clients:
             session = self._sessions.get(key)
             if session is None:

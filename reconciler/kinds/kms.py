@@ -5,6 +5,7 @@ Attributes (what plan compares; all JSON-shaped):
   description, alias, tags, keyState        per key, primary and each replica
   rotation {enabled, periodDays}            symmetric keys only
   policy                                    only when the manifest gives one
+  grants {name: {granteePrincipal, operations}}  only when the manifest gives them
   replicas {region: {alias, description, tags, keyState}}
   protect, deletionWindowDays               kept in state only, no AWS call
 """
@@ -42,6 +43,19 @@ def _rotation(spec: Mapping[str, Any] | None) -> dict[str, Any]:
             "periodDays": (spec or {}).get("periodDays", DEFAULT_ROTATION_DAYS) if enabled else None}
 
 
+def _grants(spec: list[Mapping[str, Any]]) -> dict[str, Any]:
+    return {g["name"]: {"granteePrincipal": g["granteePrincipal"], "operations": sorted(g["operations"])}
+            for g in spec}
+
+
+def _live_grants(raw: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """Every grant on the key, by name (or id for unnamed ones, which are not
+    ours: the plan then shows them as to be revoked)."""
+    return {g.get("Name") or f"grant-id:{g['GrantId']}": {
+        "granteePrincipal": g.get("GranteePrincipal"), "operations": sorted(g.get("Operations", []))}
+        for g in raw}
+
+
 def _pick_alias(aliases: list[str], wanted: str | None, *, read_only: bool) -> str | None:
     """The alias attribute: the one we manage if it points at this key; for a
     read-only key, the first alias it has."""
@@ -68,6 +82,8 @@ class KmsProviderHandler:
             for field in ("description", "tags", "policy"):
                 if field in spec:
                     attrs[field] = spec[field]
+            if "grants" in spec:
+                attrs["grants"] = _grants(spec["grants"])
             if "alias" in spec:
                 attrs["alias"] = alias_name(spec["alias"])
             if "rotation" in spec:
@@ -85,6 +101,8 @@ class KmsProviderHandler:
             attrs["rotation"] = _rotation(spec.get("rotation"))
         if "policy" in spec:
             attrs["policy"] = spec["policy"]
+        if "grants" in spec:
+            attrs["grants"] = _grants(spec["grants"])
         if attrs["multiRegion"]:
             attrs["replicas"] = {r: dict(per_key) for r in sorted(spec.get("replicaRegions") or [])}
         return plan_model.Desired(KIND, resource.name, "managed", attrs, connection,
@@ -92,7 +110,7 @@ class KmsProviderHandler:
 
     # -- reading -----------------------------------------------------------------
     def _read(self, aws: base.AwsContext, connection: Mapping[str, Any], key_id: str, *,
-              wanted_alias: str | None, with_policy: bool, read_only: bool,
+              wanted_alias: str | None, with_policy: bool, with_grants: bool, read_only: bool,
               ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
         kms = aws.kms(connection)
         meta = kms.describe_key(key_id)
@@ -111,6 +129,8 @@ class KmsProviderHandler:
             attrs["rotation"] = {"enabled": enabled, "periodDays": period if enabled else None}
         if with_policy:
             attrs["policy"] = kms.policy(key_id)
+        if with_grants:
+            attrs["grants"] = _live_grants(kms.grants(key_id))
         ids: dict[str, Any] = {"keyId": key_id, "arn": meta["Arn"]}
         mrc = meta.get("MultiRegionConfiguration") or {}
         if attrs["multiRegion"] and mrc.get("MultiRegionKeyType") == "PRIMARY":
@@ -133,10 +153,13 @@ class KmsProviderHandler:
         if desired is not None:
             connection["auth"] = desired.connection["auth"]
         wanted = (desired.attributes.get("alias") if desired else None) or entry.attributes.get("alias")
-        with_policy = entry.mode == "read" or "policy" in entry.attributes or (
-            desired is not None and "policy" in desired.attributes)
+        def managed(field: str) -> bool:
+            return entry.mode == "read" or field in entry.attributes or (
+                desired is not None and field in desired.attributes)
+
         attrs, ids = self._read(aws, connection, entry.ids["keyId"], wanted_alias=wanted,
-                                with_policy=with_policy, read_only=entry.mode == "read")
+                                with_policy=managed("policy"), with_grants=managed("grants"),
+                                read_only=entry.mode == "read")
         if attrs is None:
             return planner.Refreshed(None)
         for field in LOCAL_ONLY:
@@ -146,8 +169,8 @@ class KmsProviderHandler:
 
     def lookup(self, aws: base.AwsContext, desired: plan_model.Desired) -> planner.Refreshed:
         attrs, ids = self._read(aws, desired.connection, desired.lookup["keyId"],
-                                wanted_alias=desired.attributes.get("alias"),
-                                with_policy=True, read_only=desired.mode == "read")
+                                wanted_alias=desired.attributes.get("alias"), with_policy=True,
+                                with_grants=True, read_only=desired.mode == "read")
         return planner.Refreshed(attrs, ids)
 
     def read(self, aws: base.AwsContext, desired: plan_model.Desired) -> state_model.ResourceState:
@@ -173,6 +196,8 @@ class KmsProviderHandler:
             created["rotation"] = _rotation(None)
         if "policy" in want:
             created["policy"] = want["policy"]
+        if "grants" in want:
+            created["grants"] = {}
         if want["multiRegion"]:
             created["replicas"] = {}
         entry = state_model.ResourceState(KIND, desired.name, "managed", ids, created,
@@ -222,6 +247,8 @@ class KmsProviderHandler:
             kms.set_rotation(key_id, want["rotation"]["enabled"], want["rotation"]["periodDays"])
         if "policy" in want and want["policy"] != current.get("policy"):
             kms.put_policy(key_id, want["policy"])
+        if "grants" in want and want["grants"] != current.get("grants"):
+            _converge_grants(kms, key_id, want["grants"])
         recorded = dict(want) if desired.mode == "managed" else {**current, **want}
         if "replicas" in want:
             have = dict(current.get("replicas") or {})
@@ -264,3 +291,19 @@ def _converge_key(kms: kms_adapter.KmsAdapter, key_id: str, current: Mapping[str
             kms.set_alias(want["alias"], key_id)
         if current.get("alias"):
             kms.delete_alias(current["alias"])
+
+
+def _converge_grants(kms: kms_adapter.KmsAdapter, key_id: str, want: Mapping[str, Any]) -> None:
+    """Revoke grants that are not declared (or differ), then create the missing ones."""
+    kept = set()
+    for grant in kms.grants(key_id):
+        name = grant.get("Name")
+        shape = {"granteePrincipal": grant.get("GranteePrincipal"),
+                 "operations": sorted(grant.get("Operations", []))}
+        if name in want and want[name] == shape and name not in kept:
+            kept.add(name)
+            continue
+        kms.revoke_grant(key_id, grant["GrantId"])
+    for name, grant in sorted(want.items()):
+        if name not in kept:
+            kms.create_grant(key_id, name, grant["granteePrincipal"], grant["operations"])

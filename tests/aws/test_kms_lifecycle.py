@@ -158,3 +158,35 @@ def test_changing_description_and_removing_alias(aws, stack):
     kms = boto3.client("kms", region_name="us-east-1")
     assert kms.list_aliases(KeyId=key_id(directory))["Aliases"] == []
     assert run("plan", directory, "--detailed-exitcode").exit_code == 0
+
+
+GRANTS = """\
+  grants:
+    - name: app-decrypt
+      granteePrincipal: arn:aws:iam::123456789012:role/app
+      operations: [Decrypt, DescribeKey]
+"""
+
+
+def test_grants_are_created_and_drift_reverted(aws, stack):
+    directory = stack({"key.yaml": SYMMETRIC + GRANTS})
+    assert run("apply", directory, "--auto-approve").exit_code == 0
+    kms = boto3.client("kms", region_name="us-east-1")
+    kid = key_id(directory)
+    (grant,) = kms.list_grants(KeyId=kid)["Grants"]
+    assert grant["Name"] == "app-decrypt" and sorted(grant["Operations"]) == ["Decrypt", "DescribeKey"]
+    assert run("plan", directory, "--detailed-exitcode").exit_code == 0
+
+    kms.create_grant(KeyId=kid, GranteePrincipal="arn:aws:iam::123456789012:role/intruder",
+                     Operations=["Decrypt"])
+    drift = run("drift", directory)
+    assert drift.exit_code == 2 and "grants.grant-id:" in drift.output
+    assert run("apply", directory, "--auto-approve").exit_code == 0
+    names = [g.get("Name") for g in kms.list_grants(KeyId=kid)["Grants"]]
+    assert names == ["app-decrypt"]
+
+    (directory / "key.yaml").write_text(SYMMETRIC + GRANTS.replace("Decrypt, DescribeKey", "Encrypt"))
+    assert run("apply", directory, "--auto-approve").exit_code == 0
+    (grant,) = kms.list_grants(KeyId=kid)["Grants"]
+    assert grant["Operations"] == ["Encrypt"]
+    assert run("plan", directory, "--detailed-exitcode").exit_code == 0
