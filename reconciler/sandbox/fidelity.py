@@ -15,17 +15,33 @@ in tests/aws/test_sandbox_fidelity.py that fails on stock moto.
    DynamoDB): stock moto answers HTTP 403 with an XML body, which botocore
    reads as error code "403" with no message; here it is the typed
    ``AccessDeniedException`` with AWS's message, as AWS sends it.
+4. RSA keys: stock moto's Decrypt cannot undo RSAES_OAEP encryption made with
+   the public key from GetPublicKey, and its Encrypt ignores the algorithm.
+   Here both are real RSA OAEP (SHA-1 or SHA-256) with the key's own pair,
+   shared by a multi-Region primary and its replicas.
+5. Multi-Region keys: stock moto's ciphertext header has room for a 36-byte
+   key id and cuts ``mrk-`` ids (40 bytes), so nothing encrypted under one
+   decrypts. Here the header fits them, and a replica decrypts what its
+   primary encrypted (they share key material, as on AWS).
+6. Key state: stock moto encrypts and decrypts with Disabled and
+   PendingDeletion keys. Here those fail with DisabledException /
+   KMSInvalidStateException, as on AWS.
 """
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
+import struct
 from typing import Any
 
 from moto.core import authorization
 from moto.core import exceptions as core_exceptions
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
 from moto.kms import exceptions as kms_exceptions
+from moto.kms import utils as kms_utils
 from moto.kms import models as kms_models
 from moto.kms import responses as kms_responses
 
@@ -109,6 +125,105 @@ def _authenticate_and_authorize_action(self: Any, iam_request_cls: type, resourc
         raise core_exceptions.JsonRESTError("AccessDeniedException", message) from exc
 
 
+class DisabledException(core_exceptions.JsonRESTError):
+    code = 400
+
+    def __init__(self, arn: str) -> None:
+        super().__init__("DisabledException", f"{arn} is disabled.")
+
+
+class KMSInvalidStateException(core_exceptions.JsonRESTError):
+    code = 400
+
+    def __init__(self, arn: str, state: str) -> None:
+        super().__init__("KMSInvalidStateException", f"{arn} is pending deletion." if
+                         state == "PendingDeletion" else f"{arn} is in state {state}.")
+
+
+def _check_usable(key: kms_models.Key) -> None:
+    if key.key_state == "Disabled":
+        raise DisabledException(key.arn)
+    if key.key_state != "Enabled":
+        raise KMSInvalidStateException(key.arn, key.key_state)
+
+
+_OAEP = {"RSAES_OAEP_SHA_1": hashes.SHA1, "RSAES_OAEP_SHA_256": hashes.SHA256}
+KEY_ID_LEN = 40  # room for mrk- ids
+_HEADER = f">{KEY_ID_LEN}s{kms_utils.IV_LEN}s{kms_utils.TAG_LEN}s"
+_HEADER_LEN = KEY_ID_LEN + kms_utils.IV_LEN + kms_utils.TAG_LEN
+
+
+def _serialize_ciphertext_blob(ciphertext: Any) -> bytes:
+    header = struct.pack(_HEADER, ciphertext.key_id.encode("utf-8"), ciphertext.iv, ciphertext.tag)
+    return header + ciphertext.ciphertext
+
+
+def _deserialize_ciphertext_blob(ciphertext_blob: bytes) -> Any:
+    blob = ciphertext_blob
+    key_id, iv, tag = struct.unpack(_HEADER, blob[:_HEADER_LEN])
+    return kms_utils.Ciphertext(key_id=key_id.rstrip(b"\0").decode("utf-8"), iv=iv,
+                                ciphertext=blob[_HEADER_LEN:], tag=tag)
+
+
+def _backend_encrypt(self: kms_models.KmsBackend, key_id: str, plaintext: bytes,
+                     encryption_context: dict[str, str]) -> tuple[bytes, str]:
+    key = self.keys.get(self.any_id_to_key_id(key_id))
+    if key is not None:
+        _check_usable(key)
+    return _ORIGINAL["backend_encrypt"](self, key_id, plaintext, encryption_context)
+
+
+def _backend_decrypt(self: kms_models.KmsBackend, ciphertext_blob: bytes, encryption_context: dict[str, str],
+                     key_id: str | None = None) -> tuple[bytes, str]:
+    plaintext, arn = _ORIGINAL["backend_decrypt"](self, ciphertext_blob, encryption_context, key_id)
+    _check_usable(self.keys[self.get_key_id(arn)])
+    return plaintext, arn
+
+
+def _rsa_key(self: kms_responses.KmsResponse) -> kms_models.Key | None:
+    algorithm = self._get_param("EncryptionAlgorithm")
+    if algorithm not in _OAEP:
+        return None
+    key_id = self._get_param("KeyId")
+    if not key_id:
+        raise kms_exceptions.ValidationException("KeyId is required for asymmetric decryption")
+    self._validate_key_id(key_id)
+    key = self.kms_backend.keys[self.kms_backend.any_id_to_key_id(key_id)]
+    if key.key_spec not in ("RSA_2048", "RSA_3072", "RSA_4096"):
+        raise kms_exceptions.InvalidKeyUsageException()
+    _check_usable(key)
+    return key
+
+
+def _oaep(algorithm: str) -> padding.OAEP:
+    digest = _OAEP[algorithm]()
+    return padding.OAEP(mgf=padding.MGF1(algorithm=digest), algorithm=digest, label=None)
+
+
+def _decrypt_response(self: kms_responses.KmsResponse) -> str:
+    key = _rsa_key(self)
+    if key is None:
+        return _ORIGINAL["decrypt"](self)
+    algorithm = self._get_param("EncryptionAlgorithm")
+    try:
+        plaintext = key.private_key.private_key.decrypt(self._get_param("CiphertextBlob"), _oaep(algorithm))
+    except ValueError:
+        raise kms_exceptions.InvalidCiphertextException() from None
+    return json.dumps({"Plaintext": base64.b64encode(plaintext).decode(), "KeyId": key.arn,
+                       "EncryptionAlgorithm": algorithm})
+
+
+def _encrypt_response(self: kms_responses.KmsResponse) -> str:
+    key = _rsa_key(self)
+    if key is None:
+        return _ORIGINAL["encrypt"](self)
+    algorithm = self._get_param("EncryptionAlgorithm")
+    public = key.private_key.private_key.public_key()
+    blob = public.encrypt(self._get_param("Plaintext"), _oaep(algorithm))
+    return json.dumps({"CiphertextBlob": base64.b64encode(blob).decode(), "KeyId": key.arn,
+                       "EncryptionAlgorithm": algorithm})
+
+
 _ORIGINAL: dict[str, Any] = {}
 
 
@@ -120,6 +235,16 @@ def apply() -> None:
     _ORIGINAL["authorize"] = authorization.ActionAuthenticatorMixin._authenticate_and_authorize_action
     authorization.ActionAuthenticatorMixin._authenticate_and_authorize_action = (  # type: ignore[method-assign]
         _authenticate_and_authorize_action)
+    _ORIGINAL["backend_encrypt"] = kms_models.KmsBackend.encrypt
+    _ORIGINAL["backend_decrypt"] = kms_models.KmsBackend.decrypt
+    _ORIGINAL["decrypt"] = kms_responses.KmsResponse.decrypt
+    _ORIGINAL["encrypt"] = kms_responses.KmsResponse.encrypt
+    kms_utils._serialize_ciphertext_blob = _serialize_ciphertext_blob
+    kms_utils._deserialize_ciphertext_blob = _deserialize_ciphertext_blob
+    kms_models.KmsBackend.encrypt = _backend_encrypt  # type: ignore[method-assign]
+    kms_models.KmsBackend.decrypt = _backend_decrypt  # type: ignore[method-assign]
+    kms_responses.KmsResponse.decrypt = _decrypt_response  # type: ignore[method-assign]
+    kms_responses.KmsResponse.encrypt = _encrypt_response  # type: ignore[method-assign]
     _ORIGINAL["enable_key_rotation"] = kms_responses.KmsResponse.enable_key_rotation
     _ORIGINAL["get_key_rotation_status"] = kms_responses.KmsResponse.get_key_rotation_status
     kms_models.KmsBackend.replicate_key = _replicate_key  # type: ignore[method-assign]

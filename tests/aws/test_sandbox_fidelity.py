@@ -13,6 +13,8 @@ import urllib.request
 from collections.abc import Callable, Iterator
 
 import boto3
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding
 import botocore.exceptions
 import botocore.parsers
 import pytest
@@ -113,7 +115,53 @@ def access_denied_is_typed_for_json_services(endpoint: str) -> None:
     assert "not authorized to perform: kms:CreateKey" in info.value.response["Error"]["Message"]
 
 
+def rsa_oaep_round_trip(endpoint: str) -> None:
+    kms = _client(endpoint, "kms")
+    key = kms.create_key(KeySpec="RSA_4096", KeyUsage="ENCRYPT_DECRYPT")["KeyMetadata"]["KeyId"]
+    public = serialization.load_der_public_key(kms.get_public_key(KeyId=key)["PublicKey"])
+    oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+    blob = public.encrypt(b"data key bytes", oaep)
+    out = kms.decrypt(KeyId=key, CiphertextBlob=blob, EncryptionAlgorithm="RSAES_OAEP_SHA_256")
+    assert out["Plaintext"] == b"data key bytes"
+    blob = kms.encrypt(KeyId=key, Plaintext=b"x", EncryptionAlgorithm="RSAES_OAEP_SHA_256")["CiphertextBlob"]
+    assert len(blob) == 512  # a real RSA_4096 OAEP block
+
+
+def multi_region_replica_decrypts_primary_ciphertext(endpoint: str) -> None:
+    kms = _client(endpoint, "kms")
+    key = kms.create_key(MultiRegion=True)["KeyMetadata"]["KeyId"]
+    kms.replicate_key(KeyId=key, ReplicaRegion="us-west-2")
+    blob = kms.encrypt(KeyId=key, Plaintext=b"hello", EncryptionContext={"a": "b"})["CiphertextBlob"]
+    assert kms.decrypt(CiphertextBlob=blob, EncryptionContext={"a": "b"})["Plaintext"] == b"hello"
+    west = _client(endpoint, "kms", "us-west-2")
+    assert west.decrypt(CiphertextBlob=blob, EncryptionContext={"a": "b"})["Plaintext"] == b"hello"
+
+
+def disabled_key_cannot_encrypt_or_decrypt(endpoint: str) -> None:
+    kms = _client(endpoint, "kms")
+    key = kms.create_key()["KeyMetadata"]["KeyId"]
+    blob = kms.encrypt(KeyId=key, Plaintext=b"x")["CiphertextBlob"]
+    kms.disable_key(KeyId=key)
+    for call in (lambda: kms.encrypt(KeyId=key, Plaintext=b"x"), lambda: kms.decrypt(CiphertextBlob=blob),
+                 lambda: kms.generate_data_key(KeyId=key, KeySpec="AES_256")):
+        with pytest.raises(botocore.exceptions.ClientError) as info:
+            call()
+        assert info.value.response["Error"]["Code"] == "DisabledException"
+
+
+def pending_deletion_key_cannot_decrypt(endpoint: str) -> None:
+    kms = _client(endpoint, "kms")
+    key = kms.create_key()["KeyMetadata"]["KeyId"]
+    blob = kms.encrypt(KeyId=key, Plaintext=b"x")["CiphertextBlob"]
+    kms.schedule_key_deletion(KeyId=key, PendingWindowInDays=7)
+    with pytest.raises(botocore.exceptions.ClientError) as info:
+        kms.decrypt(CiphertextBlob=blob)
+    assert info.value.response["Error"]["Code"] == "KMSInvalidStateException"
+
+
 CHECKS: list[Callable[[str], None]] = [
+    rsa_oaep_round_trip, multi_region_replica_decrypts_primary_ciphertext,
+    disabled_key_cannot_encrypt_or_decrypt, pending_deletion_key_cannot_decrypt,
     replicate_keeps_primary_primary, replica_has_its_own_aliases,
     replicate_single_region_is_validation_error, rotation_period_is_returned,
     access_denied_is_typed_for_json_services,
