@@ -6,29 +6,12 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-import botocore
-
 from reconciler import errors
-from reconciler.aws import errors as aws_errors
+from reconciler.aws import adapter
 
 
-class KmsAdapter:
-    def __init__(self, client: Any, region: str) -> None:
-        self.client = client
-        self.region = region
-
-    def _call(self, operation: str, **params: Any) -> Any:
-        try:
-            return getattr(self.client, botocore.xform_name(operation))(**params)
-        except aws_errors.BOTO_ERRORS as exc:
-            raise aws_errors.translate(exc, "kms", operation) from exc
-
-    def _pages(self, operation: str, result_key: str, **params: Any) -> list[Any]:
-        try:
-            paginator = self.client.get_paginator(botocore.xform_name(operation))
-            return [item for page in paginator.paginate(**params) for item in page.get(result_key, [])]
-        except aws_errors.BOTO_ERRORS as exc:
-            raise aws_errors.translate(exc, "kms", operation) from exc
+class KmsAdapter(adapter.Adapter):
+    service = "kms"
 
     # -- reading -------------------------------------------------------------
     def describe_key(self, key_id: str) -> Mapping[str, Any] | None:
@@ -130,3 +113,26 @@ class KmsAdapter:
 def _tag_list(tags: Mapping[str, str]) -> list[dict[str, str]]:
     return [{"TagKey": k, "TagValue": v} for k, v in sorted(tags.items())]
 
+
+
+class KmsCrypto:
+    """The cryptographic KMS calls, on top of an adapter."""
+
+    def __init__(self, adapter: KmsAdapter) -> None:
+        self.adapter = adapter
+
+    def generate_data_key(self, key_id: str, context: Mapping[str, str]) -> tuple[bytes, bytes]:
+        out = self.adapter._call("GenerateDataKey", KeyId=key_id, KeySpec="AES_256", EncryptionContext=dict(context))
+        return out["Plaintext"], out["CiphertextBlob"]
+
+    def public_key(self, key_id: str) -> bytes:
+        return self.adapter._call("GetPublicKey", KeyId=key_id)["PublicKey"]
+
+    def decrypt(self, blob: bytes, key_id: str, *, context: Mapping[str, str] | None = None,
+                algorithm: str | None = None) -> bytes:
+        params: dict[str, Any] = {"CiphertextBlob": blob, "KeyId": key_id}
+        if context:
+            params["EncryptionContext"] = dict(context)
+        if algorithm:
+            params["EncryptionAlgorithm"] = algorithm
+        return self.adapter._call("Decrypt", **params)["Plaintext"]

@@ -1,0 +1,1 @@
+"""Envelope encryption: the envelope format (pure) and the KMS keyring."""

@@ -1,0 +1,101 @@
+"""Wrapping and unwrapping data keys with the vault's KMS key.
+
+Symmetric keys: GenerateDataKey / Decrypt with the binding as encryption
+context. RSA keys: a local random data key wrapped with the public key from
+GetPublicKey (RSAES_OAEP_SHA_256), cached per key ARN so encrypting costs no
+KMS call after the first; unwrapped with kms:Decrypt."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from reconciler import errors
+from reconciler.aws import kms as kms_adapter
+from reconciler.crypto import envelope as env
+from reconciler.kinds import base
+
+_OAEP = padding.OAEP(mgf=padding.MGF1(algorithm=hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+
+
+def region_of(arn: str) -> str:
+    return arn.split(":")[3]
+
+
+def in_region(arn: str, region: str) -> str:
+    """The same multi-Region key's ARN in another region."""
+    parts = arn.split(":")
+    parts[3] = region
+    return ":".join(parts)
+
+
+class Keyring:
+    def __init__(self, aws: base.AwsContext) -> None:
+        self.aws = aws
+        self._public: dict[str, rsa.RSAPublicKey] = {}
+        self._lock = threading.Lock()
+
+    def _crypto(self, connection: Mapping[str, Any], arn: str) -> kms_adapter.KmsCrypto:
+        return kms_adapter.KmsCrypto(self.aws.kms(connection, region_of(arn)))
+
+    def _public_key(self, connection: Mapping[str, Any], arn: str) -> rsa.RSAPublicKey:
+        with self._lock:
+            if arn not in self._public:
+                der = self._crypto(connection, arn).public_key(arn)
+                key = serialization.load_der_public_key(der)
+                if not isinstance(key, rsa.RSAPublicKey):
+                    raise errors.AwsError(f"{arn} is not an RSA key")
+                self._public[arn] = key
+            return self._public[arn]
+
+    def encrypt(self, value: bytes, *, key_arn: str, key_spec: str, binding: env.Binding,
+                connection: Mapping[str, Any]) -> env.Envelope:
+        try:
+            if key_spec == env.SYMMETRIC:
+                data_key, wrapped = self._crypto(connection, key_arn).generate_data_key(key_arn, binding.context())
+                algorithm = env.SYMMETRIC
+            else:
+                data_key = os.urandom(env.DATA_KEY_BYTES)
+                wrapped = self._public_key(connection, key_arn).encrypt(data_key, _OAEP)
+                algorithm = env.RSA_OAEP
+        except errors.AwsError as exc:
+            raise _explain(exc, key_arn) from None
+        return env.seal(value, data_key, key_arn=key_arn, algorithm=algorithm, binding=binding,
+                        wrapped_key=wrapped)
+
+    def decrypt(self, envelope: env.Envelope, *, binding: env.Binding, connection: Mapping[str, Any],
+                region: str | None = None) -> bytes:
+        """The value; ``region`` decrypts with the multi-Region replica there."""
+        envelope.check_binding(binding)
+        arn = in_region(envelope.key_arn, region) if region else envelope.key_arn
+        crypto = self._crypto(connection, arn)
+        try:
+            if envelope.algorithm == env.SYMMETRIC:
+                data_key = crypto.decrypt(envelope.wrapped_key, arn, context=binding.context())
+            else:
+                data_key = crypto.decrypt(envelope.wrapped_key, arn, algorithm=env.RSA_OAEP)
+        except errors.AwsError as exc:
+            raise _explain(exc, arn) from None
+        return env.unseal(envelope, data_key)
+
+
+def _explain(exc: errors.AwsError, arn: str) -> errors.ReconcilerError:
+    match exc.code:
+        case "DisabledException":
+            return errors.AwsError(f"KMS key {arn} is disabled, so nothing it wraps can be read or "
+                                   "written; re-enable it (`reconciler apply` does for keys it manages, "
+                                   f"or `aws kms enable-key --key-id {arn}`)", exc.code)
+        case "KMSInvalidStateException":
+            return errors.AwsError(f"KMS key {arn} is pending deletion (or otherwise unusable); cancel the "
+                                   f"deletion now (`aws kms cancel-key-deletion --key-id {arn}`, then "
+                                   "enable it) or every secret it wraps is lost", exc.code)
+        case "InvalidCiphertextException":
+            return env.EnvelopeError(f"the envelope does not decrypt under {arn}: it was made for another "
+                                     "key or name, or it was damaged")
+        case _:
+            return exc
