@@ -38,12 +38,14 @@ def apply_plan(plan: model.Plan, backend: object, aws: base.AwsContext, *, allow
                progress: Progress = lambda _m: None) -> ApplyResult:
     check_preconditions(plan, allow_destroy=allow_destroy)
     state = backend.read()  # type: ignore[attr-defined]
+    aws.desired, aws.state = plan.desired, state
     done: list[tuple[str, actions.Action]] = []
     total = len(plan.actionable)
 
     def save(new_state: state_model.State) -> None:
         nonlocal state
         state = backend.write(new_state)  # type: ignore[attr-defined]
+        aws.state = state
 
     for index, change in enumerate(plan.actionable, 1):
         handler = kinds.handler_for(change.kind)

@@ -112,7 +112,7 @@ def plan(directory: str, out: str | None, fmt: str, detailed_exitcode: bool,
     """Show what apply would change."""
     workspace = engine.open_stack(directory)
     _warn(workspace.warnings)
-    the_plan = engine.make_plan(workspace, engine.new_context(), refresh_live=not no_refresh,
+    the_plan = engine.make_plan(workspace, engine.new_context(workspace), refresh_live=not no_refresh,
                                 targets=targets, progress=_progress())
     click.echo(_render_plan(the_plan, fmt), nl=False)
     if out:
@@ -143,7 +143,7 @@ def apply_command(target_path: str, auto_approve: bool, allow_destroy: bool, tar
         raise errors.ConfigError("--target cannot be combined with a saved plan (it was targeted when made)")
     workspace = engine.open_stack(saved.directory if saved else path)
     _warn(workspace.warnings)
-    aws = engine.new_context()
+    aws = engine.new_context(workspace)
     progress = _progress()
     with workspace.backend.lock("apply", timeout=lock_timeout):
         state = workspace.backend.read()
@@ -173,7 +173,7 @@ def apply_command(target_path: str, auto_approve: bool, allow_destroy: bool, tar
 def drift(directory: str, fmt: str) -> None:
     """Report every difference between the recorded state and live AWS (exit 2 on drift)."""
     workspace = engine.open_stack(directory)
-    items = engine.drift(workspace, engine.new_context(), progress=_progress())
+    items = engine.drift(workspace, engine.new_context(workspace), progress=_progress())
     match fmt:
         case "json":
             click.echo(structured.drift_json(items), nl=False)
@@ -243,6 +243,92 @@ def sandbox(port: int, background: bool, pid_file: str, stop: bool) -> None:
         click.echo(server.start_background(port, pid_file))
         return
     server.run_foreground(port, announce=lambda line: click.echo(line))
+
+
+# -- secret ----------------------------------------------------------------------
+@main.group()
+def secret() -> None:
+    """Envelopes for manifests; reading values (the only commands that print them)."""
+
+
+def _vault_context(directory: str) -> tuple[Any, Any]:
+    workspace = engine.open_stack(directory)
+    aws = engine.new_context(workspace)
+    aws.desired = engine.desired_of(workspace.config)
+    aws.state = workspace.backend.read()
+    return workspace, aws
+
+
+def _split(address: str) -> tuple[str, str]:
+    vault, _, name = address.partition("/")
+    if not vault or not name:
+        raise errors.ConfigError(f"{address}: expected VAULT/NAME")
+    return vault, name
+
+
+@secret.command("encrypt")
+@click.option("--vault", "vault_name", required=True, help="The vault whose key wraps the value.")
+@click.option("--name", "name", required=True, help="The Secret's metadata.name the envelope is bound to.")
+@click.option("--dir", "directory", default=".", type=click.Path(file_okay=False))
+def secret_encrypt(vault_name: str, name: str, directory: str) -> None:
+    """Read a value on stdin; print a one-line envelope for `encrypted:`."""
+    from reconciler.crypto import envelope as env
+    from reconciler.kinds import vault as vaults
+
+    workspace, aws = _vault_context(directory)
+    data = click.get_binary_stream("stdin").read()
+    if data.endswith(b"\n") and not data.endswith(b"\n\n"):
+        data = data[:-1]  # `echo value |` adds one newline; keep deliberate trailing blank lines
+    if not data:
+        raise errors.ConfigError("no value on standard input")
+    info = vaults.resolve(aws, vault_name)
+    sealed = aws.keyring.encrypt(data, key_arn=info.key_arn, key_spec=info.key_spec,
+                                 binding=env.Binding(workspace.config.stack.name, vault_name, name),
+                                 connection=info.connection)
+    click.echo(sealed.to_string())
+
+
+@secret.command("get")
+@click.argument("address", metavar="VAULT/NAME")
+@click.option("--version", "number", type=int, help="A kept version (default: the newest).")
+@click.option("--region", help="Decrypt with the multi-Region replica in this region.")
+@click.option("--dir", "directory", default=".", type=click.Path(file_okay=False))
+def secret_get(address: str, number: int | None, region: str | None, directory: str) -> None:
+    """Print a secret's value."""
+    from reconciler.crypto import envelope as env
+    from reconciler.kinds import vault as vaults
+    from reconciler.stores import base as store_base
+
+    workspace, aws = _vault_context(directory)
+    vault_name, name = _split(address)
+    info = vaults.resolve(aws, vault_name)
+    version = store_base.get(info.store, name, number)
+    value = aws.keyring.decrypt(env.Envelope.parse(version.envelope),
+                                binding=env.Binding(workspace.config.stack.name, vault_name, name),
+                                connection=info.connection, region=region)
+    out = click.get_binary_stream("stdout")
+    out.write(value + (b"\n" if _is_tty(sys.stdout) else b""))
+    out.flush()
+
+
+@secret.command("history")
+@click.argument("address", metavar="VAULT/NAME")
+@click.option("--dir", "directory", default=".", type=click.Path(file_okay=False))
+def secret_history(address: str, directory: str) -> None:
+    """List kept versions with their dates and keys, never their values."""
+    from reconciler.crypto import envelope as env
+    from reconciler.kinds import vault as vaults
+
+    _workspace, aws = _vault_context(directory)
+    vault_name, name = _split(address)
+    info = vaults.resolve(aws, vault_name)
+    versions = info.store.versions(name)
+    if not versions:
+        raise errors.ConfigError(f"{address}: no such secret in {info.store.describe()}")
+    for version in reversed(versions):
+        current = "  (current)" if version is versions[-1] else ""
+        key = env.Envelope.parse(version.envelope).key_arn
+        click.echo(f"{version.number}\t{version.created_at}\t{key}{current}")
 
 
 if __name__ == "__main__":  # pragma: no cover

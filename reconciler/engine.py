@@ -116,6 +116,8 @@ def check_connections(desired: Mapping[str, plan_model.Desired], aws: base.AwsCo
     """Resolve every auth block (env refs, token files, source credentials)
     before any change, so a missing variable fails fast and alone."""
     for address, want in sorted(desired.items()):
+        if want.kind != "KmsProvider":
+            continue
         try:
             aws.kms(want.connection)
         except errors.ReconcilerError as exc:
@@ -132,6 +134,7 @@ def make_plan(workspace: Workspace, aws: base.AwsContext, *, refresh_live: bool 
     config = workspace.config
     desired = desired_of(config)
     prior = state if state is not None else workspace.backend.read()
+    aws.desired, aws.state = desired, prior
     graph = config.dependency_graph()
     for address, entry in prior.resources.items():
         for dep in entry.dependencies:
@@ -156,9 +159,10 @@ def drift(workspace: Workspace, aws: base.AwsContext,
           progress: Progress = _quiet) -> list[plan_model.DriftItem]:
     prior = workspace.backend.read()
     desired = desired_of(workspace.config)
+    aws.desired, aws.state = desired, prior
     refreshed, _ = refresh({a: d for a, d in desired.items() if a in prior.resources}, prior, aws,
                            None, progress)
-    return planner.detect_drift(prior, refreshed)
+    return planner.detect_drift(prior, refreshed, desired)
 
 
 # -- saved plans -----------------------------------------------------------------
@@ -194,8 +198,14 @@ def check_saved_plan(plan: plan_model.Plan, workspace: Workspace, state: state_m
                                "run plan again")
 
 
-def new_context() -> base.AwsContext:
-    return base.AwsContext(session.ClientFactory())
+def new_context(workspace: Workspace | None = None) -> base.AwsContext:
+    if workspace is None:
+        return base.AwsContext(session.ClientFactory())
+    config = workspace.config
+    return base.AwsContext(session.ClientFactory(), stack=config.stack.name,
+                           directory=config.source.directory,
+                           default_connection={"region": config.stack.region,
+                                               "auth": dict(config.stack.auth or {"defaultChain": {}})})
 
 
 def apply(plan: plan_model.Plan, workspace: Workspace, aws: base.AwsContext, *, allow_destroy: bool,

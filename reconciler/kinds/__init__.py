@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from reconciler import errors
-from reconciler.kinds import base, kms
+from reconciler.kinds import base, kms, secret, vault
 
 HANDLERS: dict[str, base.Handler] = {
     "KmsProvider": kms.KmsProviderHandler(),
+    "Vault": vault.VaultHandler(),
+    "Secret": secret.SecretHandler(),
 }
 
 

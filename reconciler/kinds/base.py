@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pathlib
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
@@ -16,10 +17,33 @@ Checkpoint = Callable[[state_model.ResourceState], None]
 
 
 class AwsContext:
-    """Hands out one adapter per service, region and auth."""
+    """What a kind's AWS side runs with: one adapter per service, region and
+    auth; the stack's name, directory and default connection; the desired
+    resources and the state as it stands (kept current during apply)."""
 
-    def __init__(self, factory: session.ClientFactory) -> None:
+    def __init__(self, factory: session.ClientFactory, *, stack: str = "",
+                 directory: pathlib.Path | None = None,
+                 default_connection: Mapping[str, Any] | None = None) -> None:
         self.factory = factory
+        self.stack = stack
+        self.directory = directory or pathlib.Path(".")
+        self.default_connection = dict(default_connection or {})
+        self.desired: Mapping[str, plan_model.Desired] = {}
+        self.state: state_model.State = state_model.State.empty()
+        self._keyring: Any = None
+
+    @property
+    def keyring(self) -> Any:
+        if self._keyring is None:
+            from reconciler.crypto import keyring  # the keyring builds on this context
+
+            self._keyring = keyring.Keyring(self)
+        return self._keyring
+
+    def client(self, service: str, connection: Mapping[str, Any] | None = None,
+               region: str | None = None) -> Any:
+        connection = connection or self.default_connection
+        return self.factory.client(service, region or connection["region"], connection.get("auth"))
 
     def kms(self, connection: Mapping[str, Any], region: str | None = None) -> kms_adapter.KmsAdapter:
         region = region or connection["region"]

@@ -176,6 +176,23 @@ def _lint(resource: Resource, resources: Mapping[str, Resource]) -> Iterator[err
             return
 
 
+def _check_envelopes(config: Config) -> Iterator[errors.Diagnostic]:
+    """An ``encrypted:`` envelope must be well formed and bound to this very
+    stack, vault and secret name (so it cannot be pasted elsewhere)."""
+    from reconciler.crypto import envelope  # pure format code; no KMS
+
+    default = _default_vault(config.resources)
+    for resource in config.resources.values():
+        if resource.kind != "Secret" or "encrypted" not in resource.spec:
+            continue
+        expected = envelope.Binding(config.stack.name, resource.spec.get("vault") or default or "",
+                                    resource.name)
+        try:
+            envelope.Envelope.parse(resource.spec["encrypted"].strip()).check_binding(expected)
+        except envelope.EnvelopeError as exc:
+            yield errors.Diagnostic(f"encrypted: {exc}", resource.position("encrypted"), resource.address)
+
+
 def build(source: loader.Source) -> tuple[Config | None, list[errors.Diagnostic]]:
     """Validate every document and assemble the stack; collect every problem."""
     diagnostics: list[errors.Diagnostic] = []
@@ -246,6 +263,7 @@ def build(source: loader.Source) -> tuple[Config | None, list[errors.Diagnostic]
 
     config = Config(stack, resources, source) if stack is not None else None
     if config is not None:
+        diagnostics.extend(_check_envelopes(config))
         cycle = config.dependency_graph().find_cycle()
         if cycle:
             first = resources[cycle[0]]

@@ -35,10 +35,10 @@ def _severity(changes: Sequence[diff.AttributeChange], gone: bool) -> str:
     return "warning"
 
 
-def detect_drift(prior: state_model.State,
-                 refreshed: Mapping[str, Refreshed]) -> list[model.DriftItem]:
+def detect_drift(prior: state_model.State, refreshed: Mapping[str, Refreshed],
+                 desired: Mapping[str, model.Desired] | None = None) -> list[model.DriftItem]:
     """Prior (last applied) vs live, for every resource that was refreshed."""
-    items = []
+    items = _unreadable_secrets(prior, refreshed)
     for address, entry in sorted(prior.resources.items()):
         if address not in refreshed:
             continue
@@ -47,9 +47,34 @@ def detect_drift(prior: state_model.State,
             items.append(model.DriftItem(address, "critical", (), gone=True,
                                          note="no longer exists in AWS"))
             continue
-        changes = diff.diff(entry.attributes, live, keys=set(entry.attributes) & set(live))
+        sensitive = desired[address].sensitive if desired and address in desired else frozenset()
+        changes = diff.diff(entry.attributes, live, keys=set(entry.attributes) & set(live),
+                            sensitive=sensitive)
         if changes:
-            items.append(model.DriftItem(address, _severity(changes, False), tuple(changes)))
+            note = "the stored entry was changed outside reconciler" if entry.kind == "Secret" else ""
+            items.append(model.DriftItem(address, _severity(changes, False), tuple(changes), note=note))
+    return sorted(items, key=lambda i: i.address)
+
+
+def _unreadable_secrets(prior: state_model.State,
+                        refreshed: Mapping[str, Refreshed]) -> list[model.DriftItem]:
+    """Secrets whose vault's key cannot decrypt any more: critical."""
+    items = []
+    for entry in prior.resources.values():
+        if entry.kind != "Secret":
+            continue
+        vault = prior.resources.get(f"Vault/{entry.attributes.get('vault')}")
+        provider = f"KmsProvider/{vault.attributes.get('provider')}" if vault else None
+        live = refreshed.get(provider) if provider else None
+        state = (live.attributes or {}).get("keyState") if live else None
+        if live is not None and state != "Enabled":
+            arn = prior.resources[provider].ids.get("arn", provider) if provider in prior.resources else provider
+            how = ("cancel the deletion (`reconciler apply` does, or `aws kms cancel-key-deletion`) and "
+                   "enable it" if state == "PendingDeletion" else
+                   "re-enable it (`reconciler apply` does, or `aws kms enable-key`)")
+            what = "no longer exists" if live.attributes is None else f"is {state}"
+            items.append(model.DriftItem(entry.address, "critical", (), note=(
+                f"its envelope no longer decrypts: key {arn} ({provider}) {what}; {how}")))
     return items
 
 
@@ -90,7 +115,7 @@ def make_plan(*, plan_id: str, created_at: str, stack: str, directory: str, mani
         g = dependency_graph or graph.Graph()
         scope = g.ancestors(targets) | set(targets)
 
-    drift = [d for d in detect_drift(prior, refreshed) if d.address in scope] if refresh else []
+    drift = [d for d in detect_drift(prior, refreshed, desired) if d.address in scope] if refresh else []
     changes: dict[str, model.ResourceChange] = {}
 
     for address in sorted(scope):
@@ -116,6 +141,7 @@ def make_plan(*, plan_id: str, created_at: str, stack: str, directory: str, mani
             continue
         changes[address] = _plan_upsert(want, entry, live, problems)
 
+    _vault_rules(changes, desired, prior, problems)
     if problems:
         raise errors.PlanError("\n".join(problems))
     ups, downs = _order(desired, prior, set(changes))
@@ -197,3 +223,34 @@ def _plan_upsert(want: model.Desired, entry: state_model.ResourceState | None,
     return model.ResourceChange(**base, action=Action.UPDATE, before=live, after=want.attributes,
                                 changes=tuple(changes), notes=tuple(notes),
                                 requires_allow_destroy=bool(destroys))
+
+
+def _vault_rules(changes: dict[str, model.ResourceChange], desired: Mapping[str, model.Desired],
+                 prior: state_model.State, problems: list[str]) -> None:
+    """A key still wrapping a vault's data is never destroyed or replaced; a
+    vault moving to another key or store says how many entries move."""
+    users: dict[str, list[str]] = {}
+    for want in desired.values():
+        if want.kind == "Vault":
+            users.setdefault(f"KmsProvider/{want.attributes['provider']}", []).append(want.address)
+    for address, change in changes.items():
+        if change.kind == "KmsProvider" and change.action in (Action.DELETE, Action.REPLACE) \
+                and change.mode == "managed" and address in users:
+            problems.append(f"{address}: the key wraps the data of {', '.join(sorted(users[address]))}; "
+                            "it cannot be destroyed or replaced while a vault uses it (move the vault to "
+                            "another provider first: that re-wraps its secrets)")
+        if change.kind == "Vault":
+            count = sum(1 for e in prior.resources.values()
+                        if e.kind == "Secret" and e.attributes.get("vault") == change.name)
+            paths = {c.top for c in change.changes}
+            notes = list(change.notes)
+            if change.action is Action.UPDATE and "provider" in paths:
+                notes.append(f"re-wrap {count} secret{'s' if count != 1 else ''} under "
+                             f"KmsProvider/{change.after['provider']}; the old key is left untouched")
+            if change.action is Action.UPDATE and "store" in paths:
+                notes.append(f"copy {count} secret{'s' if count != 1 else ''} to the new store; "
+                             "the old store is left untouched")
+            if change.action is Action.DELETE and count:
+                notes.append(f"the vault still holds {count} secret{'s' if count != 1 else ''}: "
+                             "their stored versions are deleted")
+            changes[address] = dataclasses.replace(change, notes=tuple(notes))

@@ -66,6 +66,11 @@ def _change_lines(change: model.ResourceChange, style: Callable[[str, str], str]
                 indent = " " * (10 + width)
                 before = values.show(c.before, sensitive=c.sensitive, indent=indent)
                 after = values.show(c.after, sensitive=c.sensitive, indent=indent)
+                version = (change.before or {}).get("version")
+                if c.sensitive and isinstance(version, int):
+                    lines.append(f"      ~ {c.path.ljust(width)} = (sensitive, version {version} -> "
+                                 f"{version + 1})")
+                    continue
                 forces = "   # forces replacement" if c.path in change.replace_paths else ""
                 if c.before is None:
                     lines.append(f"      + {c.path.ljust(width)} = {after}{forces}")
