@@ -276,7 +276,7 @@ def secret_encrypt(vault_name: str, name: str, directory: str) -> None:
     from reconciler.kinds import vault as vaults
 
     workspace, aws = _vault_context(directory)
-    data = click.get_binary_stream("stdin").read()
+    data = sys.stdin.buffer.read()
     if data.endswith(b"\n") and not data.endswith(b"\n\n"):
         data = data[:-1]  # `echo value |` adds one newline; keep deliberate trailing blank lines
     if not data:
@@ -306,7 +306,7 @@ def secret_get(address: str, number: int | None, region: str | None, directory: 
     value = aws.keyring.decrypt(env.Envelope.parse(version.envelope),
                                 binding=env.Binding(workspace.config.stack.name, vault_name, name),
                                 connection=info.connection, region=region)
-    out = click.get_binary_stream("stdout")
+    out = sys.stdout.buffer
     out.write(value + (b"\n" if _is_tty(sys.stdout) else b""))
     out.flush()
 

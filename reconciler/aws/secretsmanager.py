@@ -28,9 +28,15 @@ class SecretsManagerStore(adapter.Adapter):
         return f"{self.prefix}{name}"
 
     def versions(self, name: str) -> list[base.Version]:
+        listed: list[dict] = []
+        params = {"SecretId": self._id(name), "IncludeDeprecated": True, "MaxResults": 100}
         try:
-            listed = self._pages("ListSecretVersionIds", "Versions", SecretId=self._id(name),
-                                 IncludeDeprecated=True)
+            while True:  # botocore has no paginator for this operation
+                page = self._call("ListSecretVersionIds", **params)
+                listed.extend(page.get("Versions", []))
+                if not page.get("NextToken"):
+                    break
+                params["NextToken"] = page["NextToken"]
         except errors.AwsNotFound:
             return []
         found = []
