@@ -61,19 +61,23 @@ def apply_plan(plan: model.Plan, backend: object, aws: base.AwsContext, *, allow
             match change.action:
                 case Action.CREATE:
                     assert desired is not None
-                    save(state.with_resource(handler.create(aws, desired, checkpoint)))
+                    result = handler.create(aws, desired, checkpoint)
+                    save(state.with_resource(result))  # `state` as the checkpoints left it
                 case Action.READ:
                     assert desired is not None
-                    save(state.with_resource(handler.read(aws, desired)))
+                    result = handler.read(aws, desired)
+                    save(state.with_resource(result))
                 case Action.UPDATE:
                     assert desired is not None
                     if entry is None:  # adopting and updating in one go
                         entry = handler.read(aws, desired)
                         checkpoint(entry)
-                    save(state.with_resource(handler.update(aws, desired, entry, change, checkpoint)))
+                    result = handler.update(aws, desired, entry, change, checkpoint)
+                    save(state.with_resource(result))
                 case Action.REPLACE:
                     assert desired is not None and entry is not None
-                    save(state.with_resource(handler.replace(aws, desired, entry, checkpoint)))
+                    result = handler.replace(aws, desired, entry, checkpoint)
+                    save(state.with_resource(result))
                 case Action.DELETE:
                     assert entry is not None
                     handler.delete(aws, entry)

@@ -21,3 +21,4 @@ reconciler validate examples/quickstart
 reconciler plan examples/quickstart
 reconciler apply --auto-approve examples/quickstart
 reconciler plan --detailed-exitcode examples/quickstart
+reconciler secret history app/api-token --dir examples/quickstart

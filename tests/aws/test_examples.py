@@ -11,11 +11,13 @@ NAMES = sorted(p.name for p in EXAMPLES.iterdir() if p.is_dir())
 
 
 def test_examples_exist():
-    assert {"quickstart", "cerby-rsa-multiregion", "pulumi-cmk-rotation"} <= set(NAMES)
+    assert {"quickstart", "cerby-rsa-multiregion", "pulumi-cmk-rotation", "cerby-vault",
+            "infisical-external-kms"} <= set(NAMES)
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_example_applies_and_is_then_clean(aws, example, name):
+def test_example_applies_and_is_then_clean(aws, example, name, monkeypatch):
+    monkeypatch.setenv("DATABASE_PASSWORD", "example-password")
     directory = example(name)
     assert run("validate", directory).exit_code == 0
     applied = run("apply", directory, "--auto-approve")
@@ -42,3 +44,20 @@ def test_pulumi_key_rotates_every_180_days(aws, example):
     key = state_of(directory)["resources"]["KmsProvider/pulumi-secrets"]["ids"]["keyId"]
     status = boto3.client("kms", region_name="us-east-1").get_key_rotation_status(KeyId=key)
     assert status["KeyRotationEnabled"] and status["RotationPeriodInDays"] == 180
+
+
+def test_cerby_vault_secrets_read_back_in_both_regions(aws, example):
+    directory = example("cerby-vault")
+    assert run("apply", directory, "--auto-approve").exit_code == 0
+    east = run("secret", "get", "cerby/api-signing-seed", "--dir", directory)
+    west = run("secret", "get", "cerby/api-signing-seed", "--dir", directory, "--region", "us-west-2")
+    assert east.exit_code == 0 and len(east.stdout) == 64 and east.stdout == west.stdout
+
+
+def test_infisical_example_uses_assume_role_and_the_default_vault(aws, example, monkeypatch, calls):
+    monkeypatch.setenv("DATABASE_PASSWORD", "from-the-deploy-env")
+    directory = example("infisical-external-kms")
+    assert run("apply", directory, "--auto-approve").exit_code == 0
+    assert ("sts", "AssumeRole") in {(s, o) for s, o, _ in calls.calls}
+    got = run("secret", "get", "app/database-password", "--dir", directory)
+    assert got.stdout == "from-the-deploy-env"

@@ -30,10 +30,10 @@ def test_quickstart_apply_then_plan_is_clean_and_makes_no_writes(aws, example, c
     directory = example("quickstart")
     first = run("plan", directory, "--detailed-exitcode")
     assert first.exit_code == 2, first.output
-    assert "Plan: 2 to create" in first.output
+    assert "Plan: 4 to create" in first.output
     applied = run("apply", directory, "--auto-approve")
     assert applied.exit_code == 0, applied.output
-    assert "Apply complete: 2 create" in applied.output
+    assert "Apply complete: 4 create" in applied.output
 
     kms = boto3.client("kms", region_name="us-east-1")
     west = boto3.client("kms", region_name="us-west-2")
