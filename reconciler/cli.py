@@ -254,7 +254,7 @@ def secret() -> None:
 def _vault_context(directory: str) -> tuple[Any, Any]:
     workspace = engine.open_stack(directory)
     aws = engine.new_context(workspace)
-    aws.desired = engine.desired_of(workspace.config)
+    aws.desired = engine.desired_of(workspace.config, resolve_values=False)
     aws.state = workspace.backend.read()
     return workspace, aws
 

@@ -57,7 +57,7 @@ def open_stack(directory: str | pathlib.Path) -> Workspace:
     return Workspace(config, backend_for(config), tuple(warnings))
 
 
-def desired_of(config: manifest.Config) -> dict[str, plan_model.Desired]:
+def desired_of(config: manifest.Config, *, resolve_values: bool = True) -> dict[str, plan_model.Desired]:
     """Every resource as its kind normalises it, with its dependencies."""
     result: dict[str, plan_model.Desired] = {}
     unsupported = []
@@ -66,7 +66,7 @@ def desired_of(config: manifest.Config) -> dict[str, plan_model.Desired]:
             unsupported.append(f"{resource.position()}: {address}: kind {resource.kind} is validated but "
                                "not yet reconciled by this version of reconciler")
             continue
-        want = kinds.handler_for(resource.kind).desired(resource, config)
+        want = kinds.handler_for(resource.kind).desired(resource, config, resolve_values=resolve_values)
         deps = tuple(sorted({ref.target for ref in manifest.references(resource, config)}))
         result[address] = dataclasses.replace(want, dependencies=deps)
     if unsupported:
@@ -158,7 +158,7 @@ def make_plan(workspace: Workspace, aws: base.AwsContext, *, refresh_live: bool 
 def drift(workspace: Workspace, aws: base.AwsContext,
           progress: Progress = _quiet) -> list[plan_model.DriftItem]:
     prior = workspace.backend.read()
-    desired = desired_of(workspace.config)
+    desired = desired_of(workspace.config, resolve_values=False)
     aws.desired, aws.state = desired, prior
     refreshed, _ = refresh({a: d for a, d in desired.items() if a in prior.resources}, prior, aws,
                            None, progress)

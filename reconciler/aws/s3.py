@@ -26,7 +26,9 @@ class S3Store(adapter.Adapter):
     def _read(self, name: str) -> tuple[list[base.Version], str | None]:
         try:
             out = self._call("GetObject", Bucket=self.bucket, Key=self._key(name))
-        except errors.AwsNotFound:
+        except errors.AwsNotFound as exc:
+            if exc.code != "NoSuchKey":
+                raise  # a missing bucket is an error, not a missing entry
             return [], None
         text = out["Body"].read().decode()
         return base.parse_document(text, f"s3://{self.bucket}/{self._key(name)}"), out["ETag"]

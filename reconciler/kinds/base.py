@@ -53,8 +53,11 @@ class AwsContext:
 class Handler(Protocol):
     kind: str
 
-    def desired(self, resource: manifest.Resource, config: manifest.Config) -> plan_model.Desired:
-        """The normalised attributes the manifests ask for. Pure."""
+    def desired(self, resource: manifest.Resource, config: manifest.Config, *,
+                resolve_values: bool = True) -> plan_model.Desired:
+        """The normalised attributes the manifests ask for. ``resolve_values``
+        False: leave out what needs secret values (env vars), for commands
+        that only read."""
 
     def refresh(self, aws: AwsContext, entry: state_model.ResourceState,
                 desired: plan_model.Desired | None) -> planner.Refreshed:

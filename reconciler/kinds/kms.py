@@ -70,7 +70,8 @@ class KmsProviderHandler:
     kind = KIND
 
     # -- pure ------------------------------------------------------------------
-    def desired(self, resource: manifest.Resource, config: manifest.Config) -> plan_model.Desired:
+    def desired(self, resource: manifest.Resource, config: manifest.Config, *,
+                resolve_values: bool = True) -> plan_model.Desired:
         spec = resource.spec
         region = config.region_of(resource)
         connection = {"region": region, "auth": dict(config.auth_of(resource))}

@@ -103,7 +103,8 @@ def secrets_of(state: state_model.State, vault: str) -> list[state_model.Resourc
 class VaultHandler:
     kind = KIND
 
-    def desired(self, resource: manifest.Resource, config: manifest.Config) -> plan_model.Desired:
+    def desired(self, resource: manifest.Resource, config: manifest.Config, *,
+                resolve_values: bool = True) -> plan_model.Desired:
         spec = resource.spec
         attrs = {"provider": spec["provider"], "store": spec["store"], "default": bool(spec.get("default")),
                  "keepVersions": spec.get("keepVersions", store_base.DEFAULT_KEEP),

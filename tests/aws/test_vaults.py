@@ -258,3 +258,19 @@ def test_key_used_by_a_vault_cannot_be_replaced(aws, stack):
     (directory / "main.yaml").write_text(docs(key_doc("RSA_2048"), vault_doc()))
     refused = run("plan", directory)
     assert refused.exit_code == 1 and "wraps the data of Vault/main" in refused.output
+
+
+def test_drift_and_secret_commands_need_no_fromenv_values(aws, stack, monkeypatch):
+    monkeypatch.setenv("ONLY_AT_DEPLOY", "deploy-time-value")
+    directory = stack({"main.yaml": docs(key_doc(), vault_doc(), secret_doc("d", "fromEnv: ONLY_AT_DEPLOY"))})
+    assert run("apply", directory, "--auto-approve").exit_code == 0
+    monkeypatch.delenv("ONLY_AT_DEPLOY")
+    assert run("drift", directory).exit_code == 0
+    assert get(directory, "main/d") == "deploy-time-value"
+    assert run("plan", directory).exit_code == 1  # plan must know the value it would write
+
+
+def test_missing_s3_bucket_is_an_error_not_an_empty_vault(aws, stack):
+    directory = stack({"main.yaml": docs(key_doc(), vault_doc(STORES["s3"]), secret_doc("x", "generate: {}"))})
+    result = run("apply", directory, "--auto-approve")
+    assert result.exit_code == 1 and "NoSuchBucket" in result.output and "Traceback" not in result.output
