@@ -125,7 +125,7 @@ def check_connections(desired: Mapping[str, plan_model.Desired], aws: base.AwsCo
 
 
 def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 def make_plan(workspace: Workspace, aws: base.AwsContext, *, refresh_live: bool = True,

@@ -18,7 +18,7 @@ import base64
 import binascii
 import dataclasses
 import json
-import os
+import secrets
 from collections.abc import Mapping
 
 from cryptography.exceptions import InvalidTag
@@ -88,7 +88,7 @@ class Envelope:
         return self.to_string()
 
     @classmethod
-    def parse(cls, text: str) -> "Envelope":
+    def parse(cls, text: str) -> Envelope:
         if not isinstance(text, str) or not text.startswith(PREFIX):
             raise EnvelopeError("not a reconciler envelope (expected rcl:v1:...)")
         parts = text[len(PREFIX):].strip().split(":")
@@ -123,7 +123,7 @@ def seal(value: bytes, data_key: bytes, *, key_arn: str, algorithm: str, binding
         raise EnvelopeError(f"secret value is larger than {MAX_VALUE_BYTES} bytes")
     if len(data_key) != DATA_KEY_BYTES:
         raise EnvelopeError("data key must be 32 bytes")
-    draft = Envelope(key_arn, algorithm, binding, wrapped_key, os.urandom(NONCE_BYTES), b"\0" * 16)
+    draft = Envelope(key_arn, algorithm, binding, wrapped_key, secrets.token_bytes(NONCE_BYTES), b"\0" * 16)
     ciphertext = AESGCM(data_key).encrypt(draft.nonce, value, draft.aad)
     return dataclasses.replace(draft, ciphertext=ciphertext)
 

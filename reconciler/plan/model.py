@@ -39,7 +39,7 @@ class Desired:
                 "dependencies": list(self.dependencies), "lookup": dict(self.lookup)}
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "Desired":
+    def from_json(cls, data: Mapping[str, Any]) -> Desired:
         return cls(data["kind"], data["name"], data["mode"], data["attributes"], data["connection"],
                    frozenset(data.get("replaceOn", ())), frozenset(data.get("sensitive", ())),
                    frozenset(data.get("destroyOn", ())),
@@ -71,7 +71,7 @@ class ResourceChange:
                 "sensitive": list(self.sensitive)}
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "ResourceChange":
+    def from_json(cls, data: Mapping[str, Any]) -> ResourceChange:
         changes = tuple(diff.AttributeChange(c["path"], c.get("before"), c.get("after"),
                                              c.get("sensitive", False)) for c in data["changes"])
         return cls(data["address"], data["kind"], data["name"], actions.Action(data["action"]),
@@ -95,7 +95,7 @@ class DriftItem:
                 "note": self.note, "changes": [c.to_json() for c in self.changes]}
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "DriftItem":
+    def from_json(cls, data: Mapping[str, Any]) -> DriftItem:
         changes = tuple(diff.AttributeChange(c["path"], c.get("before"), c.get("after"),
                                              c.get("sensitive", False)) for c in data["changes"])
         return cls(data["address"], data["severity"], changes, data.get("gone", False),
@@ -142,7 +142,7 @@ class Plan:
                 "desired": {k: v.to_json() for k, v in self.desired.items()}}
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "Plan":
+    def from_json(cls, data: Mapping[str, Any]) -> Plan:
         return cls(data["id"], data["createdAt"], data["stack"], data["directory"],
                    data["manifestsHash"], data["stateLineage"], data["stateSerial"],
                    data["refreshed"], tuple(data["targets"]),

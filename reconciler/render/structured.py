@@ -12,7 +12,7 @@ from reconciler.render import text, values
 def plan_json(plan: model.Plan) -> str:
     data = plan.to_json()
     data.pop("desired")
-    for change, shown in zip(plan.changes, data["changes"]):
+    for change, shown in zip(plan.changes, data["changes"], strict=True):
         shown["before"] = values.masked(shown["before"], change.sensitive)
         shown["after"] = values.masked(shown["after"], change.sensitive)
     data["summary"] = plan.counts()

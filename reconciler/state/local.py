@@ -24,7 +24,7 @@ from reconciler.state import model
 
 
 def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
 class LocalBackend:

@@ -37,7 +37,7 @@ class ResourceState:
                 "dependencies": list(self.dependencies)}
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "ResourceState":
+    def from_json(cls, data: Mapping[str, Any]) -> ResourceState:
         return cls(data["kind"], data["name"], data.get("mode", "managed"), data.get("ids", {}),
                    data.get("attributes", {}), data.get("connection", {}),
                    tuple(data.get("dependencies", ())))
@@ -53,23 +53,23 @@ class State:
     applied_plans: tuple[str, ...] = ()
 
     @classmethod
-    def empty(cls) -> "State":
+    def empty(cls) -> State:
         return cls()
 
-    def with_resource(self, resource: ResourceState) -> "State":
+    def with_resource(self, resource: ResourceState) -> State:
         resources = dict(self.resources)
         resources[resource.address] = resource
         return dataclasses.replace(self, resources=resources)
 
-    def without_resource(self, address: str) -> "State":
+    def without_resource(self, address: str) -> State:
         resources = {k: v for k, v in self.resources.items() if k != address}
         return dataclasses.replace(self, resources=resources)
 
-    def with_applied_plan(self, plan_id: str) -> "State":
+    def with_applied_plan(self, plan_id: str) -> State:
         plans = (self.applied_plans + (plan_id,))[-MAX_APPLIED_PLANS:]
         return dataclasses.replace(self, applied_plans=plans)
 
-    def next_serial(self) -> "State":
+    def next_serial(self) -> State:
         """The state as written next: serial + 1, and a lineage if it had none."""
         return dataclasses.replace(self, lineage=self.lineage or str(uuid.uuid4()), serial=self.serial + 1)
 
@@ -85,7 +85,7 @@ class State:
         }
 
     @classmethod
-    def from_json(cls, data: Any, *, origin: str = "state") -> "State":
+    def from_json(cls, data: Any, *, origin: str = "state") -> State:
         if not isinstance(data, dict) or "lineage" not in data or "serial" not in data:
             raise errors.StateError(f"{origin}: not a reconciler state file")
         version = data.get("version")

@@ -3,7 +3,6 @@ fails on stock moto (run as a separate, unpatched server process)."""
 
 from __future__ import annotations
 
-import json
 import socket
 import subprocess
 import sys

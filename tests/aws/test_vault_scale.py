@@ -8,7 +8,6 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
 
 from reconciler import engine
 from reconciler.crypto import envelope as env
