@@ -190,3 +190,23 @@ def test_grants_are_created_and_drift_reverted(aws, stack):
     (grant,) = kms.list_grants(KeyId=kid)["Grants"]
     assert grant["Operations"] == ["Encrypt"]
     assert run("plan", directory, "--detailed-exitcode").exit_code == 0
+
+
+def test_replica_deleted_out_of_band_is_replicated_again(aws, example):
+    from moto.kms.models import kms_backends
+
+    directory = example("quickstart")
+    assert run("apply", directory, "--auto-approve").exit_code == 0
+    rsa = key_id(directory, "vault-rsa")
+    # AWS finishing a replica's deletion: the replica is gone and the primary no longer lists it
+    del kms_backends["123456789012"]["us-west-2"].keys[rsa]
+    primary = kms_backends["123456789012"]["us-east-1"].keys[rsa]
+    primary.multi_region_configuration["ReplicaKeys"].clear()
+    drift = run("drift", directory)
+    assert drift.exit_code == 2 and "replicas.us-west-2" in drift.output
+    plan = run("plan", directory)
+    assert "+ replicas.us-west-2" in " ".join(plan.output.split()) or "replicas.us-west-2 = null ->" in plan.output
+    assert run("apply", directory, "--auto-approve").exit_code == 0
+    west = boto3.client("kms", region_name="us-west-2")
+    assert west.describe_key(KeyId=rsa)["KeyMetadata"]["KeyState"] == "Enabled"
+    assert run("plan", directory, "--detailed-exitcode").exit_code == 0
