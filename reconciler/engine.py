@@ -13,12 +13,13 @@ from collections.abc import Callable, Mapping, Sequence
 
 from reconciler import apply as executor
 from reconciler import errors, kinds
-from reconciler.aws import session
+from reconciler.aws import s3, session
 from reconciler.kinds import base
 from reconciler.manifest import model as manifest
 from reconciler.plan import model as plan_model
 from reconciler.plan import planner
 from reconciler.state import local
+from reconciler.state import s3 as s3_state
 from reconciler.state import model as state_model
 
 Progress = Callable[[str], None]
@@ -33,21 +34,24 @@ def _quiet(_message: str) -> None:
 @dataclasses.dataclass(frozen=True)
 class Workspace:
     config: manifest.Config
-    backend: local.LocalBackend
+    backend: local.LocalBackend | s3_state.S3Backend
     warnings: tuple[errors.Diagnostic, ...]
 
 
-def backend_for(config: manifest.Config) -> local.LocalBackend:
+def backend_for(config: manifest.Config) -> local.LocalBackend | s3_state.S3Backend:
     match dict(config.stack.backend):
         case {"local": spec}:
             path = pathlib.Path(spec.get("path", DEFAULT_STATE_PATH))
             if not path.is_absolute():
                 path = config.source.directory / path
             return local.LocalBackend(path)
-        case {"s3": _}:
-            raise errors.ConfigError(
-                f"Stack/{config.stack.name}: the s3 state backend is not available in this version; "
-                "use backend: {local: {path: ...}}")
+        case {"s3": spec}:
+            region = spec.get("region") or config.stack.region
+            if not region:
+                raise errors.ConfigError(f"Stack/{config.stack.name}: the s3 backend needs a region "
+                                         "(backend.s3.region or spec.region)")
+            client = session.ClientFactory().client("s3", region, config.stack.auth)
+            return s3_state.S3Backend(s3.S3Objects(client, region, spec["bucket"]), spec["key"])
         case other:
             raise errors.ConfigError(f"Stack/{config.stack.name}: unknown backend {sorted(other)}")
 

@@ -9,6 +9,43 @@ from reconciler.aws import adapter
 from reconciler.stores import base
 
 
+PRECONDITION_FAILED = ("PreconditionFailed", "412", "ConditionalRequestConflict")
+
+
+class S3Objects(adapter.Adapter):
+    """Objects in one bucket, with the conditional writes state and locks need."""
+
+    service = "s3"
+
+    def __init__(self, client: object, region: str, bucket: str) -> None:
+        super().__init__(client, region)
+        self.bucket = bucket
+
+    def get(self, key: str) -> tuple[bytes, str] | None:
+        try:
+            out = self._call("GetObject", Bucket=self.bucket, Key=key)
+        except errors.AwsNotFound as exc:
+            if exc.code != "NoSuchKey":
+                raise
+            return None
+        return out["Body"].read(), out["ETag"]
+
+    def put(self, key: str, body: bytes, *, if_match: str | None = None, if_absent: bool = False) -> bool:
+        """Write; False when the condition failed (someone else wrote first)."""
+        condition = {"IfMatch": if_match} if if_match else ({"IfNoneMatch": "*"} if if_absent else {})
+        try:
+            self._call("PutObject", Bucket=self.bucket, Key=key, Body=body,
+                       ContentType="application/json", **condition)
+        except errors.AwsError as exc:
+            if exc.code in PRECONDITION_FAILED:
+                return False
+            raise
+        return True
+
+    def delete(self, key: str) -> None:
+        self._call("DeleteObject", Bucket=self.bucket, Key=key)
+
+
 class S3Store(adapter.Adapter):
     service = "s3"
 

@@ -1,0 +1,108 @@
+"""The S3 state backend: the state object replaced with conditional writes
+(If-Match on the ETag read, If-None-Match for the first), the previous
+version copied to ``<key>.backup`` first, and a lock object ``<key>.lock``
+created with If-None-Match so only one holder can exist; it names its
+holder, and ``state unlock ID`` deletes a lock left by a crashed run."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import getpass
+import json
+import os
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from reconciler import errors
+from reconciler.state import local, model
+
+
+class S3Backend:
+    def __init__(self, objects: Any, key: str) -> None:
+        self.objects = objects  # aws.s3.S3Objects
+        self.key = key
+        self.lock_key = key + ".lock"
+        self.backup_key = key + ".backup"
+        self._etag: str | None = None
+        self.lock_id: str | None = None
+
+    def describe(self) -> str:
+        return f"s3://{self.objects.bucket}/{self.key}"
+
+    def read(self) -> model.State:
+        found = self.objects.get(self.key)
+        if found is None:
+            self._etag = None
+            return model.State.empty()
+        body, self._etag = found
+        try:
+            data = json.loads(body)
+        except json.JSONDecodeError as exc:
+            raise errors.StateError(f"{self.describe()}: state is not valid JSON ({exc.msg}); the previous "
+                                    f"version is in s3://{self.objects.bucket}/{self.backup_key}") from exc
+        return model.State.from_json(data, origin=self.describe())
+
+    def write(self, state: model.State) -> model.State:
+        if self.lock_id is None:
+            raise errors.StateError("internal: state written without holding the lock")
+        found = self.objects.get(self.key)
+        current = model.State.from_json(json.loads(found[0]), origin=self.describe()) if found else None
+        if current is not None and current.lineage and state.lineage and current.lineage != state.lineage:
+            raise errors.StateError(f"{self.describe()}: state lineage changed underneath this run; "
+                                    "refusing to overwrite")
+        serial = max(current.serial if current else 0, state.serial)
+        written = dataclasses.replace(state, lineage=state.lineage or (current.lineage if current else None),
+                                      serial=serial).next_serial()
+        if found is not None:
+            self.objects.put(self.backup_key, found[0])
+        body = (json.dumps(written.to_json(), indent=2, sort_keys=True) + "\n").encode()
+        ok = self.objects.put(self.key, body, if_match=found[1] if found else None, if_absent=found is None)
+        if not ok:
+            raise errors.StateError(f"{self.describe()}: state was changed by someone else during this run "
+                                    "(conditional write refused); nothing was overwritten")
+        return written
+
+    @contextlib.contextmanager
+    def lock(self, operation: str, timeout: float = 0.0) -> Iterator[str]:
+        lock_id = str(uuid.uuid4())
+        holder = {"id": lock_id, "pid": os.getpid(), "host": socket.gethostname(), "user": getpass.getuser(),
+                  "since": local._now().isoformat(timespec="seconds"), "operation": operation}
+        deadline = time.monotonic() + timeout
+        while not self.objects.put(self.lock_key, json.dumps(holder).encode(), if_absent=True):
+            if time.monotonic() >= deadline:
+                raise errors.LockError(
+                    f"state {self.describe()} is locked by {local.LocalBackend.describe_holder(self._holder())}; "
+                    "wait for it to finish, retry with --lock-timeout, or if that run is gone "
+                    "run `reconciler state unlock ID`")
+            time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+        self.lock_id = lock_id
+        try:
+            yield lock_id
+        finally:
+            self.lock_id = None
+            current = self._holder()
+            if current and current.get("id") == lock_id:
+                self.objects.delete(self.lock_key)
+
+    def _holder(self) -> dict[str, Any] | None:
+        found = self.objects.get(self.lock_key)
+        if found is None:
+            return None
+        try:
+            return json.loads(found[0])
+        except json.JSONDecodeError:
+            return None
+
+    def unlock(self, lock_id: str) -> str:
+        holder = self._holder()
+        if holder is None:
+            raise errors.LockError(f"state {self.describe()} is not locked")
+        if holder.get("id") != lock_id:
+            raise errors.LockError(f"lock ID {lock_id} does not match the lock on {self.describe()} "
+                                   f"(held by {local.LocalBackend.describe_holder(holder)})")
+        self.objects.delete(self.lock_key)
+        return f"Lock {lock_id} on {self.describe()} released."
