@@ -40,13 +40,8 @@ CHARSETS = {
 DEFAULT_LENGTH = 32
 
 
-def default_vault(config: manifest.Config) -> str | None:
-    defaults = [r.name for r in config.resources.values() if r.kind == "Vault" and r.spec.get("default")]
-    return defaults[0] if defaults else None
-
-
 def vault_of(resource: manifest.Resource, config: manifest.Config) -> str:
-    return resource.spec.get("vault") or default_vault(config) or ""
+    return resource.spec.get("vault") or manifest.default_vault(config.resources) or ""
 
 
 def fingerprint(value: bytes, binding: env.Binding) -> str:

@@ -78,7 +78,7 @@ class Reference:
     target: str  # "Kind/name"
 
 
-def _default_vault(resources: Mapping[str, Resource]) -> str | None:
+def default_vault(resources: Mapping[str, Resource]) -> str | None:
     defaults = [r.name for r in resources.values() if r.kind == "Vault" and r.spec.get("default")]
     return defaults[0] if len(defaults) == 1 else None
 
@@ -93,7 +93,7 @@ def references(resource: Resource, config: Config | None = None,
             if "provider" in spec:
                 yield Reference(("provider",), f"KmsProvider/{spec['provider']}")
         case "Secret":
-            vault = spec.get("vault") or _default_vault(pool)
+            vault = spec.get("vault") or default_vault(pool)
             if vault:
                 yield Reference(("vault",), f"Vault/{vault}")
         case "IamRole":
@@ -105,7 +105,7 @@ def references(resource: Resource, config: Config | None = None,
         case "AccessKeyRotation":
             for output in ("accessKeyId", "secretAccessKey"):
                 target = (spec.get("outputs") or {}).get(output) or {}
-                vault = target.get("vault") or _default_vault(pool)
+                vault = target.get("vault") or default_vault(pool)
                 if vault:
                     yield Reference(("outputs", output, "vault"), f"Vault/{vault}")
         case _:
@@ -140,10 +140,6 @@ def _lint(resource: Resource, resources: Mapping[str, Resource]) -> Iterator[err
             replicas = spec.get("replicaRegions") or []
             if replicas and not spec.get("multiRegion"):
                 yield problem("replicaRegions needs multiRegion: true", "replicaRegions")
-            region = spec.get("region")
-            for i, replica in enumerate(replicas):
-                if region and replica == region:
-                    yield problem(f"replica region {replica} is the key's own region", "replicaRegions", i)
             if spec.get("policy") and spec.get("grants"):
                 yield problem("give either policy or grants, not both", "grants")
         case "Vault":
@@ -181,7 +177,7 @@ def _check_envelopes(config: Config) -> Iterator[errors.Diagnostic]:
     stack, vault and secret name (so it cannot be pasted elsewhere)."""
     from reconciler.crypto import envelope  # pure format code; no KMS
 
-    default = _default_vault(config.resources)
+    default = default_vault(config.resources)
     for resource in config.resources.values():
         if resource.kind != "Secret" or "encrypted" not in resource.spec:
             continue
@@ -248,7 +244,7 @@ def build(source: loader.Source) -> tuple[Config | None, list[errors.Diagnostic]
                 diagnostics.append(errors.Diagnostic(
                     f"{ref.path[-1] if ref.path else 'reference'} refers to {ref.target}, which does "
                     f"not exist{hint}", resource.position(*ref.path), resource.address))
-        if resource.kind in ("Secret",) and "vault" not in resource.spec and not _default_vault(resources):
+        if resource.kind in ("Secret",) and "vault" not in resource.spec and not default_vault(resources):
             diagnostics.append(errors.Diagnostic(
                 "no vault given and no Vault is marked default: true", resource.position(),
                 resource.address))
@@ -270,7 +266,13 @@ def build(source: loader.Source) -> tuple[Config | None, list[errors.Diagnostic]
             diagnostics.append(errors.Diagnostic(
                 "dependency cycle: " + " -> ".join(cycle + [cycle[0]]), first.position(), first.address))
         for resource in resources.values():
-            if resource.kind != "Stack" and config.region_of(resource) is None and resource.kind in (
+            region = config.region_of(resource)
+            for i, replica in enumerate(resource.spec.get("replicaRegions") or []):
+                if resource.kind == "KmsProvider" and replica == region:
+                    diagnostics.append(errors.Diagnostic(
+                        f"replica region {replica} is the key's own region", resource.position("replicaRegions", i),
+                        resource.address))
+            if resource.kind != "Stack" and region is None and resource.kind in (
                     "KmsProvider", "AccessKeyRotation", "DynamicIamTemplate"):
                 diagnostics.append(errors.Diagnostic(
                     "no region: set spec.region here or spec.region on the Stack",

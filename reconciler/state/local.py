@@ -7,24 +7,16 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime
 import fcntl
-import getpass
 import json
 import os
 import pathlib
-import socket
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 from reconciler import errors
-from reconciler.state import model
-
-
-def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
+from reconciler.state import locks, model
 
 
 class LocalBackend:
@@ -95,18 +87,6 @@ class LocalBackend:
         except (OSError, json.JSONDecodeError):
             return None
 
-    @staticmethod
-    def describe_holder(holder: dict[str, Any] | None) -> str:
-        if not holder:
-            return "another process (no holder information)"
-        since = holder.get("since", "?")
-        age = ""
-        with contextlib.suppress(ValueError, TypeError):
-            seconds = int((_now() - datetime.datetime.fromisoformat(since)).total_seconds())
-            age = f" ({seconds}s ago)"
-        return (f"PID {holder.get('pid')} on {holder.get('host')} since {since}{age}, "
-                f"running {holder.get('operation', '?')} (lock ID {holder.get('id')})")
-
     @contextlib.contextmanager
     def lock(self, operation: str, timeout: float = 0.0) -> Iterator[str]:
         self.lock_path.parent.mkdir(parents=True, exist_ok=True)
@@ -120,14 +100,12 @@ class LocalBackend:
                 if time.monotonic() >= deadline:
                     os.close(fd)
                     raise errors.LockError(
-                        f"state {self.path} is locked by {self.describe_holder(self._holder())}; "
+                        f"state {self.path} is locked by {locks.describe(self._holder())}; "
                         "wait for it to finish, retry with --lock-timeout, or if that process is "
                         "gone run `reconciler state unlock ID`") from None
                 time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
-        lock_id = str(uuid.uuid4())
-        holder = {"id": lock_id, "pid": os.getpid(), "host": socket.gethostname(),
-                  "user": getpass.getuser(), "since": _now().isoformat(timespec="seconds"),
-                  "operation": operation}
+        holder = locks.new_holder(operation)
+        lock_id = holder["id"]
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(holder).encode(), 0)
         os.fsync(fd)
@@ -149,14 +127,14 @@ class LocalBackend:
             raise errors.LockError(f"state {self.path} is not locked")
         if holder.get("id") != lock_id:
             raise errors.LockError(f"lock ID {lock_id} does not match the lock on {self.path} "
-                                   f"(held by {self.describe_holder(holder)})")
+                                   f"(held by {locks.describe(holder)})")
         fd = os.open(self.lock_path, os.O_RDWR)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 raise errors.LockError(
-                    f"lock {lock_id} is held by a running process ({self.describe_holder(holder)}); "
+                    f"lock {lock_id} is held by a running process ({locks.describe(holder)}); "
                     "stop that process first") from None
             os.ftruncate(fd, 0)
             fcntl.flock(fd, fcntl.LOCK_UN)

@@ -8,17 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import getpass
 import json
-import os
-import socket
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 from reconciler import errors
-from reconciler.state import local, model
+from reconciler.state import locks, model
 
 
 class S3Backend:
@@ -68,14 +64,13 @@ class S3Backend:
 
     @contextlib.contextmanager
     def lock(self, operation: str, timeout: float = 0.0) -> Iterator[str]:
-        lock_id = str(uuid.uuid4())
-        holder = {"id": lock_id, "pid": os.getpid(), "host": socket.gethostname(), "user": getpass.getuser(),
-                  "since": local._now().isoformat(timespec="seconds"), "operation": operation}
+        holder = locks.new_holder(operation)
+        lock_id = holder["id"]
         deadline = time.monotonic() + timeout
         while not self.objects.put(self.lock_key, json.dumps(holder).encode(), if_absent=True):
             if time.monotonic() >= deadline:
                 raise errors.LockError(
-                    f"state {self.describe()} is locked by {local.LocalBackend.describe_holder(self._holder())}; "
+                    f"state {self.describe()} is locked by {locks.describe(self._holder())}; "
                     "wait for it to finish, retry with --lock-timeout, or if that run is gone "
                     "run `reconciler state unlock ID`")
             time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
@@ -103,6 +98,6 @@ class S3Backend:
             raise errors.LockError(f"state {self.describe()} is not locked")
         if holder.get("id") != lock_id:
             raise errors.LockError(f"lock ID {lock_id} does not match the lock on {self.describe()} "
-                                   f"(held by {local.LocalBackend.describe_holder(holder)})")
+                                   f"(held by {locks.describe(holder)})")
         self.objects.delete(self.lock_key)
         return f"Lock {lock_id} on {self.describe()} released."

@@ -65,6 +65,8 @@ CASES = [
      "apiVersion: reconciler/v1\nkind: AccessKeyRotation\nmetadata: {name: r}\nspec:\n  userName: bob\n  interval: 30 days\n"
      "  outputs:\n    accessKeyId: {secret: id}\n    secretAccessKey: {secret: key}\n",
      6, 13, "interval: \"30 days\" is not valid; expected a duration such as 90s, 15m, 12h or 30d"),
+    ("replica-in-own-region", KEY + "  multiRegion: true\n  replicaRegions: [us-west-2, us-east-1]\n", 8, 31,
+     "replica region us-east-1 is the key's own region"),
     ("merge-key", KEY + "  <<: {description: x}\n", 7, 3, "merge keys"),
 ]
 
