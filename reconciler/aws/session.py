@@ -105,7 +105,7 @@ class ClientFactory:
             session = self._sessions.get(key)
             if session is None:
                 session = self._sessions[key] = self._session(auth, region)
-            client = session.client(service, region_name=region, config=self._config)
+            client = session.client(service, region_name=region, config=self._config)  # type: ignore[call-overload]
             self._clients[cache_key] = _instrument(client)
         return self._clients[cache_key]
 
@@ -128,7 +128,7 @@ class ClientFactory:
                     extra["ExternalId"] = spec["externalId"]
                 if "durationSeconds" in spec:
                     extra["DurationSeconds"] = spec["durationSeconds"]
-                fetcher = botocore.credentials.AssumeRoleCredentialFetcher(
+                fetcher: Any = botocore.credentials.AssumeRoleCredentialFetcher(
                     client_creator=self._creator(source), source_credentials=credentials,
                     role_arn=spec["roleArn"], extra_args=extra)
                 return self._with_credentials(fetcher, "assume-role", region)
@@ -164,5 +164,5 @@ class ClientFactory:
         credentials = botocore.credentials.DeferredRefreshableCredentials(
             refresh_using=fetcher.fetch_credentials, method=method)
         core = botocore.session.Session()
-        core._credentials = credentials
+        core._credentials = credentials  # type: ignore[attr-defined]  # botocore's own refreshable credentials
         return boto3.Session(botocore_session=core, region_name=region)

@@ -296,9 +296,9 @@ def _converge_key(kms: kms_adapter.KmsAdapter, key_id: str, current: Mapping[str
 
 def _converge_grants(kms: kms_adapter.KmsAdapter, key_id: str, want: Mapping[str, Any]) -> None:
     """Revoke grants that are not declared (or differ), then create the missing ones."""
-    kept = set()
+    kept: set[str] = set()
     for grant in kms.grants(key_id):
-        name = grant.get("Name")
+        name = str(grant.get("Name") or "")
         shape = {"granteePrincipal": grant.get("GranteePrincipal"),
                  "operations": sorted(grant.get("Operations", []))}
         if name in want and want[name] == shape and name not in kept:

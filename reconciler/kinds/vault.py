@@ -50,21 +50,26 @@ class VaultInfo:
 
 
 def open_store(ctx: base.AwsContext, spec: Mapping[str, Any], keep: int) -> Any:
-    default_region = ctx.default_connection.get("region")
+    def region_of(store: Mapping[str, Any]) -> str:
+        region = store.get("region") or ctx.default_connection.get("region")
+        if not region:
+            raise errors.ConfigError("the vault store needs a region (store region or the Stack's spec.region)")
+        return str(region)
+
     match dict(spec):
         case {"local": {"path": path}}:
             directory = ctx.directory / path
             return local.LocalStore(directory, keep)
         case {"s3": s3_spec}:
-            region = s3_spec.get("region") or default_region
+            region = region_of(s3_spec)
             return s3.S3Store(ctx.client("s3", region=region), region, s3_spec["bucket"],
                               s3_spec.get("prefix", ""), keep)
         case {"secretsmanager": sm}:
-            region = sm.get("region") or default_region
+            region = region_of(sm)
             return secretsmanager.SecretsManagerStore(ctx.client("secretsmanager", region=region), region,
                                                       sm["prefix"], keep)
         case {"ssm": ssm_spec}:
-            region = ssm_spec.get("region") or default_region
+            region = region_of(ssm_spec)
             return ssm.SsmStore(ctx.client("ssm", region=region), region, ssm_spec["path"], keep)
         case other:
             raise errors.ConfigError(f"unknown vault store {sorted(other)}")

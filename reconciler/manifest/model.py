@@ -229,10 +229,10 @@ def build(source: loader.Source) -> tuple[Config | None, list[errors.Diagnostic]
             "one stack per directory tree", extra.position(("kind",)), extra.address))
 
     defaults = [r for r in resources.values() if r.kind == "Vault" and r.spec.get("default")]
-    for extra in defaults[1:]:
+    for second in defaults[1:]:
         diagnostics.append(errors.Diagnostic(
             f"a second default vault (Vault/{defaults[0].name} is already default)",
-            extra.position("default"), extra.address))
+            second.position("default"), second.address))
 
     for resource in resources.values():
         diagnostics.extend(_lint(resource, resources))
@@ -262,9 +262,9 @@ def build(source: loader.Source) -> tuple[Config | None, list[errors.Diagnostic]
         diagnostics.extend(_check_envelopes(config))
         cycle = config.dependency_graph().find_cycle()
         if cycle:
-            first = resources[cycle[0]]
+            looped = resources[cycle[0]]
             diagnostics.append(errors.Diagnostic(
-                "dependency cycle: " + " -> ".join(cycle + [cycle[0]]), first.position(), first.address))
+                "dependency cycle: " + " -> ".join(cycle + [cycle[0]]), looped.position(), looped.address))
         for resource in resources.values():
             region = config.region_of(resource)
             for i, replica in enumerate(resource.spec.get("replicaRegions") or []):

@@ -60,8 +60,8 @@ def _describe(error: jsonschema.ValidationError) -> tuple[str, tuple[Any, ...], 
         where = f"{field}" if path else "document"
         return f"{where}: missing required field {missing!r}", path, False
     if validator == "enum":
-        allowed = ", ".join(json.dumps(v) for v in error.validator_value)
-        return f"{field}: {json.dumps(error.instance)} is not allowed; expected one of {allowed}", path, False
+        choices = ", ".join(json.dumps(v) for v in error.validator_value)
+        return f"{field}: {json.dumps(error.instance)} is not allowed; expected one of {choices}", path, False
     if validator == "const":
         return f"{field}: expected {json.dumps(error.validator_value)}, got {json.dumps(error.instance)}", path, False
     if validator == "type":

@@ -64,8 +64,10 @@ def _unreadable_secrets(prior: state_model.State,
         if entry.kind != "Secret":
             continue
         vault = prior.resources.get(f"Vault/{entry.attributes.get('vault')}")
-        provider = f"KmsProvider/{vault.attributes.get('provider')}" if vault else None
-        live = refreshed.get(provider) if provider else None
+        if vault is None:
+            continue
+        provider = f"KmsProvider/{vault.attributes.get('provider')}"
+        live = refreshed.get(provider)
         state = (live.attributes or {}).get("keyState") if live else None
         if live is not None and state != "Enabled":
             arn = prior.resources[provider].ids.get("arn", provider) if provider in prior.resources else provider
@@ -176,22 +178,22 @@ def _plan_delete(entry: state_model.ResourceState, problems: list[str]) -> model
 
 def _plan_upsert(want: model.Desired, entry: state_model.ResourceState | None,
                  live: Mapping[str, Any] | None, problems: list[str]) -> model.ResourceChange:
-    base = dict(address=want.address, kind=want.kind, name=want.name, mode=want.mode,
+    base: dict[str, Any] = dict(address=want.address, kind=want.kind, name=want.name, mode=want.mode,
                 sensitive=tuple(sorted(want.sensitive)))
     if want.mode == "read":
         if entry is None:
             return model.ResourceChange(**base, action=Action.READ, before=None, after=live)
         changes = diff.diff(entry.attributes, live, sensitive=want.sensitive)
         action = Action.READ if changes else Action.NOOP
-        notes = ("read-only (adopted without manage: true): changes made outside reconciler are "
-                 "recorded, never reverted",) if changes else ()
+        read_notes = ("read-only (adopted without manage: true): changes made outside reconciler are "
+                      "recorded, never reverted",) if changes else ()
         return model.ResourceChange(**base, action=action, before=entry.attributes, after=live,
-                                    changes=tuple(changes), notes=notes)
+                                    changes=tuple(changes), notes=read_notes)
     if live is None:
-        notes = ("the object recorded in state no longer exists; it will be created again",) \
+        gone = ("the object recorded in state no longer exists; it will be created again",) \
             if entry is not None else ()
         return model.ResourceChange(**base, action=Action.CREATE, before=None,
-                                    after=want.attributes, notes=notes)
+                                    after=want.attributes, notes=gone)
     changes = diff.diff(live, want.attributes, keys=set(want.attributes), sensitive=want.sensitive)
     if not changes:
         action = Action.READ if entry is None else Action.NOOP
@@ -212,7 +214,7 @@ def _plan_upsert(want: model.Desired, entry: state_model.ResourceState | None,
                                            "for deletion",))
     if replace_paths:
         problems.append(f"{want.address}: {', '.join(replace_paths)} of an adopted object cannot change")
-    notes = ["adopt into state, then update"] if entry is None else []
+    notes: list[str] = ["adopt into state, then update"] if entry is None else []
     destroys = [c.path for c in changes if c.top in want.destroy_on and c.after is None]
     if destroys:
         protected = want.attributes.get("protect", False)
@@ -246,7 +248,8 @@ def _vault_rules(changes: dict[str, model.ResourceChange], desired: Mapping[str,
             notes = list(change.notes)
             if change.action is Action.UPDATE and "provider" in paths:
                 notes.append(f"re-wrap {count} secret{'s' if count != 1 else ''} under "
-                             f"KmsProvider/{change.after['provider']}; the old key is left untouched")
+                             f"KmsProvider/{(change.after or {}).get('provider')}; the old key is left "
+                             "untouched")
             if change.action is Action.UPDATE and "store" in paths:
                 notes.append(f"copy {count} secret{'s' if count != 1 else ''} to the new store; "
                              "the old store is left untouched")

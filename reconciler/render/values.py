@@ -24,7 +24,8 @@ def flatten(attributes: dict[str, Any] | None, prefix: str = "") -> list[tuple[s
     """Attribute rows for a create/delete listing: nested mappings become dotted paths
     (an empty mapping stays one row), everything else is one row."""
     rows: list[tuple[str, Any]] = []
-    for key in sorted(attributes or {}):
+    attributes = attributes or {}
+    for key in sorted(attributes):
         value = attributes[key]
         path = f"{prefix}{key}"
         if isinstance(value, dict) and value and key != "policy":

@@ -102,7 +102,8 @@ def _enable_key_rotation(self: kms_responses.KmsResponse) -> str:
             f"RotationPeriodInDays {period} is out of range; it must be between 90 and 2560")
     result = _ORIGINAL["enable_key_rotation"](self)
     key = self.kms_backend.keys[self.kms_backend.get_key_id(key_id)]
-    key.rotation_period_in_days = int(period) if period is not None else DEFAULT_ROTATION_DAYS
+    days = int(period) if period is not None else DEFAULT_ROTATION_DAYS
+    key.rotation_period_in_days = days  # type: ignore[attr-defined]
     return result
 
 
@@ -206,7 +207,8 @@ def _decrypt_response(self: kms_responses.KmsResponse) -> str:
         return _ORIGINAL["decrypt"](self)
     algorithm = self._get_param("EncryptionAlgorithm")
     try:
-        plaintext = key.private_key.private_key.decrypt(self._get_param("CiphertextBlob"), _oaep(algorithm))
+        private = key.private_key.private_key  # type: ignore[attr-defined]
+        plaintext = private.decrypt(self._get_param("CiphertextBlob"), _oaep(algorithm))
     except ValueError:
         raise kms_exceptions.InvalidCiphertextException() from None
     return json.dumps({"Plaintext": base64.b64encode(plaintext).decode(), "KeyId": key.arn,
@@ -218,7 +220,7 @@ def _encrypt_response(self: kms_responses.KmsResponse) -> str:
     if key is None:
         return _ORIGINAL["encrypt"](self)
     algorithm = self._get_param("EncryptionAlgorithm")
-    public = key.private_key.private_key.public_key()
+    public = key.private_key.private_key.public_key()  # type: ignore[attr-defined]
     blob = public.encrypt(self._get_param("Plaintext"), _oaep(algorithm))
     return json.dumps({"CiphertextBlob": base64.b64encode(blob).decode(), "KeyId": key.arn,
                        "EncryptionAlgorithm": algorithm})
