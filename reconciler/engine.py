@@ -152,11 +152,23 @@ def make_plan(workspace: Workspace, aws: base.AwsContext, *, refresh_live: bool 
         wanted = {a: d for a, d in desired.items() if a not in prior.resources
                   and d.mode in ("adopted", "read") and (scope is None or a in scope)}
         _, adopted = refresh(wanted, state_model.State.empty(), aws, scope, progress)
-    return planner.make_plan(
-        plan_id=str(uuid.uuid4()), created_at=_now(), stack=config.stack.name,
-        directory=str(config.source.directory.resolve()), manifests_hash=config.source.content_hash,
-        desired=desired, prior=prior, refreshed=refreshed, adopted=adopted, refresh=refresh_live,
-        targets=tuple(targets), dependency_graph=graph)
+    try:
+        return planner.make_plan(
+            plan_id=str(uuid.uuid4()), created_at=_now(), stack=config.stack.name,
+            directory=str(config.source.directory.resolve()), manifests_hash=config.source.content_hash,
+            desired=desired, prior=prior, refreshed=refreshed, adopted=adopted, refresh=refresh_live,
+            targets=tuple(targets), dependency_graph=graph)
+    except errors.PlanError as exc:
+        raise errors.PlanError("\n".join(_placed(line, config) for line in exc.message.splitlines())) from None
+
+
+def _placed(line: str, config: manifest.Config) -> str:
+    """Prefix a refusal about a declared resource with where it is declared."""
+    address = line.split(": ", 1)[0]
+    resource = config.resources.get(address)
+    if resource is None:
+        return line
+    return f"{resource.document.position(('metadata', 'name'))}: {line}"
 
 
 def drift(workspace: Workspace, aws: base.AwsContext,
