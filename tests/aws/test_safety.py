@@ -57,7 +57,7 @@ def test_replacing_a_protected_key_is_refused_with_an_explanation(aws, stack):
     plan = run("plan", directory)
     assert plan.exit_code == 1
     assert "replaces the key" in plan.output and "protected" in plan.output
-    assert f"Error: {directory / 'key.yaml'}:3:17: KmsProvider/main: changing keySpec" in plan.output
+    assert f"Error: {directory / 'key.yaml'}:3:18: KmsProvider/main: changing keySpec" in plan.output
 
 
 def test_replacing_an_unprotected_key_creates_then_schedules_the_old(aws, stack):
