@@ -25,6 +25,8 @@ class LocalBackend:
         self.backup_path = self.path.with_name(self.path.name + ".backup")
         self.lock_path = self.path.with_name(self.path.name + ".lock")
         self._lock_fd: int | None = None
+        self._written: tuple[bytes, model.State] | None = None  # what this lock holder wrote last
+        self._encoded: model.EncodeCache = {}
         self.lock_id: str | None = None
 
     def describe(self) -> str:
@@ -50,17 +52,22 @@ class LocalBackend:
         """Write ``state`` as the next serial; returns what was written."""
         if self._lock_fd is None:
             raise errors.StateError("internal: state written without holding the lock")
-        current = self.read()
+        if self._written is None:  # first write under this lock: see what is there
+            previous = self.path.read_bytes() if self.path.exists() else None
+            current = self.read()
+        else:  # we hold the lock and wrote last: nobody else changed it
+            previous, current = self._written
         if current.lineage and state.lineage and current.lineage != state.lineage:
             raise errors.StateError(f"{self.path}: state lineage changed underneath this run "
                                     f"({current.lineage} != {state.lineage}); refusing to overwrite")
         written = dataclasses.replace(state, lineage=state.lineage or current.lineage,
                                       serial=max(current.serial, state.serial)).next_serial()
-        payload = json.dumps(written.to_json(), indent=2, sort_keys=True) + "\n"
+        payload = model.dumps(written, self._encoded).encode()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if self.path.exists():
-            self._atomic_write(self.backup_path, self.path.read_bytes())
-        self._atomic_write(self.path, payload.encode())
+        if previous is not None:
+            self._atomic_write(self.backup_path, previous)
+        self._atomic_write(self.path, payload)
+        self._written = (payload, written)
         return written
 
     @staticmethod
@@ -109,10 +116,11 @@ class LocalBackend:
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(holder).encode(), 0)
         os.fsync(fd)
-        self._lock_fd, self.lock_id = fd, lock_id
+        self._lock_fd, self.lock_id, self._written = fd, lock_id, None
         try:
             yield lock_id
         finally:
+            self._written, self._encoded = None, {}
             os.ftruncate(fd, 0)
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)

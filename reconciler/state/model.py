@@ -7,6 +7,7 @@ only AWS ids and non-secret attributes into ``attributes``.
 from __future__ import annotations
 
 import dataclasses
+import json
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -98,3 +99,37 @@ class State:
             raise errors.StateError(f"{origin}: malformed resource entry ({exc})") from exc
         return cls(data["lineage"], int(data["serial"]), resources, data.get("leases", {}),
                    tuple(data.get("journal", ())), tuple(data.get("appliedPlans", ())))
+
+
+EncodeCache = dict[int, tuple[ResourceState, str]]
+
+
+def dumps(state: State, cache: EncodeCache | None = None) -> str:
+    """The state file's text: sorted keys, one resource per line, so a diff of
+    two states is readable and writing a large state stays fast: json's C
+    encoder (an indented dump is pure Python), and with ``cache`` an entry
+    already encoded by this writer is not encoded again (entries are frozen
+    and shared between successive states)."""
+    cache = cache if cache is not None else {}
+
+    def encode(entry: ResourceState) -> str:
+        hit = cache.get(id(entry))
+        if hit is None or hit[0] is not entry:
+            hit = cache[id(entry)] = (entry, json.dumps(entry.to_json(), sort_keys=True))
+        return hit[1]
+
+    data = state.to_json()
+    data.pop("resources")
+    resources = {k: encode(v) for k, v in state.resources.items()}
+    lines = ["{"]
+    for key in sorted(data):
+        lines.append(f"  {json.dumps(key)}: {json.dumps(data[key], sort_keys=True)},")
+    if resources:
+        lines.append('  "resources": {')
+        items = [f"    {json.dumps(k)}: {v}" for k, v in sorted(resources.items())]
+        lines.append(",\n".join(items))
+        lines.append("  }")
+    else:
+        lines.append('  "resources": {}')
+    lines.append("}")
+    return "\n".join(lines) + "\n"

@@ -55,7 +55,7 @@ class S3Backend:
                                       serial=serial).next_serial()
         if found is not None:
             self.objects.put(self.backup_key, found[0])
-        body = (json.dumps(written.to_json(), indent=2, sort_keys=True) + "\n").encode()
+        body = model.dumps(written).encode()
         ok = self.objects.put(self.key, body, if_match=found[1] if found else None, if_absent=found is None)
         if not ok:
             raise errors.StateError(f"{self.describe()}: state was changed by someone else during this run "
