@@ -47,50 +47,95 @@ class S3Objects(adapter.Adapter):
 
 
 class S3Store(adapter.Adapter):
+    """A vault store in a versioned bucket: one object per secret at
+    <prefix><name>, each write a new S3 object version (its number in the
+    ``rcl-version`` metadata), replaced with conditional writes; versions past
+    ``keep`` are deleted. The bucket must have versioning enabled."""
+
     service = "s3"
 
     def __init__(self, client: object, region: str, bucket: str, prefix: str,
                  keep: int = base.DEFAULT_KEEP) -> None:
         super().__init__(client, region)
         self.bucket, self.prefix, self.keep = bucket, prefix, keep
+        self._checked = False
 
     def describe(self) -> str:
         return f"s3://{self.bucket}/{self.prefix}"
 
     def _key(self, name: str) -> str:
-        return f"{self.prefix}{name}.json"
+        return f"{self.prefix}{name}"
 
-    def _read(self, name: str) -> tuple[list[base.Version], str | None]:
+    def _check_versioning(self) -> None:
+        if self._checked:
+            return
+        status = self._call("GetBucketVersioning", Bucket=self.bucket).get("Status")
+        if status != "Enabled":
+            raise errors.ConfigError(
+                f"s3://{self.bucket}: bucket versioning is not enabled; a vault store keeps each secret's "
+                f"versions as S3 object versions (aws s3api put-bucket-versioning --bucket {self.bucket} "
+                "--versioning-configuration Status=Enabled)")
+        self._checked = True
+
+    def _get(self, name: str, version_id: str | None = None) -> tuple[base.Version, str] | None:
+        params = {"Bucket": self.bucket, "Key": self._key(name)}
+        if version_id:
+            params["VersionId"] = version_id
         try:
-            out = self._call("GetObject", Bucket=self.bucket, Key=self._key(name))
+            out = self._call("GetObject", **params)
         except errors.AwsNotFound as exc:
             if exc.code != "NoSuchKey":
                 raise  # a missing bucket is an error, not a missing entry
-            return [], None
-        text = out["Body"].read().decode()
-        return base.parse_document(text, f"s3://{self.bucket}/{self._key(name)}"), out["ETag"]
+            return None
+        number = int(out.get("Metadata", {}).get("rcl-version", "0"))
+        created = out["LastModified"].isoformat() if hasattr(out.get("LastModified"), "isoformat") else ""
+        return base.Version(number, created, out["Body"].read().decode()), out["ETag"]
 
-    def versions(self, name: str) -> list[base.Version]:
-        return self._read(name)[0]
+    def _object_versions(self, name: str) -> list[dict]:
+        key = self._key(name)
+        listed = self._pages("ListObjectVersions", "Versions", Bucket=self.bucket, Prefix=key)
+        return [v for v in listed if v["Key"] == key]
 
     def latest(self, name: str) -> base.Version | None:
-        versions = self.versions(name)
-        return versions[-1] if versions else None
+        found = self._get(name)
+        return found[0] if found else None
+
+    def versions(self, name: str) -> list[base.Version]:
+        if self.latest(name) is None:
+            return []  # absent, or deleted (a delete marker on top)
+        found = []
+        for item in self._object_versions(name):
+            got = self._get(name, item["VersionId"])
+            if got is not None:
+                found.append(got[0])
+        return sorted(found, key=lambda v: v.number)[-self.keep:]
 
     def put(self, name: str, envelope: str) -> base.Version:
-        current, etag = self._read(name)
-        versions, new = base.next_versions(current, envelope, self.keep)
-        condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
+        self._check_versioning()
+        current = self._get(name)
+        number = (current[0].number if current else 0) + 1
+        condition = {"IfMatch": current[1]} if current else {"IfNoneMatch": "*"}
         try:
-            self._call("PutObject", Bucket=self.bucket, Key=self._key(name),
-                       Body=base.document(versions).encode(), ContentType="application/json",
-                       **condition)
+            self._call("PutObject", Bucket=self.bucket, Key=self._key(name), Body=envelope.encode(),
+                       ContentType="text/plain", Metadata={"rcl-version": str(number)}, **condition)
         except errors.AwsError as exc:
-            if exc.code in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+            if exc.code in PRECONDITION_FAILED:
                 raise errors.AwsError(f"{self.describe()}{name}: changed by someone else while writing; "
                                       "run apply again", exc.code) from None
             raise
-        return new
+        self._prune(name)
+        return base.Version(number, base.now(), envelope)
+
+    def _prune(self, name: str) -> None:
+        versions = sorted(self._object_versions(name), key=lambda v: v["LastModified"], reverse=True)
+        for old in versions[self.keep:]:
+            self._call("DeleteObject", Bucket=self.bucket, Key=self._key(name), VersionId=old["VersionId"])
 
     def delete(self, name: str) -> None:
-        self._call("DeleteObject", Bucket=self.bucket, Key=self._key(name))
+        """Every version goes: a removed secret leaves nothing readable behind."""
+        key = self._key(name)
+        listed = self._pages("ListObjectVersions", "Versions", Bucket=self.bucket, Prefix=key)
+        markers = self._pages("ListObjectVersions", "DeleteMarkers", Bucket=self.bucket, Prefix=key)
+        for item in listed + markers:
+            if item["Key"] == key:
+                self._call("DeleteObject", Bucket=self.bucket, Key=key, VersionId=item["VersionId"])

@@ -57,6 +57,12 @@ def docs(*parts: str) -> str:
     return "---\n".join(parts)
 
 
+def versioned_bucket(name: str = "rcl-vault") -> None:
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket=name)
+    s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+
+
 @pytest.fixture()
 def canary_env(monkeypatch):
     monkeypatch.setenv("APP_PASSWORD", CANARY)
@@ -78,7 +84,7 @@ def get(directory, address: str, *extra: str) -> str:
 @pytest.mark.parametrize("store", sorted(STORES))
 def test_round_trip_every_store_and_key_family(aws, stack, canary_env, store, spec):
     if store == "s3":
-        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="rcl-vault")
+        versioned_bucket()
     directory = stack({"main.yaml": docs(key_doc(spec), vault_doc(STORES[store]),
                                           secret_doc("from-env", "fromEnv: APP_PASSWORD"),
                                           secret_doc("made", "generate: {length: 24, charset: hex}"))})
@@ -181,8 +187,11 @@ def test_plan_shows_sensitive_version_change_and_generation_bump_regenerates(aws
     assert get(directory, "main/tok", "--version", "1") == first
 
 
-def test_store_keeps_only_the_last_versions(aws, stack, monkeypatch):
-    base = docs(key_doc(), vault_doc(extra="  keepVersions: 3\n"))
+@pytest.mark.parametrize("store", sorted(STORES))
+def test_store_keeps_only_the_last_versions(aws, stack, monkeypatch, store):
+    if store == "s3":
+        versioned_bucket()
+    base = docs(key_doc(), vault_doc(STORES[store], extra="  keepVersions: 3\n"))
     directory = stack({"main.yaml": base})
     for value in range(5):
         monkeypatch.setenv("ROTATING", f"value-{value}")
@@ -270,7 +279,26 @@ def test_drift_and_secret_commands_need_no_fromenv_values(aws, stack, monkeypatc
     assert run("plan", directory).exit_code == 1  # plan must know the value it would write
 
 
-def test_missing_s3_bucket_is_an_error_not_an_empty_vault(aws, stack):
+def test_missing_or_unversioned_s3_bucket_is_an_error(aws, stack):
     directory = stack({"main.yaml": docs(key_doc(), vault_doc(STORES["s3"]), secret_doc("x", "generate: {}"))})
     result = run("apply", directory, "--auto-approve")
     assert result.exit_code == 1 and "NoSuchBucket" in result.output and "Traceback" not in result.output
+    boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="rcl-vault")
+    result = run("apply", directory, "--auto-approve")
+    assert result.exit_code == 1 and "bucket versioning is not enabled" in result.output
+
+
+def test_s3_entries_are_object_versions_and_removal_erases_them(aws, stack, monkeypatch):
+    versioned_bucket()
+    directory = stack({"main.yaml": docs(key_doc(), vault_doc(STORES["s3"]))})
+    for value in ("one", "two"):
+        monkeypatch.setenv("V", value)
+        (directory / "s.yaml").write_text(secret_doc("x", "fromEnv: V"))
+        assert run("apply", directory, "--auto-approve").exit_code == 0
+    s3 = boto3.client("s3", region_name="us-east-1")
+    versions = s3.list_object_versions(Bucket="rcl-vault", Prefix="team/x")["Versions"]
+    assert len(versions) == 2
+    assert get(directory, "main/x", "--version", "1") == "one"
+    (directory / "s.yaml").unlink()
+    assert run("apply", directory, "--auto-approve", "--allow-destroy").exit_code == 0
+    assert "Versions" not in s3.list_object_versions(Bucket="rcl-vault", Prefix="team/x")
