@@ -172,6 +172,10 @@ class KmsProviderHandler:
         attrs, ids = self._read(aws, desired.connection, desired.lookup["keyId"],
                                 wanted_alias=desired.attributes.get("alias"), with_policy=True,
                                 with_grants=True, read_only=desired.mode == "read")
+        if attrs is None:
+            raise errors.AwsNotFound(f"the key to adopt, {desired.lookup['keyId']}, was not found in "
+                                     f"{desired.connection['region']} (kms:DescribeKey: NotFoundException)",
+                                     "NotFoundException")
         return planner.Refreshed(attrs, ids)
 
     def read(self, aws: base.AwsContext, desired: plan_model.Desired) -> state_model.ResourceState:
