@@ -11,6 +11,7 @@ from collections.abc import Callable
 from reconciler import errors, kinds
 from reconciler.kinds import base
 from reconciler.plan import actions, model
+from reconciler.state import backend as state_backend
 from reconciler.state import model as state_model
 
 Action = actions.Action
@@ -34,17 +35,17 @@ def check_preconditions(plan: model.Plan, *, allow_destroy: bool) -> None:
         kinds.handler_for(change.kind)
 
 
-def apply_plan(plan: model.Plan, backend: object, aws: base.AwsContext, *, allow_destroy: bool,
+def apply_plan(plan: model.Plan, backend: state_backend.Backend, aws: base.AwsContext, *, allow_destroy: bool,
                progress: Progress = lambda _m: None) -> ApplyResult:
     check_preconditions(plan, allow_destroy=allow_destroy)
-    state = backend.read()  # type: ignore[attr-defined]
+    state = backend.read()
     aws.desired, aws.state = plan.desired, state
     done: list[tuple[str, actions.Action]] = []
     total = len(plan.actionable)
 
     def save(new_state: state_model.State) -> None:
         nonlocal state
-        state = backend.write(new_state)  # type: ignore[attr-defined]
+        state = backend.write(new_state)
         aws.state = state
 
     for index, change in enumerate(plan.actionable, 1):

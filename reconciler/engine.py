@@ -18,6 +18,7 @@ from reconciler.kinds import base
 from reconciler.manifest import model as manifest
 from reconciler.plan import model as plan_model
 from reconciler.plan import planner
+from reconciler.state import backend as state_backend
 from reconciler.state import local
 from reconciler.state import s3 as s3_state
 from reconciler.state import model as state_model
@@ -34,11 +35,11 @@ def _quiet(_message: str) -> None:
 @dataclasses.dataclass(frozen=True)
 class Workspace:
     config: manifest.Config
-    backend: local.LocalBackend | s3_state.S3Backend
+    backend: state_backend.Backend
     warnings: tuple[errors.Diagnostic, ...]
 
 
-def backend_for(config: manifest.Config) -> local.LocalBackend | s3_state.S3Backend:
+def backend_for(config: manifest.Config) -> state_backend.Backend:
     match dict(config.stack.backend):
         case {"local": spec}:
             path = pathlib.Path(spec.get("path", DEFAULT_STATE_PATH))
