@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from reconciler import __version__, engine, errors
+from reconciler import __version__, engine, errors, secret_access
 from reconciler.manifest import model as manifest
 from reconciler.render import structured, text
 
@@ -251,41 +251,16 @@ def secret() -> None:
     """Envelopes for manifests; reading values (the only commands that print them)."""
 
 
-def _vault_context(directory: str) -> tuple[Any, Any]:
-    workspace = engine.open_stack(directory)
-    aws = engine.new_context(workspace)
-    aws.desired = engine.desired_of(workspace.config, resolve_values=False)
-    aws.state = workspace.backend.read()
-    return workspace, aws
-
-
-def _split(address: str) -> tuple[str, str]:
-    vault, _, name = address.partition("/")
-    if not vault or not name:
-        raise errors.ConfigError(f"{address}: expected VAULT/NAME")
-    return vault, name
-
-
 @secret.command("encrypt")
 @click.option("--vault", "vault_name", required=True, help="The vault whose key wraps the value.")
 @click.option("--name", "name", required=True, help="The Secret's metadata.name the envelope is bound to.")
 @click.option("--dir", "directory", default=".", type=click.Path(file_okay=False))
 def secret_encrypt(vault_name: str, name: str, directory: str) -> None:
     """Read a value on stdin; print a one-line envelope for `encrypted:`."""
-    from reconciler.crypto import envelope as env
-    from reconciler.kinds import vault as vaults
-
-    workspace, aws = _vault_context(directory)
     data = sys.stdin.buffer.read()
     if data.endswith(b"\n") and not data.endswith(b"\n\n"):
         data = data[:-1]  # `echo value |` adds one newline; keep deliberate trailing blank lines
-    if not data:
-        raise errors.ConfigError("no value on standard input")
-    info = vaults.resolve(aws, vault_name)
-    sealed = aws.keyring.encrypt(data, key_arn=info.key_arn, key_spec=info.key_spec,
-                                 binding=env.Binding(workspace.config.stack.name, vault_name, name),
-                                 connection=info.connection)
-    click.echo(sealed.to_string())
+    click.echo(secret_access.encrypt(directory, vault_name, name, data))
 
 
 @secret.command("get")
@@ -295,20 +270,9 @@ def secret_encrypt(vault_name: str, name: str, directory: str) -> None:
 @click.option("--dir", "directory", default=".", type=click.Path(file_okay=False))
 def secret_get(address: str, number: int | None, region: str | None, directory: str) -> None:
     """Print a secret's value."""
-    from reconciler.crypto import envelope as env
-    from reconciler.kinds import vault as vaults
-    from reconciler.stores import base as store_base
-
-    workspace, aws = _vault_context(directory)
-    vault_name, name = _split(address)
-    info = vaults.resolve(aws, vault_name)
-    version = store_base.get(info.store, name, number)
-    value = aws.keyring.decrypt(env.Envelope.parse(version.envelope),
-                                binding=env.Binding(workspace.config.stack.name, vault_name, name),
-                                connection=info.connection, region=region)
-    out = sys.stdout.buffer
-    out.write(value + (b"\n" if _is_tty(sys.stdout) else b""))
-    out.flush()
+    value = secret_access.read(directory, address, version=number, region=region)
+    sys.stdout.buffer.write(value + (b"\n" if _is_tty(sys.stdout) else b""))
+    sys.stdout.buffer.flush()
 
 
 @secret.command("history")
@@ -316,19 +280,8 @@ def secret_get(address: str, number: int | None, region: str | None, directory: 
 @click.option("--dir", "directory", default=".", type=click.Path(file_okay=False))
 def secret_history(address: str, directory: str) -> None:
     """List kept versions with their dates and keys, never their values."""
-    from reconciler.crypto import envelope as env
-    from reconciler.kinds import vault as vaults
-
-    _workspace, aws = _vault_context(directory)
-    vault_name, name = _split(address)
-    info = vaults.resolve(aws, vault_name)
-    versions = info.store.versions(name)
-    if not versions:
-        raise errors.ConfigError(f"{address}: no such secret in {info.store.describe()}")
-    for version in reversed(versions):
-        current = "  (current)" if version is versions[-1] else ""
-        key = env.Envelope.parse(version.envelope).key_arn
-        click.echo(f"{version.number}\t{version.created_at}\t{key}{current}")
+    for row in secret_access.history(directory, address):
+        click.echo(f"{row.number}\t{row.created_at}\t{row.key_arn}{'  (current)' if row.current else ''}")
 
 
 if __name__ == "__main__":  # pragma: no cover
