@@ -7,6 +7,7 @@ import concurrent.futures
 import dataclasses
 import datetime
 import json
+import os
 import pathlib
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -63,20 +64,22 @@ def open_stack(directory: str | pathlib.Path) -> Workspace:
 
 
 def desired_of(config: manifest.Config, *, resolve_values: bool = True) -> dict[str, plan_model.Desired]:
-    """Every resource as its kind normalises it, with its dependencies."""
-    result: dict[str, plan_model.Desired] = {}
-    unsupported = []
-    for address, resource in config.resources.items():
-        if resource.kind not in kinds.HANDLERS:
-            unsupported.append(f"{resource.position()}: {address}: kind {resource.kind} is validated but "
-                               "not yet reconciled by this version of reconciler")
-            continue
-        want = kinds.handler_for(resource.kind).desired(resource, config, resolve_values=resolve_values)
-        deps = tuple(sorted({ref.target for ref in manifest.references(resource, config)}))
-        result[address] = dataclasses.replace(want, dependencies=deps)
+    """Every resource as its kind normalises it, with its dependencies.
+    Computed side by side: a fromEnv fingerprint is a deliberately slow
+    scrypt, and hashlib releases the GIL while it runs."""
+    unsupported = [f"{r.position()}: {a}: kind {r.kind} is validated but not yet reconciled by this "
+                   "version of reconciler" for a, r in config.resources.items() if r.kind not in kinds.HANDLERS]
     if unsupported:
         raise errors.PlanError("\n".join(unsupported))
-    return result
+
+    def one(resource: manifest.Resource) -> plan_model.Desired:
+        want = kinds.handler_for(resource.kind).desired(resource, config, resolve_values=resolve_values)
+        deps = tuple(sorted({ref.target for ref in manifest.references(resource, config)}))
+        return dataclasses.replace(want, dependencies=deps)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        wanted = list(pool.map(one, config.resources.values()))
+    return {want.address: want for want in wanted}
 
 
 def refresh(desired: Mapping[str, plan_model.Desired], prior: state_model.State, aws: base.AwsContext,
