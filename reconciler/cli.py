@@ -6,6 +6,7 @@ per problem, exit 1, never a traceback (set RECONCILER_DEBUG=1 to see one).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import pathlib
@@ -232,10 +233,9 @@ def state_unlock(lock_id: str, directory: str) -> None:
 @click.option("--stop", is_flag=True, help="Stop a background sandbox started with --pid-file.")
 def sandbox(port: int, background: bool, pid_file: str, stop: bool) -> None:
     """Run a local AWS (moto, with reconciler's fidelity fixes) on 127.0.0.1."""
-    try:
-        from reconciler.sandbox import server
-    except ImportError as exc:
-        raise errors.ConfigError("the sandbox needs moto: pip install 'reconciler[sandbox]'") from exc
+    if importlib.util.find_spec("moto") is None:
+        raise errors.ConfigError("the sandbox needs moto: pip install 'reconciler[sandbox]'")
+    from reconciler.sandbox import server
     if stop:
         click.echo(server.stop_background(pid_file))
         return
