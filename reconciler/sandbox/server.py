@@ -6,6 +6,7 @@ import argparse
 import os
 import pathlib
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -46,9 +47,16 @@ def _answering(port: int) -> bool:
         return False
 
 
+def _check_free(port: int) -> None:
+    with socket.socket() as probe:
+        try:
+            probe.bind((HOST, port))
+        except OSError:
+            raise errors.ConfigError(f"{HOST}:{port} is already in use; pick another --port") from None
+
+
 def run_foreground(port: int, announce: Callable[[str], None] = print) -> None:
-    if _answering(port):
-        raise errors.ConfigError(f"something already answers on {HOST}:{port}; pick another --port")
+    _check_free(port)
     server = start(port)
     announce(f"# reconciler sandbox (moto + fidelity fixes) on http://{HOST}:{port}; Ctrl-C stops it.")
     announce("# In another shell:")
@@ -71,8 +79,7 @@ def start_background(port: int, pid_file: str) -> str:
         pid = int(pid_path.read_text().strip() or 0)
         if pid and _alive(pid) and _answering(port):
             return "\n".join([f"# sandbox already running (PID {pid})", *exports(port)])
-    if _answering(port):
-        raise errors.ConfigError(f"something already answers on {HOST}:{port}; pick another --port")
+    _check_free(port)
     pid_path.parent.mkdir(parents=True, exist_ok=True)
     log = open(pid_path.with_suffix(".log"), "ab")  # noqa: SIM115 - handed to the child
     process = subprocess.Popen([sys.executable, "-m", "reconciler.sandbox.server", "--port", str(port)],

@@ -77,3 +77,14 @@ def test_sandbox_background_start_and_stop(tmp_path):
         stopped = subprocess.run([*cli, "--stop"], capture_output=True, text=True, timeout=30)
     assert stopped.returncode == 0 and "stopped" in stopped.stdout
     assert not pid_file.exists()
+
+
+def test_sandbox_on_a_port_in_use_is_a_clear_error():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "reconciler.cli", "sandbox", "--port", str(port)],
+                                capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"Error: 127.0.0.1:{port} is already in use; pick another --port"
