@@ -188,5 +188,7 @@ def load_directory(directory: pathlib.Path | str) -> tuple[Source, list[errors.D
         documents.extend(docs)
         diagnostics.extend(problems)
     if not documents and not diagnostics:
-        diagnostics.append(errors.Diagnostic(f"{directory}: no *.yaml or *.yml manifests found"))
+        found = "no *.yaml or *.yml manifests found" if not manifest_files(directory) else \
+            "the *.yaml / *.yml files hold no YAML documents"
+        diagnostics.append(errors.Diagnostic(f"{directory}: {found}"))
     return Source(directory, tuple(documents), digest.hexdigest()), diagnostics

@@ -219,7 +219,7 @@ def build(source: loader.Source) -> tuple[Config | None, list[errors.Diagnostic]
                                           data["metadata"].get("labels") or {}, document)
 
     all_stacks = [d for d in source.documents if d.kind == "Stack"]
-    if not all_stacks:
+    if not all_stacks and source.documents:
         diagnostics.append(errors.Diagnostic(
             f"{source.directory}: no Stack document; add one (kind: Stack) naming the stack "
             "and its state backend"))

@@ -117,6 +117,9 @@ def test_missing_stack_document_and_duplicates(tmp_path):
 
 def test_empty_directory_and_missing_directory(tmp_path):
     assert "no *.yaml or *.yml manifests" in run("validate", tmp_path).output
+    (tmp_path / "a.yaml").write_text("# only a comment\n---\n")
+    empty = run("validate", tmp_path)
+    assert empty.exit_code == 1 and "hold no YAML documents" in empty.output and "1 error found." in empty.output
     missing = run("validate", tmp_path / "nope")
     assert missing.exit_code != 0 and "Traceback" not in missing.output
 
