@@ -167,6 +167,21 @@ def apply_command(target_path: str, auto_approve: bool, allow_destroy: bool, tar
     click.echo(f"\nApply complete: {summary}. State serial {result.state.serial}.")
 
 
+# -- import ----------------------------------------------------------------------
+@main.command("import")
+@click.argument("address", metavar="KIND/NAME")
+@click.argument("aws_id", metavar="AWS_ID")
+@click.option("--dir", "directory", default=".", type=click.Path(file_okay=False))
+@click.option("--lock-timeout", default=0.0, type=float, show_default=True, metavar="SECONDS")
+def import_command(address: str, aws_id: str, directory: str, lock_timeout: float) -> None:
+    """Adopt an existing key (id, ARN or alias) as a declared KmsProvider."""
+    workspace = engine.open_stack(directory)
+    aws = engine.new_context(workspace)
+    with workspace.backend.lock("import", timeout=lock_timeout):
+        entry = engine.import_resource(workspace, aws, address, aws_id)
+    click.echo(f"Imported {entry.ids.get('arn')} as {address}; run plan to see what would change.")
+
+
 # -- drift -----------------------------------------------------------------------
 @main.command()
 @click.argument("directory", default=".", type=click.Path(file_okay=False))

@@ -233,3 +233,36 @@ def apply(plan: plan_model.Plan, workspace: Workspace, aws: base.AwsContext, *, 
     check_connections(plan.desired, aws)
     return executor.apply_plan(plan, workspace.backend, aws, allow_destroy=allow_destroy,
                                progress=progress)
+
+
+def import_resource(workspace: Workspace, aws: base.AwsContext, address: str, aws_id: str) -> state_model.ResourceState:
+    """Adopt an existing AWS object as the declared resource ``address``: it is
+    read and recorded in state as managed, so the next plan converges it to the
+    manifest (and protect / deletionWindowDays then apply to it). The caller
+    holds the state lock."""
+    config = workspace.config
+    resource = config.resources.get(address)
+    if resource is None:
+        raise errors.ConfigError(f"{address}: declare it in the manifests before importing it")
+    if resource.kind != "KmsProvider" or "keyId" in resource.spec:
+        raise errors.ConfigError(f"{address}: only a KmsProvider that creates its key (no keyId) can be "
+                                 "imported; one with keyId adopts its key by itself")
+    state = workspace.backend.read()
+    if address in state.resources:
+        raise errors.ConfigError(f"{address} is already in state ({state.resources[address].ids.get('arn')})")
+    taken = [a for a, e in state.resources.items() if e.ids.get("keyId") and aws_id in (
+        e.ids.get("keyId"), e.ids.get("arn"))]
+    if taken:
+        raise errors.ConfigError(f"{aws_id} is already in state as {taken[0]}")
+    want = desired_of(config, resolve_values=False)[address]
+    lookup = dataclasses.replace(want, mode="managed", lookup={"keyId": aws_id})
+    try:
+        entry = kinds.handler_for(resource.kind).read(aws, lookup)
+    except errors.ReconcilerError as exc:
+        raise errors.prefixed(exc, f"{address}: ") from None
+    attributes = dict(entry.attributes)
+    for field in ("protect", "deletionWindowDays"):
+        attributes[field] = want.attributes[field]
+    entry = dataclasses.replace(entry, mode="managed", attributes=attributes, dependencies=want.dependencies)
+    workspace.backend.write(state.with_resource(entry))
+    return entry

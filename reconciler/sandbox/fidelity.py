@@ -26,6 +26,8 @@ in tests/aws/test_sandbox_fidelity.py that fails on stock moto.
 6. Key state: stock moto encrypts and decrypts with Disabled and
    PendingDeletion keys. Here those fail with DisabledException /
    KMSInvalidStateException, as on AWS.
+7. CreateKey without KeyUsage: stock moto records no usage (DescribeKey has
+   KeyUsage null); AWS defaults it to ENCRYPT_DECRYPT.
 """
 
 from __future__ import annotations
@@ -226,6 +228,12 @@ def _encrypt_response(self: kms_responses.KmsResponse) -> str:
                        "EncryptionAlgorithm": algorithm})
 
 
+def _create_key(self: kms_models.KmsBackend, policy: str | None, key_usage: str, key_spec: str,
+                description: str, tags: Any, multi_region: bool = False, origin: str = "AWS_KMS") -> Any:
+    return _ORIGINAL["create_key"](self, policy, key_usage or "ENCRYPT_DECRYPT", key_spec, description, tags,
+                                   multi_region, origin)
+
+
 _ORIGINAL: dict[str, Any] = {}
 
 
@@ -237,6 +245,8 @@ def apply() -> None:
     _ORIGINAL["authorize"] = authorization.ActionAuthenticatorMixin._authenticate_and_authorize_action
     authorization.ActionAuthenticatorMixin._authenticate_and_authorize_action = (  # type: ignore[method-assign]
         _authenticate_and_authorize_action)
+    _ORIGINAL["create_key"] = kms_models.KmsBackend.create_key
+    kms_models.KmsBackend.create_key = _create_key  # type: ignore[method-assign]
     _ORIGINAL["backend_encrypt"] = kms_models.KmsBackend.encrypt
     _ORIGINAL["backend_decrypt"] = kms_models.KmsBackend.decrypt
     _ORIGINAL["decrypt"] = kms_responses.KmsResponse.decrypt

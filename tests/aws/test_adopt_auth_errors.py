@@ -200,3 +200,25 @@ def test_unreachable_endpoint_is_a_clear_error(aws, stack, monkeypatch):
     (directory / "key.yaml").write_text(SYMMETRIC.replace("team/main", "team/x"))
     result = run("apply", directory, "--auto-approve")
     assert result.exit_code == 1 and "cannot reach the AWS endpoint" in result.output
+
+
+def test_import_adopts_an_existing_key_as_managed(aws, stack):
+    kms = boto3.client("kms", region_name="us-east-1")
+    kid = kms.create_key(Description="clicked in the console")["KeyMetadata"]["KeyId"]
+    kms.create_alias(AliasName="alias/team/main", TargetKeyId=kid)
+    directory = stack({"key.yaml": SYMMETRIC})
+    missing = run("import", "KmsProvider/nope", kid, "--dir", directory)
+    assert missing.exit_code == 1 and "declare it in the manifests" in missing.output
+    imported = run("import", "KmsProvider/main", "alias/team/main", "--dir", directory)
+    assert imported.exit_code == 0, imported.output
+    entry = state_of(directory)["resources"]["KmsProvider/main"]
+    assert entry["mode"] == "managed" and entry["ids"]["keyId"] == kid
+    assert entry["attributes"]["protect"] is False and entry["attributes"]["deletionWindowDays"] == 7
+    again = run("import", "KmsProvider/main", kid, "--dir", directory)
+    assert again.exit_code == 1 and "already in state" in again.output
+    plan = run("plan", directory)
+    assert "~ KmsProvider/main" in plan.output and '"clicked in the console" -> "main key"' in plan.output
+    assert run("apply", directory, "--auto-approve").exit_code == 0
+    assert len(kms.list_keys()["Keys"]) == 1  # converged, not created again
+    assert kms.describe_key(KeyId=kid)["KeyMetadata"]["Description"] == "main key"
+    assert run("plan", directory, "--detailed-exitcode").exit_code == 0

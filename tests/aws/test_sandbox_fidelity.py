@@ -158,7 +158,14 @@ def pending_deletion_key_cannot_decrypt(endpoint: str) -> None:
     assert info.value.response["Error"]["Code"] == "KMSInvalidStateException"
 
 
+def key_usage_defaults_to_encrypt_decrypt(endpoint: str) -> None:
+    kms = _client(endpoint, "kms")
+    key = kms.create_key()["KeyMetadata"]["KeyId"]
+    assert kms.describe_key(KeyId=key)["KeyMetadata"].get("KeyUsage") == "ENCRYPT_DECRYPT"
+
+
 CHECKS: list[Callable[[str], None]] = [
+    key_usage_defaults_to_encrypt_decrypt,
     rsa_oaep_round_trip, multi_region_replica_decrypts_primary_ciphertext,
     disabled_key_cannot_encrypt_or_decrypt, pending_deletion_key_cannot_decrypt,
     replicate_keeps_primary_primary, replica_has_its_own_aliases,
