@@ -97,8 +97,13 @@ class SecretHandler:
         if latest is None:
             return planner.Refreshed(None)
         attrs = dict(entry.attributes)
-        if vaults.digest(latest.envelope) != entry.ids.get("storedDigest"):
-            attrs["value"] = f"{CHANGED}:{vaults.digest(latest.envelope)[:12]}"
+        found = vaults.digest(latest.envelope)
+        pending = entry.ids.get("pending") or {}
+        if found == pending.get("digest"):  # an interrupted write that did land
+            return planner.Refreshed({**pending["attributes"], "version": latest.number},
+                                     vaults.recorded_ids(entry.ids, latest))
+        if found != entry.ids.get("storedDigest"):
+            attrs["value"] = f"{CHANGED}:{found[:12]}"
         attrs["version"] = latest.number
         return planner.Refreshed(attrs, {**entry.ids, "version": latest.number})
 
@@ -108,7 +113,8 @@ class SecretHandler:
     def read(self, aws: base.AwsContext, desired: plan_model.Desired) -> state_model.ResourceState:
         raise errors.PlanError(f"{desired.address}: secrets cannot be adopted")
 
-    def _write(self, aws: base.AwsContext, desired: plan_model.Desired) -> state_model.ResourceState:
+    def _write(self, aws: base.AwsContext, desired: plan_model.Desired, entry: state_model.ResourceState | None,
+               checkpoint: base.Checkpoint) -> state_model.ResourceState:
         info = vaults.resolve(aws, desired.attributes["vault"])
         binding = info.binding(aws.stack, desired.name)
         source = desired.lookup["source"]
@@ -129,15 +135,19 @@ class SecretHandler:
                                            "since the plan was made; run plan again")
             sealed = aws.keyring.encrypt(value, key_arn=info.key_arn, key_spec=info.key_spec,
                                          binding=binding, connection=info.connection)
-        stored = info.store.put(desired.name, sealed.to_string())
-        ids = {"storedDigest": vaults.digest(stored.envelope), "version": stored.number,
-               "keyArn": sealed.key_arn}
-        return state_model.ResourceState(KIND, desired.name, "managed", ids, dict(desired.attributes),
-                                         desired.connection, desired.dependencies)
+        text = sealed.to_string()
+        previous = dict(entry.ids) if entry is not None else {}
+        pending = {"digest": vaults.digest(text), "attributes": dict(desired.attributes)}
+        checkpoint(state_model.ResourceState(KIND, desired.name, "managed", {**previous, "pending": pending},
+                                             dict(entry.attributes if entry else desired.attributes),
+                                             desired.connection, desired.dependencies))
+        stored = info.store.put(desired.name, text)
+        return state_model.ResourceState(KIND, desired.name, "managed", vaults.recorded_ids(previous, stored),
+                                         dict(desired.attributes), desired.connection, desired.dependencies)
 
     def create(self, aws: base.AwsContext, desired: plan_model.Desired,
                checkpoint: base.Checkpoint) -> state_model.ResourceState:
-        return self._write(aws, desired)
+        return self._write(aws, desired, None, checkpoint)
 
     def update(self, aws: base.AwsContext, desired: plan_model.Desired, entry: state_model.ResourceState,
                change: plan_model.ResourceChange, checkpoint: base.Checkpoint) -> state_model.ResourceState:
@@ -148,10 +158,10 @@ class SecretHandler:
         if "vault" in paths and entry.attributes.get("vault") != desired.attributes["vault"]:
             old = vaults.resolve(aws, entry.attributes["vault"],
                                  attributes=_vault_attributes(aws, entry.attributes["vault"]))
-            written = self._write(aws, desired)
+            written = self._write(aws, desired, entry, checkpoint)
             old.store.delete(entry.name)
             return written
-        return self._write(aws, desired)
+        return self._write(aws, desired, entry, checkpoint)
 
     def replace(self, aws: base.AwsContext, desired: plan_model.Desired, entry: state_model.ResourceState,
                 checkpoint: base.Checkpoint) -> state_model.ResourceState:

@@ -37,6 +37,19 @@ def same_key(a: str, b: str) -> bool:
     return a.rsplit("/", 1)[-1] == b.rsplit("/", 1)[-1]
 
 
+def recorded_ids(ids: Mapping[str, Any], stored: store_base.Version) -> dict[str, Any]:
+    """A Secret's ids once ``stored`` is its newest entry.
+
+    Every write first records ``pending`` (a journal entry, SPEC 3: the digest
+    about to be stored and the attributes it stands for), then stores, then
+    records the result: a run killed in between leaves an entry that refresh
+    recognises as ours instead of reporting it as drift (so a generated value
+    is never generated twice)."""
+    kept = {k: v for k, v in ids.items() if k != "pending"}
+    return {**kept, "storedDigest": digest(stored.envelope), "version": stored.number,
+            "keyArn": env.Envelope.parse(stored.envelope).key_arn}
+
+
 @dataclasses.dataclass(frozen=True)
 class VaultInfo:
     name: str
@@ -152,7 +165,10 @@ class VaultHandler:
             binding = new.binding(aws.stack, secret.name)
             target = new.store.latest(secret.name)
             if target is not None and same_key(env.Envelope.parse(target.envelope).key_arn, new.key_arn):
-                continue  # done already (by an earlier, interrupted run)
+                if secret.ids.get("storedDigest") != digest(target.envelope):
+                    # an interrupted run stored it but died before recording it: record it now
+                    checkpoint(dataclasses.replace(secret, ids=recorded_ids(secret.ids, target)))
+                continue  # done already
             source = old.store.latest(secret.name)
             if source is None:
                 continue  # missing entries are drift of the Secret, recreated by its own change
@@ -161,10 +177,11 @@ class VaultHandler:
                 value = aws.keyring.decrypt(sealed, binding=binding, connection=old.connection)
                 sealed = aws.keyring.encrypt(value, key_arn=new.key_arn, key_spec=new.key_spec,
                                              binding=binding, connection=new.connection)
-            stored = new.store.put(secret.name, sealed.to_string())
-            checkpoint(dataclasses.replace(secret, ids={
-                **secret.ids, "storedDigest": digest(stored.envelope), "version": stored.number,
-                "keyArn": sealed.key_arn}))
+            text = sealed.to_string()
+            pending = {"digest": digest(text), "attributes": dict(secret.attributes)}
+            checkpoint(dataclasses.replace(secret, ids={**secret.ids, "pending": pending}))
+            stored = new.store.put(secret.name, text)
+            checkpoint(dataclasses.replace(secret, ids=recorded_ids(secret.ids, stored)))
 
     def replace(self, aws: base.AwsContext, desired: plan_model.Desired, entry: state_model.ResourceState,
                 checkpoint: base.Checkpoint) -> state_model.ResourceState:

@@ -44,6 +44,8 @@ def detect_drift(prior: state_model.State, refreshed: Mapping[str, Refreshed],
             continue
         live = refreshed[address].attributes
         if live is None:
+            if entry.ids.get("pending") and not entry.ids.get("storedDigest"):
+                continue  # a create that was interrupted before it wrote anything: not drift
             items.append(model.DriftItem(address, "critical", (), gone=True,
                                          note="no longer exists in AWS"))
             continue

@@ -112,3 +112,61 @@ def test_rewrap_killed_halfway_completes_on_the_next_apply(aws, stack, calls):
     assert {n: state[f"Secret/{n}"]["ids"]["keyArn"] for n in values} == {n: new_arn for n in values}
     assert run("plan", directory, "--detailed-exitcode").exit_code == 0
     assert run("drift", directory).exit_code == 0
+
+
+KILL_AFTER_STORE = textwrap.dedent("""\
+    import os, sys
+    from reconciler import cli
+    from reconciler.aws import session
+    stored = []
+    def stop_after(model, **kwargs):
+        stored.append(1)
+        if len(stored) == int(os.environ["KILL_AFTER"]):
+            os._exit(9)  # the entry is in S3, the state does not know yet
+    session.register_hook("after-call.s3.PutObject", stop_after)
+    sys.argv = ["reconciler", "apply", sys.argv[1], "--auto-approve"]
+    cli.main()
+    """)
+
+
+def test_rewrap_killed_between_store_and_state_is_recorded_on_resume(aws, stack):
+    from tests.aws.test_vaults import STORES, versioned_bucket
+
+    versioned_bucket()
+    directory = stack({"main.yaml": docs(key_doc(), key_doc(name="new"), vault_doc(STORES["s3"])),
+                       "s.yaml": many(12)})
+    assert run("apply", directory, "--auto-approve").exit_code == 0
+    before = get(directory, "main/s0004")
+    (directory / "main.yaml").write_text(docs(key_doc(), key_doc(name="new"),
+                                              vault_doc(STORES["s3"], provider="new")))
+    killed = subprocess.run([sys.executable, "-c", KILL_AFTER_STORE, str(directory)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120, env={**os.environ, "KILL_AFTER": "5"})
+    assert killed.returncode == 9, killed.stderr
+    resumed = run("apply", directory, "--auto-approve")
+    assert resumed.exit_code == 0, resumed.output
+    assert run("plan", directory, "--detailed-exitcode").exit_code == 0
+    assert run("drift", directory).exit_code == 0  # the orphaned write was recorded, not reported as drift
+    new_arn = state_of(directory)["resources"]["KmsProvider/new"]["ids"]["arn"]
+    assert all(e["ids"]["keyArn"] == new_arn for a, e in state_of(directory)["resources"].items()
+               if a.startswith("Secret/"))
+    assert get(directory, "main/s0004") == before  # a generated value is never generated twice
+    history = run("secret", "history", "main/s0004", "--dir", directory).output.splitlines()
+    assert len(history) == 2  # the original and its re-wrap, nothing more
+
+
+def test_generated_secret_whose_write_landed_unrecorded_is_not_generated_again(aws, stack):
+    from tests.aws.test_vaults import STORES, versioned_bucket
+
+    versioned_bucket()
+    directory = stack({"main.yaml": docs(key_doc(), vault_doc(STORES["s3"])), "s.yaml": many(3)})
+    killed = subprocess.run([sys.executable, "-c", KILL_AFTER_STORE, str(directory)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120, env={**os.environ, "KILL_AFTER": "2"})
+    assert killed.returncode == 9, killed.stderr
+    first = get(directory, "main/s0001")  # landed in S3, never recorded as done
+    assert run("drift", directory).exit_code == 0  # ours, not drift; s0002 was never started
+    resumed = run("apply", directory, "--auto-approve")
+    assert resumed.exit_code == 0, resumed.output
+    assert "Secret/s0001" not in resumed.output  # nothing left to do for it
+    assert get(directory, "main/s0001") == first
+    assert len(run("secret", "history", "main/s0001", "--dir", directory).output.splitlines()) == 1
+    assert run("plan", directory, "--detailed-exitcode").exit_code == 0
