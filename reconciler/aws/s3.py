@@ -30,17 +30,17 @@ class S3Objects(adapter.Adapter):
             return None
         return out["Body"].read(), out["ETag"]
 
-    def put(self, key: str, body: bytes, *, if_match: str | None = None, if_absent: bool = False) -> bool:
-        """Write; False when the condition failed (someone else wrote first)."""
+    def put(self, key: str, body: bytes, *, if_match: str | None = None, if_absent: bool = False) -> str | None:
+        """Write; the new ETag, or None when the condition failed (someone else wrote first)."""
         condition = {"IfMatch": if_match} if if_match else ({"IfNoneMatch": "*"} if if_absent else {})
         try:
-            self._call("PutObject", Bucket=self.bucket, Key=key, Body=body,
-                       ContentType="application/json", **condition)
+            out = self._call("PutObject", Bucket=self.bucket, Key=key, Body=body,
+                             ContentType="application/json", **condition)
         except errors.AwsError as exc:
             if exc.code in PRECONDITION_FAILED:
-                return False
+                return None
             raise
-        return True
+        return str(out["ETag"])
 
     def delete(self, key: str) -> None:
         self._call("DeleteObject", Bucket=self.bucket, Key=key)

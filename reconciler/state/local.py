@@ -6,7 +6,6 @@ state-changing command. The lock file records who holds it."""
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import fcntl
 import json
 import os
@@ -34,14 +33,20 @@ class LocalBackend:
 
     # -- reading and writing -------------------------------------------------
     def read(self) -> model.State:
+        raw = self._read_bytes()
+        return self._parse(raw) if raw is not None else model.State.empty()
+
+    def _read_bytes(self) -> bytes | None:
         try:
-            text = self.path.read_text()
+            return self.path.read_bytes()
         except FileNotFoundError:
-            return model.State.empty()
+            return None
         except OSError as exc:
             raise errors.StateError(f"{self.path}: cannot read state ({exc.strerror})") from exc
+
+    def _parse(self, raw: bytes) -> model.State:
         try:
-            data = json.loads(text)
+            data = json.loads(raw)
         except json.JSONDecodeError as exc:
             raise errors.StateError(
                 f"{self.path}:{exc.lineno}:{exc.colno}: state file is not valid JSON ({exc.msg}); "
@@ -53,15 +58,11 @@ class LocalBackend:
         if self._lock_fd is None:
             raise errors.StateError("internal: state written without holding the lock")
         if self._written is None:  # first write under this lock: see what is there
-            previous = self.path.read_bytes() if self.path.exists() else None
-            current = self.read()
+            previous = self._read_bytes()
+            current = self._parse(previous) if previous is not None else model.State.empty()
         else:  # we hold the lock and wrote last: nobody else changed it
             previous, current = self._written
-        if current.lineage and state.lineage and current.lineage != state.lineage:
-            raise errors.StateError(f"{self.path}: state lineage changed underneath this run "
-                                    f"({current.lineage} != {state.lineage}); refusing to overwrite")
-        written = dataclasses.replace(state, lineage=state.lineage or current.lineage,
-                                      serial=max(current.serial, state.serial)).next_serial()
+        written = model.successor(state, current, str(self.path))
         payload = model.dumps(written, self._encoded).encode()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if previous is not None:

@@ -101,6 +101,16 @@ class State:
                    tuple(data.get("journal", ())), tuple(data.get("appliedPlans", ())))
 
 
+def successor(state: State, current: State, where: str) -> State:
+    """What a backend writes over ``current``: ``state`` as the serial after
+    both, keeping the lineage, and never over a state of another lineage."""
+    if current.lineage and state.lineage and current.lineage != state.lineage:
+        raise errors.StateError(f"{where}: state lineage changed underneath this run "
+                                f"({current.lineage} != {state.lineage}); refusing to overwrite")
+    return dataclasses.replace(state, lineage=state.lineage or current.lineage,
+                               serial=max(current.serial, state.serial)).next_serial()
+
+
 EncodeCache = dict[int, tuple[ResourceState, str]]
 
 

@@ -7,7 +7,6 @@ holder, and ``state unlock ID`` deletes a lock left by a crashed run."""
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import time
 from collections.abc import Iterator
@@ -23,18 +22,19 @@ class S3Backend:
         self.key = key
         self.lock_key = key + ".lock"
         self.backup_key = key + ".backup"
-        self._etag: str | None = None
         self.lock_id: str | None = None
+        # what this lock holder wrote last (body, ETag, state), so later writes need no GET
+        self._written: tuple[bytes, str, model.State] | None = None
+        self._encoded: model.EncodeCache = {}
 
     def describe(self) -> str:
         return f"s3://{self.objects.bucket}/{self.key}"
 
     def read(self) -> model.State:
         found = self.objects.get(self.key)
-        if found is None:
-            self._etag = None
-            return model.State.empty()
-        body, self._etag = found
+        return self._parse(found[0]) if found is not None else model.State.empty()
+
+    def _parse(self, body: bytes) -> model.State:
         try:
             data = json.loads(body)
         except json.JSONDecodeError as exc:
@@ -45,21 +45,23 @@ class S3Backend:
     def write(self, state: model.State) -> model.State:
         if self.lock_id is None:
             raise errors.StateError("internal: state written without holding the lock")
-        found = self.objects.get(self.key)
-        current = model.State.from_json(json.loads(found[0]), origin=self.describe()) if found else None
-        if current is not None and current.lineage and state.lineage and current.lineage != state.lineage:
-            raise errors.StateError(f"{self.describe()}: state lineage changed underneath this run; "
-                                    "refusing to overwrite")
-        serial = max(current.serial if current else 0, state.serial)
-        written = dataclasses.replace(state, lineage=state.lineage or (current.lineage if current else None),
-                                      serial=serial).next_serial()
-        if found is not None:
-            self.objects.put(self.backup_key, found[0])
-        body = model.dumps(written).encode()
-        ok = self.objects.put(self.key, body, if_match=found[1] if found else None, if_absent=found is None)
-        if not ok:
+        previous: bytes | None
+        etag: str | None
+        if self._written is None:  # first write under this lock: see what is there
+            found = self.objects.get(self.key)
+            previous, etag = found if found is not None else (None, None)
+            current = self._parse(previous) if previous is not None else model.State.empty()
+        else:  # we hold the lock and wrote last; If-Match still catches anyone else
+            previous, etag, current = self._written
+        written = model.successor(state, current, self.describe())
+        if previous is not None:
+            self.objects.put(self.backup_key, previous)
+        body = model.dumps(written, self._encoded).encode()
+        new_etag = self.objects.put(self.key, body, if_match=etag, if_absent=etag is None)
+        if new_etag is None:
             raise errors.StateError(f"{self.describe()}: state was changed by someone else during this run "
                                     "(conditional write refused); nothing was overwritten")
+        self._written = (body, new_etag, written)
         return written
 
     @contextlib.contextmanager
@@ -74,11 +76,11 @@ class S3Backend:
                     "wait for it to finish, retry with --lock-timeout, or if that run is gone "
                     "run `reconciler state unlock ID`")
             time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
-        self.lock_id = lock_id
+        self.lock_id, self._written, self._encoded = lock_id, None, {}
         try:
             yield lock_id
         finally:
-            self.lock_id = None
+            self.lock_id, self._written, self._encoded = None, None, {}
             current = self._holder()
             if current and current.get("id") == lock_id:
                 self.objects.delete(self.lock_key)
