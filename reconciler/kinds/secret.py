@@ -89,8 +89,7 @@ class SecretHandler:
     def refresh(self, aws: base.AwsContext, entry: state_model.ResourceState,
                 desired: plan_model.Desired | None) -> planner.Refreshed:
         try:
-            info = vaults.resolve(aws, entry.attributes["vault"],
-                                  attributes=_vault_attributes(aws, entry.attributes["vault"]))
+            info = _recorded_vault(aws, entry)
         except errors.PlanError:
             return planner.Refreshed(dict(entry.attributes), dict(entry.ids))
         latest = info.store.latest(entry.name)
@@ -156,8 +155,7 @@ class SecretHandler:
             return state_model.ResourceState(KIND, desired.name, "managed", entry.ids, dict(desired.attributes),
                                              desired.connection, desired.dependencies)
         if "vault" in paths and entry.attributes.get("vault") != desired.attributes["vault"]:
-            old = vaults.resolve(aws, entry.attributes["vault"],
-                                 attributes=_vault_attributes(aws, entry.attributes["vault"]))
+            old = _recorded_vault(aws, entry)
             written = self._write(aws, desired, entry, checkpoint)
             old.store.delete(entry.name)
             return written
@@ -168,9 +166,14 @@ class SecretHandler:
         raise errors.PlanError(f"{desired.address}: secrets are updated in place, never replaced")
 
     def delete(self, aws: base.AwsContext, entry: state_model.ResourceState) -> None:
-        info = vaults.resolve(aws, entry.attributes["vault"],
-                              attributes=_vault_attributes(aws, entry.attributes["vault"]))
+        info = _recorded_vault(aws, entry)
         info.store.delete(entry.name)
+
+
+def _recorded_vault(aws: base.AwsContext, entry: state_model.ResourceState) -> vaults.VaultInfo:
+    """The vault a recorded secret really lives in: as state has it, else as desired."""
+    vault = entry.attributes["vault"]
+    return vaults.resolve(aws, vault, attributes=_vault_attributes(aws, vault))
 
 
 def _vault_attributes(aws: base.AwsContext, vault: str) -> Mapping[str, Any]:
