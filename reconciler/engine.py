@@ -120,6 +120,25 @@ def refresh(desired: Mapping[str, plan_model.Desired], prior: state_model.State,
     return refreshed, adopted
 
 
+def check_live(desired: Mapping[str, plan_model.Desired], prior: state_model.State,
+               aws: base.AwsContext, scope: set[str] | None = None) -> None:
+    """Every kind's plan-time checks against live AWS (``Handler.check``),
+    side by side; every problem found refuses the plan, all reported at once."""
+    todo = [a for a in sorted(desired) if scope is None or a in scope]
+
+    def one(address: str) -> list[str]:
+        want = desired[address]
+        try:
+            return kinds.handler_for(want.kind).check(aws, want, prior.resources.get(address))
+        except errors.ReconcilerError as exc:
+            raise errors.prefixed(exc, f"{address}: ") from None
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=REFRESH_WORKERS) as pool:
+        problems = [line for found in pool.map(one, todo) for line in found]
+    if problems:
+        raise errors.PlanError("\n".join(problems))
+
+
 def check_connections(desired: Mapping[str, plan_model.Desired], aws: base.AwsContext) -> None:
     """Resolve every auth block (env refs, token files, source credentials)
     before any change, so a missing variable fails fast and alone."""
@@ -157,6 +176,8 @@ def make_plan(workspace: Workspace, aws: base.AwsContext, *, refresh_live: bool 
                   and d.mode in ("adopted", "read") and (scope is None or a in scope)}
         _, adopted = refresh(wanted, state_model.State.empty(), aws, scope, progress)
     try:
+        if refresh_live:
+            check_live(desired, prior, aws, scope)
         return planner.make_plan(
             plan_id=str(uuid.uuid4()), created_at=_now(), stack=config.stack.name,
             directory=str(config.source.directory.resolve()), manifests_hash=config.source.content_hash,

@@ -66,6 +66,13 @@ class Handler(Protocol):
     def lookup(self, aws: AwsContext, desired: plan_model.Desired) -> planner.Refreshed:
         """Find an object to adopt, by ``desired.lookup``."""
 
+    def check(self, aws: AwsContext, desired: plan_model.Desired,
+              entry: state_model.ResourceState | None) -> list[str]:
+        """Problems live AWS raises against this desired resource that must
+        refuse the plan before any write (say, an alias held by a key this
+        stack does not manage): one line each, starting with the address.
+        Called at plan time, after refresh, for every desired resource."""
+
     def create(self, aws: AwsContext, desired: plan_model.Desired,
                checkpoint: Checkpoint) -> state_model.ResourceState: ...
 

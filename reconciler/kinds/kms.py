@@ -168,6 +168,10 @@ class KmsProviderHandler:
                 attrs[field] = entry.attributes[field]
         return planner.Refreshed(attrs, ids)
 
+    def check(self, aws: base.AwsContext, desired: plan_model.Desired,
+              entry: state_model.ResourceState | None) -> list[str]:
+        return []
+
     def lookup(self, aws: base.AwsContext, desired: plan_model.Desired) -> planner.Refreshed:
         attrs, ids = self._read(aws, desired.connection, desired.lookup["keyId"],
                                 wanted_alias=desired.attributes.get("alias"), with_policy=True,

@@ -106,6 +106,10 @@ class SecretHandler:
         attrs["version"] = latest.number
         return planner.Refreshed(attrs, {**entry.ids, "version": latest.number})
 
+    def check(self, aws: base.AwsContext, desired: plan_model.Desired,
+              entry: state_model.ResourceState | None) -> list[str]:
+        return []
+
     def lookup(self, aws: base.AwsContext, desired: plan_model.Desired) -> planner.Refreshed:
         raise errors.PlanError(f"{desired.address}: secrets cannot be adopted")
 

@@ -134,6 +134,10 @@ class VaultHandler:
                 desired: plan_model.Desired | None) -> planner.Refreshed:
         return planner.Refreshed(dict(entry.attributes), dict(entry.ids))
 
+    def check(self, aws: base.AwsContext, desired: plan_model.Desired,
+              entry: state_model.ResourceState | None) -> list[str]:
+        return []
+
     def lookup(self, aws: base.AwsContext, desired: plan_model.Desired) -> planner.Refreshed:
         raise errors.PlanError(f"{desired.address}: vaults cannot be adopted")
 
