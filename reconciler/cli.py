@@ -285,7 +285,12 @@ def secret_encrypt(vault_name: str, name: str, directory: str) -> None:
 @click.option("--dir", "directory", default=".", type=click.Path(file_okay=False))
 def secret_get(address: str, number: int | None, region: str | None, directory: str) -> None:
     """Print a secret's value."""
-    value = secret_access.read(directory, address, version=number, region=region)
+    try:
+        value = secret_access.read(directory, address, version=number, region=region)
+    except errors.ReconcilerError as exc:
+        if exc.message.startswith(f"{address.partition('/')[2]}: "):
+            raise  # names the secret already
+        raise errors.prefixed(exc, f"{address}: ") from None
     sys.stdout.buffer.write(value + (b"\n" if _is_tty(sys.stdout) else b""))
     sys.stdout.buffer.flush()
 

@@ -9,7 +9,7 @@ import textwrap
 import boto3
 import pytest
 
-from reconciler import engine
+from reconciler import engine, errors
 from tests.aws.test_kms_lifecycle import SYMMETRIC
 from tests.conftest import run
 
@@ -73,7 +73,7 @@ def test_conditional_write_refuses_a_concurrent_change(remote):
         body = s3.get_object(Bucket="rcl-state", Key="stacks/remote.json")["Body"].read()
         s3.put_object(Bucket="rcl-state", Key="stacks/remote.json", Body=body + b" ")  # someone else
         backend.objects.get = _stale(backend.objects.get, body)
-        with pytest.raises(Exception, match="changed by someone else"):
+        with pytest.raises(errors.StateError, match="state was changed by someone else during this run"):
             backend.write(state)
 
 

@@ -179,8 +179,31 @@ def test_sandbox_behaves_as_aws(aws, check):
     check(aws)
 
 
+# How stock moto fails each check: exactly this exception (and AWS error code),
+# so a check that broke for an unrelated reason does not pass as "moto differs".
+STOCK_FAILURES: dict[str, tuple[type[BaseException], str | None]] = {
+    "key_usage_defaults_to_encrypt_decrypt": (AssertionError, None),  # KeyUsage left empty
+    "rsa_oaep_round_trip": (botocore.exceptions.ClientError, "InvalidCiphertextException"),
+    "multi_region_replica_decrypts_primary_ciphertext": (botocore.exceptions.ClientError,
+                                                         "AccessDeniedException"),
+    "disabled_key_cannot_encrypt_or_decrypt": (pytest.fail.Exception, None),  # encrypt succeeds
+    "pending_deletion_key_cannot_decrypt": (pytest.fail.Exception, None),  # decrypt succeeds
+    "replicate_keeps_primary_primary": (AssertionError, None),  # primary says REPLICA
+    "replica_has_its_own_aliases": (AssertionError, None),  # alias shows up in the primary region
+    "replicate_single_region_is_validation_error": (AssertionError, None),  # HTTP 500, not ValidationException
+    "rotation_period_is_returned": (AssertionError, None),  # RotationPeriodInDays missing
+    "access_denied_is_typed_for_json_services": (AssertionError, None),  # code "403", empty message
+}
+
+
+def test_every_check_says_how_stock_moto_fails():
+    assert sorted(STOCK_FAILURES) == sorted(c.__name__ for c in CHECKS)
+
+
 @pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__)
 def test_stock_moto_does_not(stock_moto, check):
-    with pytest.raises((AssertionError, botocore.exceptions.ClientError, pytest.fail.Exception,
-                        botocore.parsers.ResponseParserError)):
+    expected, code = STOCK_FAILURES[check.__name__]
+    with pytest.raises(expected) as info:
         check(stock_moto)
+    if code is not None:
+        assert info.value.response["Error"]["Code"] == code

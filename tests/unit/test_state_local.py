@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import threading
 
 import pytest
 
@@ -84,8 +85,10 @@ def test_lock_names_holder_and_unlock_refuses_a_live_holder(tmp_path):
     finally:
         release.set()
         holder.join(10)
-    with local.LocalBackend(path).lock("apply"):
-        pass  # free again once the holder is gone
+    free = local.LocalBackend(path)
+    with free.lock("apply") as lock_id:  # free again once the holder is gone
+        record = json.loads(free.lock_path.read_text())
+        assert (record["id"], record["pid"]) == (lock_id, os.getpid())
 
 
 def test_unlock_clears_a_record_left_by_a_dead_process(tmp_path):
@@ -106,9 +109,15 @@ def test_lock_timeout_waits_for_release(tmp_path):
     holder = ctx.Process(target=_hold, args=(path, ready, release))
     holder.start()
     assert ready.wait(10)
-    timer = ctx.Process(target=lambda: (os.system("sleep 0.3"), release.set()))
+    backend = local.LocalBackend(path)
+    with pytest.raises(errors.LockError, match=f"locked by PID {holder.pid}"):
+        with backend.lock("apply", timeout=0):
+            pass
+    timer = threading.Timer(0.2, release.set)  # the holder finishes while we wait
     timer.start()
-    with local.LocalBackend(path).lock("apply", timeout=10):
-        pass
+    with backend.lock("apply", timeout=10) as lock_id:
+        assert release.is_set()  # acquired only after the holder let go
+        assert json.loads(backend.lock_path.read_text())["id"] == lock_id
     holder.join(10)
     timer.join(10)
+    assert holder.exitcode == 0
