@@ -16,9 +16,11 @@ from collections.abc import Callable
 from typing import Any
 
 import click
+import jsonschema
 
 from reconciler import __version__, engine, errors, secret_access
 from reconciler.manifest import model as manifest
+from reconciler.manifest import schema
 from reconciler.render import structured, text
 
 FORMATS = click.Choice(["text", "json", "markdown"])
@@ -43,10 +45,35 @@ def _warn(diagnostics: Any) -> None:
         click.echo(str(diagnostic), err=True)
 
 
+class UsageError(click.UsageError):
+    """click exits 2 on a usage error; ours exit 1, so that with
+    --detailed-exitcode 2 only ever means changes or drift."""
+
+    exit_code = 1
+
+
+def _usage_exit_1(exc: click.UsageError) -> click.UsageError:
+    return UsageError(exc.format_message(), exc.ctx)
+
+
 class ReconcilerGroup(click.Group):
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as exc:
+            raise _usage_exit_1(exc) from None
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:
+            raise _usage_exit_1(exc) from None
+        except BrokenPipeError:
+            # the reader went away (`state list | head`): stop quietly, as Unix tools do
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            ctx.exit(1)
         except errors.ManifestError as exc:
             for diagnostic in exc.diagnostics:
                 click.echo(f"Error: {diagnostic}", err=True)
@@ -111,6 +138,8 @@ def _render_plan(plan: Any, fmt: str) -> str:
 def plan(directory: str, out: str | None, fmt: str, detailed_exitcode: bool,
          targets: tuple[str, ...], no_refresh: bool) -> None:
     """Show what apply would change."""
+    if out:
+        engine.check_plan_path(out)  # before any AWS call, not after a long refresh
     workspace = engine.open_stack(directory)
     _warn(workspace.warnings)
     the_plan = engine.make_plan(workspace, engine.new_context(workspace), refresh_live=not no_refresh,
@@ -139,6 +168,8 @@ def apply_command(target_path: str, auto_approve: bool, allow_destroy: bool, tar
     if not auto_approve and not interactive:
         raise errors.ConfigError("apply needs --auto-approve when not run from a terminal")
     path = pathlib.Path(target_path)
+    if not path.exists():
+        raise errors.ConfigError(f"{target_path}: no such plan file or stack directory")
     saved = engine.load_plan(path) if path.is_file() else None
     if saved is not None and targets:
         raise errors.ConfigError("--target cannot be combined with a saved plan (it was targeted when made)")
@@ -175,6 +206,7 @@ def apply_command(target_path: str, auto_approve: bool, allow_destroy: bool, tar
 @click.option("--lock-timeout", default=0.0, type=float, show_default=True, metavar="SECONDS")
 def import_command(address: str, aws_id: str, directory: str, lock_timeout: float) -> None:
     """Adopt an existing key (id, ARN or alias) as a declared KmsProvider."""
+    engine.check_import_address(address)
     workspace = engine.open_stack(directory)
     aws = engine.new_context(workspace)
     with workspace.backend.lock("import", timeout=lock_timeout):
@@ -197,8 +229,8 @@ def drift(directory: str, fmt: str) -> None:
             click.echo(structured.drift_markdown(items), nl=False)
         case _:
             click.echo(text.render_drift_report(items, color=_is_tty(sys.stdout)), nl=False)
-    if items:
-        sys.exit(2)
+    if any(item.severity != "info" for item in items):
+        sys.exit(2)  # info items (say, grants AWS services made for themselves) are shown, never page
 
 
 # -- state -----------------------------------------------------------------------
@@ -266,15 +298,37 @@ def secret() -> None:
     """Envelopes for manifests; reading values (the only commands that print them)."""
 
 
+_NAME_SCHEMA = json.loads(schema.schema_text("common.schema.json"))["$defs"]["name"]
+
+
+def _manifest_name(_ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """A name a manifest could use (metadata.name), checked by the schema itself."""
+    try:
+        jsonschema.validate(value, _NAME_SCHEMA)
+    except jsonschema.ValidationError:
+        raise click.BadParameter(f"{value!r} is not a name a manifest can use: lowercase letters, digits "
+                                 "and '-', starting and ending with a letter or digit, at most 63 "
+                                 "characters", param=param) from None
+    return value
+
+
 @secret.command("encrypt")
-@click.option("--vault", "vault_name", required=True, help="The vault whose key wraps the value.")
-@click.option("--name", "name", required=True, help="The Secret's metadata.name the envelope is bound to.")
+@click.option("--vault", "vault_name", required=True, callback=_manifest_name,
+              help="The vault whose key wraps the value.")
+@click.option("--name", "name", required=True, callback=_manifest_name,
+              help="The Secret's metadata.name the envelope is bound to.")
 @click.option("--dir", "directory", default=".", type=click.Path(file_okay=False))
 def secret_encrypt(vault_name: str, name: str, directory: str) -> None:
-    """Read a value on stdin; print a one-line envelope for `encrypted:`."""
-    data = sys.stdin.buffer.read()
-    if data.endswith(b"\n") and not data.endswith(b"\n\n"):
-        data = data[:-1]  # `echo value |` adds one newline; keep deliberate trailing blank lines
+    """Read a value (on a terminal: asked twice, not echoed; else stdin) and
+    print a one-line envelope for `encrypted:`."""
+    if _is_tty(sys.stdin):
+        typed = click.prompt(f"Value for {vault_name}/{name}", hide_input=True, confirmation_prompt=True,
+                             prompt_suffix=": ", err=True)
+        data = typed.encode()
+    else:
+        data = sys.stdin.buffer.read()
+        if data.endswith(b"\n") and not data.endswith(b"\n\n"):
+            data = data[:-1]  # `echo value |` adds one newline; keep deliberate trailing blank lines
     click.echo(secret_access.encrypt(directory, vault_name, name, data))
 
 

@@ -207,9 +207,23 @@ def drift(workspace: Workspace, aws: base.AwsContext,
 
 
 # -- saved plans -----------------------------------------------------------------
+def check_plan_path(path: str | pathlib.Path) -> None:
+    """Refuse a plan file that could not be written, before any work."""
+    target = pathlib.Path(path)
+    if target.is_dir():
+        raise errors.ConfigError(f"--out {path}: is a directory; give a file name")
+    if not target.parent.is_dir():
+        raise errors.ConfigError(f"--out {path}: no such directory {target.parent}")
+    if not os.access(target.parent, os.W_OK):
+        raise errors.ConfigError(f"--out {path}: directory {target.parent} is not writable")
+
+
 def save_plan(plan: plan_model.Plan, path: str | pathlib.Path) -> None:
     target = pathlib.Path(path)
-    target.write_text(json.dumps(plan.to_json(), indent=2, sort_keys=True) + "\n")
+    try:
+        target.write_text(json.dumps(plan.to_json(), indent=2, sort_keys=True) + "\n")
+    except OSError as exc:
+        raise errors.ConfigError(f"--out {path}: cannot write the plan file ({exc.strerror})") from None
 
 
 def load_plan(path: str | pathlib.Path) -> plan_model.Plan:
@@ -256,18 +270,38 @@ def apply(plan: plan_model.Plan, workspace: Workspace, aws: base.AwsContext, *, 
                                progress=progress)
 
 
+IMPORTABLE = ("KmsProvider",)
+IMPORTABLE_WHY = {
+    "Vault": "a vault owns no AWS object of its own; declare it and apply",
+    "Secret": "a secret's value comes from its manifest; declare it and apply",
+    "Stack": "the Stack document is configuration, not an AWS object",
+}
+
+
+def check_import_address(address: str) -> None:
+    """KIND/NAME of a kind that can be imported; checked before anything is read."""
+    kind, _, name = address.partition("/")
+    if not kind or not name or "/" in name:
+        raise errors.ConfigError(f"{address}: expected KIND/NAME, such as KmsProvider/app-data")
+    if kind not in IMPORTABLE:
+        why = IMPORTABLE_WHY.get(kind, "no such kind")
+        raise errors.ConfigError(f"{address}: {kind} cannot be imported ({why}); importable kinds: "
+                                 f"{', '.join(IMPORTABLE)}")
+
+
 def import_resource(workspace: Workspace, aws: base.AwsContext, address: str, aws_id: str) -> state_model.ResourceState:
     """Adopt an existing AWS object as the declared resource ``address``: it is
     read and recorded in state as managed, so the next plan converges it to the
     manifest (and protect / deletionWindowDays then apply to it). The caller
     holds the state lock."""
     config = workspace.config
+    check_import_address(address)
     resource = config.resources.get(address)
     if resource is None:
         raise errors.ConfigError(f"{address}: declare it in the manifests before importing it")
-    if resource.kind != "KmsProvider" or "keyId" in resource.spec:
-        raise errors.ConfigError(f"{address}: only a KmsProvider that creates its key (no keyId) can be "
-                                 "imported; one with keyId adopts its key by itself")
+    if "keyId" in resource.spec:
+        raise errors.ConfigError(f"{address}: it already adopts its key with keyId; import is for a "
+                                 "KmsProvider that declares the key to create (remove keyId)")
     state = workspace.backend.read()
     if address in state.resources:
         raise errors.ConfigError(f"{address} is already in state ({state.resources[address].ids.get('arn')})")

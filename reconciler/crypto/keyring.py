@@ -79,6 +79,11 @@ class Keyring:
                 data_key = crypto.decrypt(envelope.wrapped_key, arn, context=binding.context())
             else:
                 data_key = crypto.decrypt(envelope.wrapped_key, arn, algorithm=env.RSA_OAEP)
+        except errors.AwsNotFound as exc:
+            if region:
+                raise errors.AwsNotFound(f"no replica of {envelope.key_arn} in {region}: --region needs a "
+                                         "multi-Region key replicated there (replicaRegions)", exc.code) from None
+            raise _explain(exc, arn) from None
         except errors.AwsError as exc:
             raise _explain(exc, arn) from None
         return env.unseal(envelope, data_key)
