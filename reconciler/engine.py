@@ -17,11 +17,13 @@ from reconciler import errors, kinds
 from reconciler.aws import s3, session
 from reconciler.kinds import base
 from reconciler.manifest import model as manifest
+from reconciler.plan import diff
 from reconciler.plan import model as plan_model
 from reconciler.plan import planner
 from reconciler.state import backend as state_backend
 from reconciler.state import local
 from reconciler.state import s3 as s3_state
+from reconciler.render import values
 from reconciler.state import model as state_model
 
 Progress = Callable[[str], None]
@@ -178,13 +180,45 @@ def make_plan(workspace: Workspace, aws: base.AwsContext, *, refresh_live: bool 
     try:
         if refresh_live:
             check_live(desired, prior, aws, scope)
-        return planner.make_plan(
+        return hide_sensitive(planner.make_plan(
             plan_id=str(uuid.uuid4()), created_at=_now(), stack=config.stack.name,
             directory=str(config.source.directory.resolve()), manifests_hash=config.source.content_hash,
             desired=desired, prior=prior, refreshed=refreshed, adopted=adopted, refresh=refresh_live,
-            targets=tuple(targets), dependency_graph=graph)
+            targets=tuple(targets), dependency_graph=graph))
     except errors.PlanError as exc:
         raise errors.PlanError("\n".join(_placed(line, config) for line in exc.message.splitlines())) from None
+
+
+def _sensitive_of(kind: str) -> frozenset[str]:
+    """The attributes a kind never shows (a Secret's value token), known even
+    for a resource that is only in state, being deleted or drifting."""
+    handler = kinds.HANDLERS.get(kind)
+    return frozenset(getattr(handler, "sensitive", frozenset()))
+
+
+def _hidden_changes(changes: Sequence[diff.AttributeChange], sensitive: frozenset[str],
+                    ) -> tuple[diff.AttributeChange, ...]:
+    return tuple(diff.AttributeChange(c.path, values.masked_value(c.before), values.masked_value(c.after), True)
+                 if c.sensitive or c.top in sensitive else c for c in changes)
+
+
+def hide_sensitive(plan: plan_model.Plan) -> plan_model.Plan:
+    """The plan with every value-derived token replaced by ``(sensitive)`` in
+    every change (deletes included) and drift item, so no renderer and no
+    saved plan file ever holds one; ``desired`` keeps what apply needs."""
+    changes = []
+    for change in plan.changes:
+        sensitive = frozenset(change.sensitive) | _sensitive_of(change.kind)
+        changes.append(dataclasses.replace(
+            change, sensitive=tuple(sorted(sensitive)), before=values.masked(change.before, sensitive),
+            after=values.masked(change.after, sensitive), changes=_hidden_changes(change.changes, sensitive)))
+    return dataclasses.replace(plan, changes=tuple(changes), drift=hide_sensitive_drift(plan.drift))
+
+
+def hide_sensitive_drift(items: Sequence[plan_model.DriftItem]) -> tuple[plan_model.DriftItem, ...]:
+    """Drift items with their kind's sensitive attributes masked."""
+    return tuple(dataclasses.replace(item, changes=_hidden_changes(
+        item.changes, _sensitive_of(item.address.split("/", 1)[0]))) for item in items)
 
 
 def _placed(line: str, config: manifest.Config) -> str:
@@ -203,7 +237,7 @@ def drift(workspace: Workspace, aws: base.AwsContext,
     aws.desired, aws.state = desired, prior
     refreshed, _ = refresh({a: d for a, d in desired.items() if a in prior.resources}, prior, aws,
                            None, progress)
-    return planner.detect_drift(prior, refreshed, desired)
+    return list(hide_sensitive_drift(planner.detect_drift(prior, refreshed, desired)))
 
 
 # -- saved plans -----------------------------------------------------------------

@@ -65,6 +65,7 @@ def generate(spec: Mapping[str, Any]) -> bytes:
 
 class SecretHandler:
     kind = KIND
+    sensitive = frozenset({"value"})  # hidden in every plan, drift report and saved plan, deletes too
 
     def desired(self, resource: manifest.Resource, config: manifest.Config, *,
                 resolve_values: bool = True) -> plan_model.Desired:
@@ -82,7 +83,7 @@ class SecretHandler:
         attrs = {"vault": vault, "description": spec.get("description", ""), "value": token}
         connection = {"region": config.stack.region, "auth": dict(config.stack.auth or {"defaultChain": {}})}
         return plan_model.Desired(KIND, resource.name, "managed", attrs, connection,
-                                  sensitive=frozenset({"value"}),
+                                  sensitive=self.sensitive,
                                   lookup={"source": {k: spec[k] for k in ("encrypted", "generate", "fromEnv")
                                                      if k in spec}})
 
