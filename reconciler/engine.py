@@ -157,13 +157,56 @@ def _now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
+def resolve_values(desired: Mapping[str, plan_model.Desired], prior: state_model.State,
+                   refreshed: Mapping[str, planner.Refreshed], aws: base.AwsContext,
+                   scope: set[str] | None = None,
+                   ) -> tuple[dict[str, plan_model.Desired], dict[str, planner.Refreshed]]:
+    """Plan-time values that need AWS, by each kind's optional ``resolve`` hook
+    (base.ResolvesValues), after refresh: a fromEnv fingerprint under its
+    vault's KMS key costs one unwrap per vault, nothing without fromEnv."""
+    resolved, live = dict(desired), dict(refreshed)
+    for address, want in sorted(desired.items()):
+        hook = getattr(kinds.handler_for(want.kind), "resolve", None)
+        if hook is None or (scope is not None and address not in scope):
+            continue
+        entry = prior.resources.get(address)
+        found = refreshed.get(address)
+        if found is None and entry is not None:
+            found = planner.Refreshed(dict(entry.attributes), dict(entry.ids))  # --no-refresh
+        try:
+            resolved[address], now = hook(aws, want, entry, found)
+        except errors.ReconcilerError as exc:
+            raise errors.prefixed(exc, f"{address}: ") from None
+        if now is not found and now is not None:
+            live[address] = now
+    return resolved, live
+
+
+def preflight(plan: plan_model.Plan, workspace: Workspace, aws: base.AwsContext) -> None:
+    """Everything a plan's inputs can refuse before its first write (each kind's
+    optional ``preflight`` hook: say, a fromEnv value unset, empty or changed
+    since a saved plan was made), every problem reported at once."""
+    if aws.state.lineage is None:
+        aws.state = workspace.backend.read()
+    problems: list[str] = []
+    for address, want in sorted(plan.desired.items()):
+        hook = getattr(kinds.handler_for(want.kind), "preflight", None)
+        if hook is not None:
+            problems.extend(hook(aws, want, workspace.config.resources.get(address)))
+    if problems:
+        raise errors.PlanError("\n".join(problems))
+
+
 def make_plan(workspace: Workspace, aws: base.AwsContext, *, refresh_live: bool = True,
               targets: Sequence[str] = (), state: state_model.State | None = None,
-              progress: Progress = _quiet) -> plan_model.Plan:
+              progress: Progress = _quiet, regenerate_lost: bool = False) -> plan_model.Plan:
+    """``regenerate_lost``: generated secrets whose KMS key is gone get a new
+    value (never by default: whoever used the old one breaks)."""
     config = workspace.config
     desired = desired_of(config)
     prior = state if state is not None else workspace.backend.read()
     aws.desired, aws.state = desired, prior
+    aws.regenerate_lost = regenerate_lost
     graph = config.dependency_graph()
     for address, entry in prior.resources.items():
         for dep in entry.dependencies:
@@ -177,6 +220,8 @@ def make_plan(workspace: Workspace, aws: base.AwsContext, *, refresh_live: bool 
         wanted = {a: d for a, d in desired.items() if a not in prior.resources
                   and d.mode in ("adopted", "read") and (scope is None or a in scope)}
         _, adopted = refresh(wanted, state_model.State.empty(), aws, scope, progress)
+    desired, refreshed = resolve_values(desired, prior, refreshed, aws, scope)
+    aws.desired = desired
     try:
         if refresh_live:
             check_live(desired, prior, aws, scope)
@@ -286,6 +331,7 @@ def new_context(workspace: Workspace | None = None) -> base.AwsContext:
 def apply(plan: plan_model.Plan, workspace: Workspace, aws: base.AwsContext, *, allow_destroy: bool,
           progress: Progress = _quiet) -> executor.ApplyResult:
     check_connections(plan.desired, aws)
+    preflight(plan, workspace, aws)
     return executor.apply_plan(plan, workspace.backend, aws, allow_destroy=allow_destroy,
                                progress=progress)
 
