@@ -165,20 +165,27 @@ def resolve_values(desired: Mapping[str, plan_model.Desired], prior: state_model
     (base.ResolvesValues), after refresh: a fromEnv fingerprint under its
     vault's KMS key costs one unwrap per vault, nothing without fromEnv."""
     resolved, live = dict(desired), dict(refreshed)
-    for address, want in sorted(desired.items()):
-        hook = getattr(kinds.handler_for(want.kind), "resolve", None)
-        if hook is None or (scope is not None and address not in scope):
-            continue
+    todo = [a for a, want in sorted(desired.items()) if (scope is None or a in scope)
+            and getattr(kinds.handler_for(want.kind), "resolve", None) is not None]
+
+    def one(address: str) -> tuple[str, plan_model.Desired, planner.Refreshed | None, bool]:
         entry = prior.resources.get(address)
         found = refreshed.get(address)
         if found is None and entry is not None:
             found = planner.Refreshed(dict(entry.attributes), dict(entry.ids))  # --no-refresh
         try:
-            resolved[address], now = hook(aws, want, entry, found)
+            want, now = getattr(kinds.handler_for(desired[address].kind), "resolve")(
+                aws, desired[address], entry, found)
         except errors.ReconcilerError as exc:
             raise errors.prefixed(exc, f"{address}: ") from None
-        if now is not found and now is not None:
-            live[address] = now
+        return address, want, now, now is not found
+
+    # side by side: unwraps are cached per key, and a legacy scrypt comparison releases the GIL
+    with concurrent.futures.ThreadPoolExecutor(max_workers=REFRESH_WORKERS) as pool:
+        for address, want, now, changed in pool.map(one, todo):
+            resolved[address] = want
+            if changed and now is not None:
+                live[address] = now
     return resolved, live
 
 

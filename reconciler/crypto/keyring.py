@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar, cast
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
@@ -24,6 +24,7 @@ from reconciler.aws import kms as kms_adapter
 from reconciler.crypto import envelope as env
 from reconciler.kinds import base
 
+T = TypeVar("T")
 _OAEP = padding.OAEP(mgf=padding.MGF1(algorithm=hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
 
 
@@ -46,6 +47,7 @@ class Keyring:
         self._small: dict[str, bytes | errors.ReconcilerError] = {}  # envelope text -> key (or why not)
         self._made: dict[tuple[str, str, env.Binding], tuple[bytes, str]] = {}
         self._keys: dict[str, bool] = {}  # key ARN -> exists
+        self._indexes: dict[str, tuple[object, Any]] = {}
         self._small_lock = threading.Lock()
 
     def _crypto(self, connection: Mapping[str, Any], arn: str) -> kms_adapter.KmsCrypto:
@@ -119,6 +121,15 @@ class Keyring:
                 made = self._made[(key_arn, key_spec, binding)] = (key, sealed)
                 self._small[sealed] = key
             return made
+
+    def per_state(self, state: object, name: str, compute: Callable[[], T]) -> T:
+        """``compute()`` once per state object (states are immutable: apply
+        replaces the object), so per-secret lookups stay O(1) at 10,000."""
+        with self._small_lock:
+            held = self._indexes.get(name)
+            if held is None or held[0] is not state:
+                held = self._indexes[name] = (state, compute())
+            return cast(T, held[1])
 
     def key_exists(self, arn: str, *, connection: Mapping[str, Any]) -> bool:
         """Whether a KMS key still exists (DescribeKey, once per key per run)."""

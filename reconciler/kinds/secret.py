@@ -297,13 +297,22 @@ def _vault_attributes(aws: base.AwsContext, vault: str) -> Mapping[str, Any]:
 
 
 # -- fingerprint keys and lost keys --------------------------------------------------
+def _key_id(arn: str) -> str:
+    return arn.rsplit("/", 1)[-1]  # a multi-Region replica counts as its primary (vaults.same_key)
+
+
+def _provider_keys(aws: base.AwsContext) -> Mapping[str, Mapping[str, Any]]:
+    """Key id -> connection of every KmsProvider in state (indexed once per state)."""
+    def index() -> dict[str, Mapping[str, Any]]:
+        return {_key_id(e.ids["arn"]): e.connection for e in aws.state.resources.values()
+                if e.kind == "KmsProvider" and e.ids.get("arn")}
+    return aws.keyring.per_state(aws.state, "providers", index)
+
+
 def _connection_for(aws: base.AwsContext, key_arn: str) -> Mapping[str, Any]:
     """How to reach a KMS key: as the KmsProvider in state that holds it, else
     with the stack's default connection (the keyring picks the key's region)."""
-    for entry in aws.state.resources.values():
-        if entry.kind == "KmsProvider" and entry.ids.get("arn") and vaults.same_key(entry.ids["arn"], key_arn):
-            return entry.connection
-    return aws.default_connection
+    return _provider_keys(aws).get(_key_id(key_arn), aws.default_connection)
 
 
 def _unwrap(aws: base.AwsContext, sealed: str) -> bytes | None:
@@ -323,8 +332,13 @@ def _unwrap(aws: base.AwsContext, sealed: str) -> bytes | None:
 def _vault_keys(aws: base.AwsContext, vault: str) -> list[str]:
     """The fingerprint keys recorded for a vault's secrets, those sealed under
     the vault's current KMS key first."""
-    texts = sorted({e.ids["fingerprintKey"] for e in aws.state.resources.values()
-                    if e.kind == KIND and e.attributes.get("vault") == vault and e.ids.get("fingerprintKey")})
+    def index() -> dict[str, set[str]]:
+        found: dict[str, set[str]] = {}
+        for e in aws.state.resources.values():
+            if e.kind == KIND and e.ids.get("fingerprintKey"):
+                found.setdefault(str(e.attributes.get("vault")), set()).add(e.ids["fingerprintKey"])
+        return found
+    texts = sorted(aws.keyring.per_state(aws.state, "fingerprintKeys", index).get(vault, set()))
     try:
         current = vaults.resolve(aws, vault).key_arn
     except errors.ReconcilerError:
@@ -405,9 +419,8 @@ def _lost_key(aws: base.AwsContext, entry: state_model.ResourceState, info: vaul
     arn = entry.ids.get("keyArn")
     if not arn:
         return None
-    for other in aws.state.resources.values():
-        if other.kind == "KmsProvider" and other.ids.get("arn") and vaults.same_key(other.ids["arn"], arn):
-            return None
+    if _key_id(str(arn)) in _provider_keys(aws):
+        return None
     return None if aws.keyring.key_exists(arn, connection=info.connection) else str(arn)
 
 
