@@ -182,3 +182,13 @@ def test_saved_plan_with_changed_or_missing_fromenv_is_refused_before_any_write(
     monkeypatch.setenv("APP_PASSWORD", "value-two")
     assert run("apply", planfile, "--auto-approve").exit_code == 0
     assert get(directory, "main/pw") == "value-two"
+
+
+def test_no_refresh_plan_compares_fromenv_values_too(aws, stack, monkeypatch):
+    monkeypatch.setenv("APP_PASSWORD", VALUE)
+    directory = fromenv_stack(stack)
+    assert run("apply", directory, "--auto-approve").exit_code == 0
+    assert run("plan", directory, "--no-refresh", "--detailed-exitcode").exit_code == 0
+    monkeypatch.setenv("APP_PASSWORD", "changed")
+    plan = run("plan", directory, "--no-refresh", "--detailed-exitcode")
+    assert plan.exit_code == 2 and "~ value = (sensitive, will change)" in plan.stdout
