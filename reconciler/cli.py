@@ -24,6 +24,7 @@ from reconciler.manifest import schema
 from reconciler.render import structured, text
 
 FORMATS = click.Choice(["text", "json", "markdown"])
+REGENERATE_LOST_HELP = "Generate new values for generated secrets whose KMS key no longer exists."
 
 
 def _is_tty(stream: Any) -> bool:
@@ -135,15 +136,16 @@ def _render_plan(plan: Any, fmt: str) -> str:
 @click.option("--target", "targets", multiple=True, metavar="KIND/NAME",
               help="Limit to this resource and what it depends on (repeatable).")
 @click.option("--no-refresh", is_flag=True, help="Trust the recorded state; do not read live AWS.")
+@click.option("--regenerate-lost", is_flag=True, help=REGENERATE_LOST_HELP)
 def plan(directory: str, out: str | None, fmt: str, detailed_exitcode: bool,
-         targets: tuple[str, ...], no_refresh: bool) -> None:
+         targets: tuple[str, ...], no_refresh: bool, regenerate_lost: bool) -> None:
     """Show what apply would change."""
     if out:
         engine.check_plan_path(out)  # before any AWS call, not after a long refresh
     workspace = engine.open_stack(directory)
     _warn(workspace.warnings)
     the_plan = engine.make_plan(workspace, engine.new_context(workspace), refresh_live=not no_refresh,
-                                targets=targets, progress=_progress())
+                                targets=targets, progress=_progress(), regenerate_lost=regenerate_lost)
     click.echo(_render_plan(the_plan, fmt), nl=False)
     if out:
         engine.save_plan(the_plan, out)
@@ -161,8 +163,9 @@ def plan(directory: str, out: str | None, fmt: str, detailed_exitcode: bool,
 @click.option("--target", "targets", multiple=True, metavar="KIND/NAME")
 @click.option("--lock-timeout", default=0.0, type=float, show_default=True, metavar="SECONDS",
               help="How long to wait for the state lock.")
+@click.option("--regenerate-lost", is_flag=True, help=REGENERATE_LOST_HELP)
 def apply_command(target_path: str, auto_approve: bool, allow_destroy: bool, targets: tuple[str, ...],
-                  lock_timeout: float) -> None:
+                  lock_timeout: float, regenerate_lost: bool) -> None:
     """Make live AWS match the manifests (or a saved plan)."""
     interactive = _is_tty(sys.stdin) and _is_tty(sys.stdout)
     if not auto_approve and not interactive:
@@ -173,6 +176,8 @@ def apply_command(target_path: str, auto_approve: bool, allow_destroy: bool, tar
     saved = engine.load_plan(path) if path.is_file() else None
     if saved is not None and targets:
         raise errors.ConfigError("--target cannot be combined with a saved plan (it was targeted when made)")
+    if saved is not None and regenerate_lost:
+        raise errors.ConfigError("--regenerate-lost cannot be combined with a saved plan (give it to plan)")
     workspace = engine.open_stack(saved.directory if saved else path)
     _warn(workspace.warnings)
     aws = engine.new_context(workspace)
@@ -183,7 +188,8 @@ def apply_command(target_path: str, auto_approve: bool, allow_destroy: bool, tar
             engine.check_saved_plan(saved, workspace, state)
             the_plan = saved
         else:
-            the_plan = engine.make_plan(workspace, aws, targets=targets, state=state, progress=progress)
+            the_plan = engine.make_plan(workspace, aws, targets=targets, state=state, progress=progress,
+                                        regenerate_lost=regenerate_lost)
         click.echo(text.render_plan(the_plan, color=_is_tty(sys.stdout)), nl=False)
         if not the_plan.has_changes:
             return

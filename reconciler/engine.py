@@ -17,11 +17,13 @@ from reconciler import errors, kinds
 from reconciler.aws import s3, session
 from reconciler.kinds import base
 from reconciler.manifest import model as manifest
+from reconciler.plan import diff
 from reconciler.plan import model as plan_model
 from reconciler.plan import planner
 from reconciler.state import backend as state_backend
 from reconciler.state import local
 from reconciler.state import s3 as s3_state
+from reconciler.render import values
 from reconciler.state import model as state_model
 
 Progress = Callable[[str], None]
@@ -155,13 +157,63 @@ def _now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
+def resolve_values(desired: Mapping[str, plan_model.Desired], prior: state_model.State,
+                   refreshed: Mapping[str, planner.Refreshed], aws: base.AwsContext,
+                   scope: set[str] | None = None,
+                   ) -> tuple[dict[str, plan_model.Desired], dict[str, planner.Refreshed]]:
+    """Plan-time values that need AWS, by each kind's optional ``resolve`` hook
+    (base.ResolvesValues), after refresh: a fromEnv fingerprint under its
+    vault's KMS key costs one unwrap per vault, nothing without fromEnv."""
+    resolved, live = dict(desired), dict(refreshed)
+    todo = [a for a, want in sorted(desired.items()) if (scope is None or a in scope)
+            and getattr(kinds.handler_for(want.kind), "resolve", None) is not None]
+
+    def one(address: str) -> tuple[str, plan_model.Desired, planner.Refreshed | None, bool]:
+        entry = prior.resources.get(address)
+        found = refreshed.get(address)
+        if found is None and entry is not None:
+            found = planner.Refreshed(dict(entry.attributes), dict(entry.ids))  # --no-refresh
+        try:
+            want, now = getattr(kinds.handler_for(desired[address].kind), "resolve")(
+                aws, desired[address], entry, found)
+        except errors.ReconcilerError as exc:
+            raise errors.prefixed(exc, f"{address}: ") from None
+        return address, want, now, now is not found
+
+    # side by side: unwraps are cached per key, and a legacy scrypt comparison releases the GIL
+    with concurrent.futures.ThreadPoolExecutor(max_workers=REFRESH_WORKERS) as pool:
+        for address, want, now, changed in pool.map(one, todo):
+            resolved[address] = want
+            if changed and now is not None:
+                live[address] = now
+    return resolved, live
+
+
+def preflight(plan: plan_model.Plan, workspace: Workspace, aws: base.AwsContext) -> None:
+    """Everything a plan's inputs can refuse before its first write (each kind's
+    optional ``preflight`` hook: say, a fromEnv value unset, empty or changed
+    since a saved plan was made), every problem reported at once."""
+    if aws.state.lineage is None:
+        aws.state = workspace.backend.read()
+    problems: list[str] = []
+    for address, want in sorted(plan.desired.items()):
+        hook = getattr(kinds.handler_for(want.kind), "preflight", None)
+        if hook is not None:
+            problems.extend(hook(aws, want, workspace.config.resources.get(address)))
+    if problems:
+        raise errors.PlanError("\n".join(problems))
+
+
 def make_plan(workspace: Workspace, aws: base.AwsContext, *, refresh_live: bool = True,
               targets: Sequence[str] = (), state: state_model.State | None = None,
-              progress: Progress = _quiet) -> plan_model.Plan:
+              progress: Progress = _quiet, regenerate_lost: bool = False) -> plan_model.Plan:
+    """``regenerate_lost``: generated secrets whose KMS key is gone get a new
+    value (never by default: whoever used the old one breaks)."""
     config = workspace.config
     desired = desired_of(config)
     prior = state if state is not None else workspace.backend.read()
     aws.desired, aws.state = desired, prior
+    aws.regenerate_lost = regenerate_lost
     graph = config.dependency_graph()
     for address, entry in prior.resources.items():
         for dep in entry.dependencies:
@@ -175,16 +227,50 @@ def make_plan(workspace: Workspace, aws: base.AwsContext, *, refresh_live: bool 
         wanted = {a: d for a, d in desired.items() if a not in prior.resources
                   and d.mode in ("adopted", "read") and (scope is None or a in scope)}
         _, adopted = refresh(wanted, state_model.State.empty(), aws, scope, progress)
+    desired, refreshed = resolve_values(desired, prior, refreshed, aws, scope)
+    aws.desired = desired
     try:
         if refresh_live:
             check_live(desired, prior, aws, scope)
-        return planner.make_plan(
+        return hide_sensitive(planner.make_plan(
             plan_id=str(uuid.uuid4()), created_at=_now(), stack=config.stack.name,
             directory=str(config.source.directory.resolve()), manifests_hash=config.source.content_hash,
             desired=desired, prior=prior, refreshed=refreshed, adopted=adopted, refresh=refresh_live,
-            targets=tuple(targets), dependency_graph=graph)
+            targets=tuple(targets), dependency_graph=graph))
     except errors.PlanError as exc:
         raise errors.PlanError("\n".join(_placed(line, config) for line in exc.message.splitlines())) from None
+
+
+def _sensitive_of(kind: str) -> frozenset[str]:
+    """The attributes a kind never shows (a Secret's value token), known even
+    for a resource that is only in state, being deleted or drifting."""
+    handler = kinds.HANDLERS.get(kind)
+    return frozenset(getattr(handler, "sensitive", frozenset()))
+
+
+def _hidden_changes(changes: Sequence[diff.AttributeChange], sensitive: frozenset[str],
+                    ) -> tuple[diff.AttributeChange, ...]:
+    return tuple(diff.AttributeChange(c.path, values.masked_value(c.before), values.masked_value(c.after), True)
+                 if c.sensitive or c.top in sensitive else c for c in changes)
+
+
+def hide_sensitive(plan: plan_model.Plan) -> plan_model.Plan:
+    """The plan with every value-derived token replaced by ``(sensitive)`` in
+    every change (deletes included) and drift item, so no renderer and no
+    saved plan file ever holds one; ``desired`` keeps what apply needs."""
+    changes = []
+    for change in plan.changes:
+        sensitive = frozenset(change.sensitive) | _sensitive_of(change.kind)
+        changes.append(dataclasses.replace(
+            change, sensitive=tuple(sorted(sensitive)), before=values.masked(change.before, sensitive),
+            after=values.masked(change.after, sensitive), changes=_hidden_changes(change.changes, sensitive)))
+    return dataclasses.replace(plan, changes=tuple(changes), drift=hide_sensitive_drift(plan.drift))
+
+
+def hide_sensitive_drift(items: Sequence[plan_model.DriftItem]) -> tuple[plan_model.DriftItem, ...]:
+    """Drift items with their kind's sensitive attributes masked."""
+    return tuple(dataclasses.replace(item, changes=_hidden_changes(
+        item.changes, _sensitive_of(item.address.split("/", 1)[0]))) for item in items)
 
 
 def _placed(line: str, config: manifest.Config) -> str:
@@ -203,7 +289,7 @@ def drift(workspace: Workspace, aws: base.AwsContext,
     aws.desired, aws.state = desired, prior
     refreshed, _ = refresh({a: d for a, d in desired.items() if a in prior.resources}, prior, aws,
                            None, progress)
-    return planner.detect_drift(prior, refreshed, desired)
+    return list(hide_sensitive_drift(planner.detect_drift(prior, refreshed, desired)))
 
 
 # -- saved plans -----------------------------------------------------------------
@@ -266,6 +352,7 @@ def new_context(workspace: Workspace | None = None) -> base.AwsContext:
 def apply(plan: plan_model.Plan, workspace: Workspace, aws: base.AwsContext, *, allow_destroy: bool,
           progress: Progress = _quiet) -> executor.ApplyResult:
     check_connections(plan.desired, aws)
+    preflight(plan, workspace, aws)
     return executor.apply_plan(plan, workspace.backend, aws, allow_destroy=allow_destroy,
                                progress=progress)
 

@@ -3,14 +3,18 @@
 Symmetric keys: GenerateDataKey / Decrypt with the binding as encryption
 context. RSA keys: a local random data key wrapped with the public key from
 GetPublicKey (RSAES_OAEP_SHA_256), cached per key ARN so encrypting costs no
-KMS call after the first; unwrapped with kms:Decrypt."""
+KMS call after the first; unwrapped with kms:Decrypt.
+
+Small keys of reconciler's own (a vault's fingerprint key) are sealed the
+same way and unwrapped once per run (cached here, failures too), so a plan
+costs one KMS call per such key whatever the number of secrets."""
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar, cast
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
@@ -20,6 +24,7 @@ from reconciler.aws import kms as kms_adapter
 from reconciler.crypto import envelope as env
 from reconciler.kinds import base
 
+T = TypeVar("T")
 _OAEP = padding.OAEP(mgf=padding.MGF1(algorithm=hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
 
 
@@ -39,6 +44,11 @@ class Keyring:
         self.aws = aws
         self._public: dict[str, rsa.RSAPublicKey] = {}
         self._lock = threading.Lock()
+        self._small: dict[str, bytes | errors.ReconcilerError] = {}  # envelope text -> key (or why not)
+        self._made: dict[tuple[str, str, env.Binding], tuple[bytes, str]] = {}
+        self._keys: dict[str, bool] = {}  # key ARN -> exists
+        self._indexes: dict[str, tuple[object, Any]] = {}
+        self._small_lock = threading.Lock()
 
     def _crypto(self, connection: Mapping[str, Any], arn: str) -> kms_adapter.KmsCrypto:
         return kms_adapter.KmsCrypto(self.aws.kms(connection, region_of(arn)))
@@ -87,6 +97,51 @@ class Keyring:
         except errors.AwsError as exc:
             raise _explain(exc, arn) from None
         return env.unseal(envelope, data_key)
+
+
+    def unwrap_cached(self, sealed: str, *, binding: env.Binding, connection: Mapping[str, Any]) -> bytes:
+        """A small key from its one-line envelope, decrypted at most once per run."""
+        with self._small_lock:
+            if sealed not in self._small:
+                try:
+                    self._small[sealed] = self.decrypt(env.Envelope.parse(sealed), binding=binding,
+                                                       connection=connection)
+                except errors.ReconcilerError as exc:
+                    self._small[sealed] = exc
+            found = self._small[sealed]
+        if isinstance(found, errors.ReconcilerError):
+            raise found
+        return found
+
+    def new_small_key(self, *, key_arn: str, key_spec: str, binding: env.Binding,
+                      connection: Mapping[str, Any]) -> tuple[bytes, str]:
+        """32 random bytes and their envelope under ``key_arn``: one per key and
+        binding per run, so every secret a run fingerprints shares it."""
+        with self._small_lock:
+            made = self._made.get((key_arn, key_spec, binding))
+            if made is None:
+                key = os.urandom(env.DATA_KEY_BYTES)
+                sealed = self.encrypt(key, key_arn=key_arn, key_spec=key_spec, binding=binding,
+                                      connection=connection).to_string()
+                made = self._made[(key_arn, key_spec, binding)] = (key, sealed)
+                self._small[sealed] = key
+            return made
+
+    def per_state(self, state: object, name: str, compute: Callable[[], T]) -> T:
+        """``compute()`` once per state object (states are immutable: apply
+        replaces the object), so per-secret lookups stay O(1) at 10,000."""
+        with self._small_lock:
+            held = self._indexes.get(name)
+            if held is None or held[0] is not state:
+                held = self._indexes[name] = (state, compute())
+            return cast(T, held[1])
+
+    def key_exists(self, arn: str, *, connection: Mapping[str, Any]) -> bool:
+        """Whether a KMS key still exists (DescribeKey, once per key per run)."""
+        with self._small_lock:
+            if arn not in self._keys:
+                self._keys[arn] = self.aws.kms(connection, region_of(arn)).describe_key(arn) is not None
+            return self._keys[arn]
 
 
 def _explain(exc: errors.AwsError, arn: str) -> errors.ReconcilerError:

@@ -31,6 +31,7 @@ class AwsContext:
         self.desired: Mapping[str, plan_model.Desired] = {}
         self.state: state_model.State = state_model.State.empty()
         self._keyring: Any = None
+        self.regenerate_lost = False  # plan option: new values for generated secrets whose key is gone
 
     @property
     def keyring(self) -> Any:
@@ -85,3 +86,18 @@ class Handler(Protocol):
                 checkpoint: Checkpoint) -> state_model.ResourceState: ...
 
     def delete(self, aws: AwsContext, entry: state_model.ResourceState) -> None: ...
+
+
+class ResolvesValues(Protocol):
+    """Optional hooks of a Handler (the engine calls them when a kind has them)."""
+
+    def resolve(self, aws: AwsContext, desired: plan_model.Desired, entry: state_model.ResourceState | None,
+                live: planner.Refreshed | None) -> tuple[plan_model.Desired, planner.Refreshed | None]:
+        """At plan time, after refresh: fill in desired values that need AWS
+        (a fromEnv fingerprint under the vault's KMS key), and re-express
+        ``live`` in the same terms where an older token means the same value."""
+
+    def preflight(self, aws: AwsContext, desired: plan_model.Desired,
+                  resource: manifest.Resource | None) -> list[str]:
+        """At apply, before the first write: problems that refuse the plan (a
+        fromEnv value unset, empty or changed since the plan), one line each."""

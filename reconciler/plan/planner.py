@@ -37,10 +37,13 @@ def _severity(changes: Sequence[diff.AttributeChange], gone: bool) -> str:
 
 def detect_drift(prior: state_model.State, refreshed: Mapping[str, Refreshed],
                  desired: Mapping[str, model.Desired] | None = None) -> list[model.DriftItem]:
-    """Prior (last applied) vs live, for every resource that was refreshed."""
+    """Prior (last applied) vs live, for every resource that was refreshed. A
+    secret that can no longer be read is one critical item (what to do in its
+    note), not also a value change."""
     items = _unreadable_secrets(prior, refreshed)
+    unreadable = {i.address for i in items}
     for address, entry in sorted(prior.resources.items()):
-        if address not in refreshed:
+        if address not in refreshed or address in unreadable:
             continue
         live = refreshed[address].attributes
         if live is None:
@@ -58,12 +61,43 @@ def detect_drift(prior: state_model.State, refreshed: Mapping[str, Refreshed],
     return sorted(items, key=lambda i: i.address)
 
 
+def _same_key(a: str, b: str) -> bool:
+    """Same KMS key, a multi-Region replica counting as its primary."""
+    return a.rsplit("/", 1)[-1] == b.rsplit("/", 1)[-1]
+
+
+def _resupply_hint(entry: state_model.ResourceState) -> str:
+    """How a lost secret gets a value again, by the source its token names."""
+    token = str(entry.attributes.get("value", ""))
+    if token.startswith("env:"):
+        return ("`reconciler apply` writes it again from its fromEnv variable once the vault has a "
+                "working key")
+    if token.startswith("envelope:"):
+        return ("encrypt the value again (`reconciler secret encrypt`) and replace its `encrypted:` "
+                "envelope, then apply")
+    if token.startswith("generation:"):
+        return "`reconciler apply --regenerate-lost` generates a new value (whoever used the old one needs the new)"
+    return "re-supply its value"
+
+
+def _lost_note(arn: str, provider: str, entry: state_model.ResourceState) -> str:
+    return (f"its envelope no longer decrypts: key {arn}{f' ({provider})' if provider else ''} no longer "
+            f"exists, so every stored version is lost; re-supply the value: {_resupply_hint(entry)}")
+
+
 def _unreadable_secrets(prior: state_model.State,
                         refreshed: Mapping[str, Refreshed]) -> list[model.DriftItem]:
-    """Secrets whose vault's key cannot decrypt any more: critical."""
+    """Secrets whose envelope's key cannot decrypt any more: critical. A key
+    that is gone (the secret's refresh says so for keys no KmsProvider holds)
+    loses the value for good: the hint says how to re-supply it."""
     items = []
     for entry in prior.resources.values():
         if entry.kind != "Secret":
+            continue
+        found = refreshed.get(entry.address)
+        lost = (found.ids or {}).get("lostKey") if found is not None else None
+        if lost:
+            items.append(model.DriftItem(entry.address, "critical", (), note=_lost_note(str(lost), "", entry)))
             continue
         vault = prior.resources.get(f"Vault/{entry.attributes.get('vault')}")
         if vault is None:
@@ -71,14 +105,20 @@ def _unreadable_secrets(prior: state_model.State,
         provider = f"KmsProvider/{vault.attributes.get('provider')}"
         live = refreshed.get(provider)
         state = (live.attributes or {}).get("keyState") if live else None
-        if live is not None and state != "Enabled":
-            arn = prior.resources[provider].ids.get("arn", provider) if provider in prior.resources else provider
-            how = ("cancel the deletion (`reconciler apply` does, or `aws kms cancel-key-deletion`) and "
-                   "enable it" if state == "PendingDeletion" else
-                   "re-enable it (`reconciler apply` does, or `aws kms enable-key`)")
-            what = "no longer exists" if live.attributes is None else f"is {state}"
-            items.append(model.DriftItem(entry.address, "critical", (), note=(
-                f"its envelope no longer decrypts: key {arn} ({provider}) {what}; {how}")))
+        if live is None or state == "Enabled":
+            continue
+        arn = prior.resources[provider].ids.get("arn", provider) if provider in prior.resources else provider
+        own = entry.ids.get("keyArn")
+        if own and not _same_key(str(own), str(arn)):
+            continue  # the envelope is under another key than the vault's
+        if live.attributes is None:
+            items.append(model.DriftItem(entry.address, "critical", (), note=_lost_note(str(arn), provider, entry)))
+            continue
+        how = ("cancel the deletion (`reconciler apply` does, or `aws kms cancel-key-deletion`) and "
+               "enable it" if state == "PendingDeletion" else
+               "re-enable it (`reconciler apply` does, or `aws kms enable-key`)")
+        items.append(model.DriftItem(entry.address, "critical", (), note=(
+            f"its envelope no longer decrypts: key {arn} ({provider}) is {state}; {how}")))
     return items
 
 

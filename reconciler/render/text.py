@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from reconciler.plan import actions, model
+from reconciler.plan import actions, diff, model
 from reconciler.render import values
 
 Action = actions.Action
@@ -63,27 +63,31 @@ def _change_lines(change: model.ResourceChange, style: Callable[[str, str], str]
         case Action.UPDATE | Action.REPLACE | Action.READ:
             width = max((len(c.path) for c in change.changes), default=0)
             for c in change.changes:
-                indent = " " * (10 + width)
-                before = values.show(c.before, sensitive=c.sensitive, indent=indent)
-                after = values.show(c.after, sensitive=c.sensitive, indent=indent)
-                version = (change.before or {}).get("version")
-                if c.sensitive and isinstance(version, int):
-                    lines.append(f"      ~ {c.path.ljust(width)} = (sensitive, version {version} -> "
-                                 f"{version + 1})")
-                    continue
-                forces = "   # forces replacement" if c.path in change.replace_paths else ""
-                if c.before is None:
-                    lines.append(f"      + {c.path.ljust(width)} = {after}{forces}")
-                elif c.after is None:
-                    lines.append(f"      - {c.path.ljust(width)} = {before}{forces}")
-                else:
-                    lines.append(f"      ~ {c.path.ljust(width)} = {before} -> {after}{forces}")
+                lines.append(_attribute_line(c, width, change))
         case Action.NOOP | Action.CREATE | Action.DELETE:
             pass
     if change.requires_allow_destroy:
         lines.append("      # (needs --allow-destroy at apply)")
     lines.append("")
     return lines
+
+
+def _attribute_line(c: diff.AttributeChange, width: int, change: model.ResourceChange) -> str:
+    """One changed attribute. A sensitive one says only that it changes: no
+    value, and no version number (stores number their own versions, moves
+    copy history, so a guessed ``N -> N+1`` would often be wrong)."""
+    indent = " " * (10 + width)
+    sensitive = c.sensitive or c.top in change.sensitive
+    forces = "   # forces replacement" if c.path in change.replace_paths else ""
+    before = values.show(c.before, sensitive=sensitive, indent=indent)
+    after = values.show(c.after, sensitive=sensitive, indent=indent)
+    if c.before is None:
+        return f"      + {c.path.ljust(width)} = {after}{forces}"
+    if c.after is None:
+        return f"      - {c.path.ljust(width)} = {before}{forces}"
+    if sensitive:
+        return f"      ~ {c.path.ljust(width)} = {values.SENSITIVE_CHANGE}{forces}"
+    return f"      ~ {c.path.ljust(width)} = {before} -> {after}{forces}"
 
 
 def render_plan(plan: model.Plan, *, color: bool = False) -> str:

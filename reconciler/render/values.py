@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 SENSITIVE = "(sensitive)"
+SENSITIVE_CHANGE = "(sensitive, will change)"
 
 
 def show(value: Any, *, sensitive: bool = False, indent: str = "") -> str:
@@ -35,8 +37,13 @@ def flatten(attributes: dict[str, Any] | None, prefix: str = "") -> list[tuple[s
     return rows
 
 
-def masked(attributes: dict[str, Any] | None, sensitive: Any) -> dict[str, Any] | None:
+def masked_value(value: Any) -> Any:
+    """A sensitive value as shown: the placeholder (``None`` stays: absent)."""
+    return None if value is None else SENSITIVE
+
+
+def masked(attributes: Mapping[str, Any] | None, sensitive: Any) -> dict[str, Any] | None:
     """The attributes with every sensitive one replaced by the placeholder."""
     if attributes is None:
         return None
-    return {k: (SENSITIVE if k in sensitive and v is not None else v) for k, v in attributes.items()}
+    return {k: (masked_value(v) if k in sensitive else v) for k, v in attributes.items()}

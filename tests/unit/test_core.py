@@ -152,7 +152,7 @@ def test_text_render_shows_symbols_paths_and_masks_sensitive():
     for rendered in (text.render_plan(plan), structured.plan_json(plan), structured.plan_markdown(plan)):
         assert "CANARY" not in rendered
     out = text.render_plan(plan)
-    assert "~ Secret/db" in out and "value     = (sensitive) -> (sensitive)" in out
+    assert "~ Secret/db" in out and "value     = (sensitive, will change)" in out
     assert '+ tags.team = "x"' in out
     assert "Plan: 0 to create, 1 to update, 0 to replace, 0 to destroy." in out
     md = structured.plan_markdown(plan)
