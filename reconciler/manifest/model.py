@@ -54,6 +54,7 @@ class Config:
     stack: StackConfig
     resources: Mapping[str, Resource]  # address -> resource, in document order
     source: loader.Source
+    default_vault: str | None = None  # the one Vault marked default (computed once, not per Secret)
 
     def region_of(self, resource: Resource) -> str | None:
         return resource.spec.get("region") or self.stack.region
@@ -78,22 +79,31 @@ class Reference:
     target: str  # "Kind/name"
 
 
+def default_vaults(resources: Mapping[str, Resource]) -> list[Resource]:
+    """Every Vault marked default, in document order (more than one is an error)."""
+    return [r for r in resources.values() if r.kind == "Vault" and r.spec.get("default")]
+
+
 def default_vault(resources: Mapping[str, Resource]) -> str | None:
-    defaults = [r.name for r in resources.values() if r.kind == "Vault" and r.spec.get("default")]
-    return defaults[0] if len(defaults) == 1 else None
+    """The default vault's name, or None when none or several are marked default.
+    One pass over every resource: call it once per stack (``Config.default_vault``)."""
+    defaults = default_vaults(resources)
+    return defaults[0].name if len(defaults) == 1 else None
 
 
-def references(resource: Resource, config: Config | None = None,
-               resources: Mapping[str, Resource] | None = None) -> Iterator[Reference]:
-    """Every reference a resource makes to another, by the rules of its kind."""
+def references(resource: Resource, config: Config | None = None, *,
+               default: str | None = None) -> Iterator[Reference]:
+    """Every reference a resource makes to another, by the rules of its kind
+    (``default``: the default vault, when no config is given)."""
     spec = resource.spec
-    pool = resources if resources is not None else (config.resources if config else {})
+    if config is not None:
+        default = config.default_vault
     match resource.kind:
         case "Vault":
             if "provider" in spec:
                 yield Reference(("provider",), f"KmsProvider/{spec['provider']}")
         case "Secret":
-            vault = spec.get("vault") or default_vault(pool)
+            vault = spec.get("vault") or default
             if vault:
                 yield Reference(("vault",), f"Vault/{vault}")
         case "IamRole":
@@ -105,7 +115,7 @@ def references(resource: Resource, config: Config | None = None,
         case "AccessKeyRotation":
             for output in ("accessKeyId", "secretAccessKey"):
                 target = (spec.get("outputs") or {}).get(output) or {}
-                vault = target.get("vault") or default_vault(pool)
+                vault = target.get("vault") or default
                 if vault:
                     yield Reference(("outputs", output, "vault"), f"Vault/{vault}")
         case _:
@@ -177,29 +187,21 @@ def _check_envelopes(config: Config) -> Iterator[errors.Diagnostic]:
     stack, vault and secret name (so it cannot be pasted elsewhere)."""
     from reconciler.crypto import envelope  # pure format code; no KMS
 
-    default = default_vault(config.resources)
     for resource in config.resources.values():
         if resource.kind != "Secret" or "encrypted" not in resource.spec:
             continue
-        expected = envelope.Binding(config.stack.name, resource.spec.get("vault") or default or "",
-                                    resource.name)
+        vault = resource.spec.get("vault") or config.default_vault
         try:
-            envelope.Envelope.parse(resource.spec["encrypted"].strip()).check_binding(expected)
+            sealed = envelope.Envelope.parse(resource.spec["encrypted"].strip())
+            if vault:  # with no vault to bind to, that is the one error (see _vault_defaults)
+                sealed.check_binding(envelope.Binding(config.stack.name, vault, resource.name))
         except envelope.EnvelopeError as exc:
             yield errors.Diagnostic(f"encrypted: {exc}", resource.position("encrypted"), resource.address)
 
 
-def build(source: loader.Source) -> tuple[Config | None, list[errors.Diagnostic]]:
-    """Validate every document and assemble the stack; collect every problem."""
-    diagnostics: list[errors.Diagnostic] = []
-    valid: list[loader.Document] = []
-    for document in source.documents:
-        problems = schema.validate_document(document)
-        diagnostics.extend(problems)
-        if not any(p.severity == "error" for p in problems):
-            valid.append(document)
-
-    stacks = [d for d in valid if d.kind == "Stack"]
+def _resources(source: loader.Source, valid: set[tuple[str, int]],
+               diagnostics: list[errors.Diagnostic]) -> dict[str, Resource]:
+    """The declared resources by address (schema-valid ones only); duplicates reported."""
     resources: dict[str, Resource] = {}
     seen: dict[str, loader.Document] = {}
     for document in source.documents:
@@ -213,51 +215,107 @@ def build(source: loader.Source) -> tuple[Config | None, list[errors.Diagnostic]
                 document.position(("metadata", "name")), address))
             continue
         seen[address] = document
-        if document in valid:
+        if (document.file, document.index) in valid:
             data = document.data
             resources[address] = Resource(data["kind"], data["metadata"]["name"], data.get("spec") or {},
                                           data["metadata"].get("labels") or {}, document)
+    return resources
 
+
+def _stack_documents(source: loader.Source) -> Iterator[errors.Diagnostic]:
     all_stacks = [d for d in source.documents if d.kind == "Stack"]
     if not all_stacks and source.documents:
-        diagnostics.append(errors.Diagnostic(
+        yield errors.Diagnostic(
             f"{source.directory}: no Stack document; add one (kind: Stack) naming the stack "
-            "and its state backend"))
+            "and its state backend")
     for extra in all_stacks[1:]:
-        diagnostics.append(errors.Diagnostic(
+        yield errors.Diagnostic(
             f"a second Stack document (the first is at {all_stacks[0].position(())}); "
-            "one stack per directory tree", extra.position(("kind",)), extra.address))
+            "one stack per directory tree", extra.position(("kind",)), extra.address)
 
-    defaults = [r for r in resources.values() if r.kind == "Vault" and r.spec.get("default")]
+
+def _vault_defaults(resources: Mapping[str, Resource]) -> Iterator[errors.Diagnostic]:
+    """At most one default vault; a Secret without ``vault:`` needs exactly one
+    (with several, the extra defaults are the one error: not also every Secret)."""
+    defaults = default_vaults(resources)
     for second in defaults[1:]:
-        diagnostics.append(errors.Diagnostic(
-            f"a second default vault (Vault/{defaults[0].name} is already default)",
-            second.position("default"), second.address))
+        yield errors.Diagnostic(
+            f"a second default vault (Vault/{defaults[0].name} is already default); "
+            "mark at most one Vault default: true", second.position("default"), second.address)
+    if defaults:
+        return
+    for resource in resources.values():
+        if resource.kind == "Secret" and "vault" not in resource.spec:
+            yield errors.Diagnostic("no vault given and no Vault is marked default: true",
+                                    resource.position(), resource.address)
 
+
+def _dangling(resources: Mapping[str, Resource], declared: Mapping[str, Any],
+              default: str | None) -> Iterator[errors.Diagnostic]:
+    """References to resources that are not declared, with the names that are."""
+    names: dict[str, list[str]] | None = None
+    for resource in resources.values():
+        for ref in references(resource, default=default):
+            if ref.target in resources or ref.target in declared:
+                continue
+            if names is None:  # built once, only when something is missing
+                names = {}
+                for other in resources.values():
+                    names.setdefault(other.kind, []).append(other.name)
+            kind, _name = ref.target.split("/", 1)
+            known = sorted(names.get(kind, []))
+            hint = f"; known: {', '.join(known)}" if known else f"; no {kind} is declared"
+            yield errors.Diagnostic(
+                f"{ref.path[-1] if ref.path else 'reference'} refers to {ref.target}, which does "
+                f"not exist{hint}", resource.position(*ref.path), resource.address)
+
+
+def _regions(config: Config) -> Iterator[errors.Diagnostic]:
+    for resource in config.resources.values():
+        region = config.region_of(resource)
+        for i, replica in enumerate(resource.spec.get("replicaRegions") or []):
+            if resource.kind == "KmsProvider" and replica == region:
+                yield errors.Diagnostic(
+                    f"replica region {replica} is the key's own region", resource.position("replicaRegions", i),
+                    resource.address)
+        if region is None and resource.kind in ("KmsProvider", "AccessKeyRotation", "DynamicIamTemplate"):
+            yield errors.Diagnostic("no region: set spec.region here or spec.region on the Stack",
+                                    resource.position(), resource.address)
+
+
+def _stack_config(documents: list[loader.Document]) -> StackConfig | None:
+    if not documents:
+        return None
+    document = documents[0]
+    spec = document.data.get("spec") or {}
+    backend = spec.get("backend") or {"local": {}}
+    return StackConfig(document.data["metadata"]["name"], spec.get("region"), spec.get("auth"),
+                       backend, document)
+
+
+def build(source: loader.Source) -> tuple[Config | None, list[errors.Diagnostic]]:
+    """Validate every document and assemble the stack; collect every problem.
+    Linear in the number of documents: every cross-resource check indexes once."""
+    diagnostics: list[errors.Diagnostic] = []
+    valid: set[tuple[str, int]] = set()
+    for document in source.documents:
+        problems = schema.validate_document(document)
+        diagnostics.extend(problems)
+        if not any(p.severity == "error" for p in problems):
+            valid.add((document.file, document.index))
+
+    resources = _resources(source, valid, diagnostics)
+    declared = {d.address: d for d in source.documents if d.address}
+    diagnostics.extend(_stack_documents(source))
+    diagnostics.extend(_vault_defaults(resources))
+    default = default_vault(resources)
     for resource in resources.values():
         diagnostics.extend(_lint(resource, resources))
-        for ref in references(resource, resources=resources):
-            if ref.target not in resources and ref.target not in seen:
-                kind, name = ref.target.split("/", 1)
-                known = sorted(r.name for r in resources.values() if r.kind == kind)
-                hint = f"; known: {', '.join(known)}" if known else f"; no {kind} is declared"
-                diagnostics.append(errors.Diagnostic(
-                    f"{ref.path[-1] if ref.path else 'reference'} refers to {ref.target}, which does "
-                    f"not exist{hint}", resource.position(*ref.path), resource.address))
-        if resource.kind in ("Secret",) and "vault" not in resource.spec and not default_vault(resources):
-            diagnostics.append(errors.Diagnostic(
-                "no vault given and no Vault is marked default: true", resource.position(),
-                resource.address))
+    diagnostics.extend(_dangling(resources, declared, default))
 
-    stack = None
-    if stacks:
-        document = stacks[0]
-        spec = document.data.get("spec") or {}
-        backend = spec.get("backend") or {"local": {}}
-        stack = StackConfig(document.data["metadata"]["name"], spec.get("region"), spec.get("auth"),
-                            backend, document)
-
-    config = Config(stack, resources, source) if stack is not None else None
+    stack = _stack_config([d for d in source.documents if d.kind == "Stack"
+                           and (d.file, d.index) in valid])
+    config = Config(stack, resources, source, default) if stack is not None else None
     if config is not None:
         diagnostics.extend(_check_envelopes(config))
         cycle = config.dependency_graph().find_cycle()
@@ -265,18 +323,7 @@ def build(source: loader.Source) -> tuple[Config | None, list[errors.Diagnostic]
             looped = resources[cycle[0]]
             diagnostics.append(errors.Diagnostic(
                 "dependency cycle: " + " -> ".join(cycle + [cycle[0]]), looped.position(), looped.address))
-        for resource in resources.values():
-            region = config.region_of(resource)
-            for i, replica in enumerate(resource.spec.get("replicaRegions") or []):
-                if resource.kind == "KmsProvider" and replica == region:
-                    diagnostics.append(errors.Diagnostic(
-                        f"replica region {replica} is the key's own region", resource.position("replicaRegions", i),
-                        resource.address))
-            if resource.kind != "Stack" and region is None and resource.kind in (
-                    "KmsProvider", "AccessKeyRotation", "DynamicIamTemplate"):
-                diagnostics.append(errors.Diagnostic(
-                    "no region: set spec.region here or spec.region on the Stack",
-                    resource.position(), resource.address))
+        diagnostics.extend(_regions(config))
     diagnostics.sort(key=lambda d: (d.position.file, d.position.line, d.position.column)
                      if d.position else ("", 0, 0))
     return config, diagnostics
