@@ -117,8 +117,8 @@ def _lines_executed(directory: pathlib.Path) -> int:
 def test_loading_does_linear_work_in_the_number_of_resources(tmp_path):
     small, large = tmp_path / "small", tmp_path / "large"
     small.mkdir(), large.mkdir()
-    _write(small, 300)
-    _write(large, 1200)
+    _write(small, 150)
+    _write(large, 600)
     ratio = _lines_executed(large) / _lines_executed(small)
     # 4x the resources: linear work is about 4x; the old quadratic loader did over 9x
     assert ratio < 4.6, ratio
