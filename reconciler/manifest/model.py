@@ -122,6 +122,29 @@ def references(resource: Resource, config: Config | None = None, *,
             return
 
 
+CREATED_ONLY = ("spec", "usage", "multiRegion", "replicaRegions", "deletionWindowDays")
+READ_ONLY_FIELDS = frozenset({"keyId", "manage", "region", "auth"})
+
+
+def _adopted_fields(resource: Resource) -> Iterator[errors.Diagnostic]:
+    """An adopted key (keyId) takes no field it would silently ignore: those of
+    key creation never, and without ``manage: true`` only how to reach it."""
+    spec = resource.spec
+    for field in spec:
+        if field in CREATED_ONLY:
+            message = (f"{field} cannot be set on an adopted key (keyId); reconciler only creates "
+                       "keys it owns")
+        elif field == "protect":
+            message = ("protect has no effect on an adopted key (keyId): reconciler never deletes a key "
+                       "it adopted, it only forgets it; remove protect")
+        elif field not in READ_ONLY_FIELDS and not spec.get("manage"):
+            message = (f"{field} would be ignored: this adopted key (keyId) is read-only; add "
+                       f"manage: true to reconcile {field}, or remove it")
+        else:
+            continue
+        yield errors.Diagnostic(message, resource.position(field), resource.address)
+
+
 def _lint(resource: Resource, resources: Mapping[str, Resource]) -> Iterator[errors.Diagnostic]:
     spec = resource.spec
     address = resource.address
@@ -131,12 +154,8 @@ def _lint(resource: Resource, resources: Mapping[str, Resource]) -> Iterator[err
 
     match resource.kind:
         case "KmsProvider":
-            adopted = "keyId" in spec
-            if adopted:
-                for field in ("spec", "usage", "multiRegion", "replicaRegions", "deletionWindowDays"):
-                    if field in spec:
-                        yield problem(f"{field} cannot be set on an adopted key (keyId); "
-                                      "reconciler only creates keys it owns", field)
+            if "keyId" in spec:
+                yield from _adopted_fields(resource)
             elif "manage" in spec:
                 yield problem("manage only applies to an adopted key (keyId)", "manage")
             key_spec = spec.get("spec", "SYMMETRIC_DEFAULT")
