@@ -4,6 +4,7 @@ semantic lint runs. Pure: ``build(source)`` returns values and diagnostics."""
 from __future__ import annotations
 
 import dataclasses
+import posixpath
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -218,6 +219,116 @@ def _check_envelopes(config: Config) -> Iterator[errors.Diagnostic]:
             yield errors.Diagnostic(f"encrypted: {exc}", resource.position("encrypted"), resource.address)
 
 
+def alias_name(name: str) -> str:
+    """A KMS alias as AWS names it (manifests may leave out ``alias/``)."""
+    return name if name.startswith("alias/") else f"alias/{name}"
+
+
+def _alias_claims(config: Config) -> Iterator[tuple[tuple[str | None, str], Resource, str | None]]:
+    """(region, alias) for every region a KmsProvider's alias will exist in:
+    its own and, for a multi-Region key, each replica region."""
+    for resource in config.resources.values():
+        spec = resource.spec
+        if resource.kind != "KmsProvider" or "alias" not in spec:
+            continue
+        if "keyId" in spec and not spec.get("manage"):
+            continue  # a read-only key sets no alias (and is refused for naming one)
+        region = config.region_of(resource)
+        replicas = (spec.get("replicaRegions") or []) if spec.get("multiRegion") and "keyId" not in spec else []
+        for where in dict.fromkeys([region, *replicas]):
+            yield (where, alias_name(spec["alias"])), resource, where if where != region else None
+
+
+def _shared_aliases(config: Config) -> Iterator[errors.Diagnostic]:
+    """Two keys may not declare one alias in one region: each apply would move
+    it to the other key. Reported at every declaration."""
+    claims: dict[tuple[str | None, str], list[tuple[Resource, str | None]]] = {}
+    for place, resource, replica in _alias_claims(config):
+        claims.setdefault(place, []).append((resource, replica))
+    clashes: dict[str, dict[str, list[str]]] = {}  # address -> other address -> where
+    for (region, _alias), holders in claims.items():
+        for resource, replica in holders:
+            for other, _ in holders:
+                if other.address != resource.address:
+                    where = f"{region} (a replica region of this key)" if replica else str(region)
+                    clashes.setdefault(resource.address, {}).setdefault(other.address, []).append(where)
+    for address, others in clashes.items():
+        resource = config.resources[address]
+        named = "; and by ".join(
+            f"{other} (at {config.resources[other].position('alias')}) in {', '.join(regions)}"
+            for other, regions in others.items())
+        yield errors.Diagnostic(
+            f"alias {alias_name(resource.spec['alias'])} is also declared by {named}; two keys cannot "
+            "share an alias in a region (each apply would move it to the other): pick another alias",
+            resource.position("alias"), address)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StoreLocation:
+    """Where a vault keeps its entries. One location contains another when
+    their ``scope`` is the same and its ``parts`` are a prefix of the other's
+    (path components for local and SSM stores, characters for the name
+    prefixes of S3 and Secrets Manager)."""
+
+    scope: tuple[str, ...]
+    parts: tuple[str, ...] | str
+    shown: str  # as the manifest gives it
+    field: tuple[str, ...]  # inside spec, for the error position
+
+
+def store_location(resource: Resource, config: Config) -> StoreLocation | None:
+    """The location of a Vault's store, normalised (local paths against the
+    stack directory); region counts only where it makes a different place."""
+    store = resource.spec.get("store") or {}
+    match dict(store):
+        case {"local": {"path": str(path)}}:
+            full = posixpath.normpath(posixpath.join(str(config.source.directory), path))
+            return StoreLocation(("local",), tuple(full.split("/")), f"local path {path}",
+                                 ("store", "local", "path"))
+        case {"s3": {"bucket": str(bucket), **rest}}:  # bucket names are global
+            prefix = str(rest.get("prefix", ""))
+            return StoreLocation(("s3", bucket), prefix, f"s3://{bucket}/{prefix}",
+                                 ("store", "s3", "prefix" if "prefix" in rest else "bucket"))
+        case {"secretsmanager": {"prefix": str(prefix), **rest}}:
+            region = str(rest.get("region") or config.stack.region)
+            return StoreLocation(("secretsmanager", region), prefix,
+                                 f"Secrets Manager prefix {prefix!r} in {region}",
+                                 ("store", "secretsmanager", "prefix"))
+        case {"ssm": {"path": str(path), **rest}}:
+            region = str(rest.get("region") or config.stack.region)
+            return StoreLocation(("ssm", region), tuple(path.rstrip("/").split("/")),
+                                 f"SSM path {path} in {region}", ("store", "ssm", "path"))
+        case _:
+            return None
+
+
+def _shared_stores(config: Config) -> Iterator[errors.Diagnostic]:
+    """Two vaults may not share a store location (the same, or one inside the
+    other): moving a secret between them would write an entry and then delete
+    it. Reported at both vaults. Linear: each location looks up its prefixes."""
+    located = [(r, loc) for r in config.resources.values() if r.kind == "Vault"
+               for loc in [store_location(r, config)] if loc is not None]
+    index: dict[tuple[tuple[str, ...], tuple[str, ...] | str], list[Resource]] = {}
+    for resource, location in located:
+        index.setdefault((location.scope, location.parts), []).append(resource)
+    where = {r.address: loc for r, loc in located}
+    overlaps: dict[str, dict[str, None]] = {}  # address -> addresses, in order found
+    for resource, location in located:
+        for end in range(len(location.parts) + 1):
+            for outer in index.get((location.scope, location.parts[:end]), []):
+                if outer.address != resource.address:
+                    overlaps.setdefault(resource.address, {})[outer.address] = None
+                    overlaps.setdefault(outer.address, {})[resource.address] = None
+    for resource, location in located:
+        for address in overlaps.get(resource.address, {}):
+            theirs = where[address]
+            yield errors.Diagnostic(
+                f"store {location.shown} overlaps the store of {address} ({theirs.shown}, at "
+                f"{config.resources[address].position(*theirs.field)}); two vaults cannot share a store "
+                "location: moving a secret between them would overwrite and then delete its entry",
+                resource.position(*location.field), resource.address)
+
+
 def _resources(source: loader.Source, valid: set[tuple[str, int]],
                diagnostics: list[errors.Diagnostic]) -> dict[str, Resource]:
     """The declared resources by address (schema-valid ones only); duplicates reported."""
@@ -343,6 +454,8 @@ def build(source: loader.Source) -> tuple[Config | None, list[errors.Diagnostic]
             diagnostics.append(errors.Diagnostic(
                 "dependency cycle: " + " -> ".join(cycle + [cycle[0]]), looped.position(), looped.address))
         diagnostics.extend(_regions(config))
+        diagnostics.extend(_shared_aliases(config))
+        diagnostics.extend(_shared_stores(config))
     diagnostics.sort(key=lambda d: (d.position.file, d.position.line, d.position.column)
                      if d.position else ("", 0, 0))
     return config, diagnostics
