@@ -6,6 +6,8 @@ change."""
 
 from __future__ import annotations
 
+import json
+
 import boto3
 
 from tests.conftest import run, state_of
@@ -102,3 +104,22 @@ def test_apply_of_a_saved_plan_reports_the_field_before_any_change(aws, stack, t
         "environment variable MY_SECRET is not set"]
     assert calls.writes == []
     assert not (directory / ".reconciler" / "state.json").exists()
+
+
+def test_the_s3_state_backend_reads_a_relative_token_from_the_stack_directory(aws, stack, tmp_path,
+                                                                              monkeypatch):
+    boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="rcl-state")
+    arn = role()
+    directory = stack({"key.yaml": SYMMETRIC})
+    (directory / "stack.yaml").write_text(
+        "apiVersion: reconciler/v1\nkind: Stack\nmetadata: {name: test}\nspec:\n  region: us-east-1\n"
+        f"  auth:\n    webIdentity: {{roleArn: '{arn}', tokenFile: token}}\n"
+        "  backend:\n    s3: {bucket: rcl-state, key: test.json}\n")
+    (directory / "token").write_text("header.payload.signature")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    result = run("apply", directory, "--auto-approve")
+    assert result.exit_code == 0, result.output
+    body = boto3.client("s3", region_name="us-east-1").get_object(Bucket="rcl-state", Key="test.json")["Body"]
+    assert "KmsProvider/main" in json.loads(body.read())["resources"]
