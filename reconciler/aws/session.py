@@ -187,7 +187,8 @@ class ClientFactory:
         try:
             return boto3.Session(profile_name=profile, region_name=region)
         except botocore.exceptions.ProfileNotFound as exc:
-            raise errors.ConfigError(f"auth.defaultChain.profile: profile {profile!r} not found") from exc
+            raise AuthError(f"auth.defaultChain.profile: profile {profile!r} not found",
+                            ("defaultChain", "profile")) from exc
 
     @staticmethod
     def _with_credentials(fetcher: Any, method: str, region: str | None) -> boto3.Session:

@@ -224,7 +224,7 @@ def alias_name(name: str) -> str:
     return name if name.startswith("alias/") else f"alias/{name}"
 
 
-def _alias_claims(config: Config) -> Iterator[tuple[tuple[str | None, str], Resource, str | None]]:
+def _alias_claims(config: Config) -> Iterator[tuple[tuple[str, str], Resource, str | None]]:
     """(region, alias) for every region a KmsProvider's alias will exist in:
     its own and, for a multi-Region key, each replica region."""
     for resource in config.resources.values():
@@ -234,6 +234,8 @@ def _alias_claims(config: Config) -> Iterator[tuple[tuple[str | None, str], Reso
         if "keyId" in spec and not spec.get("manage"):
             continue  # a read-only key sets no alias (and is refused for naming one)
         region = config.region_of(resource)
+        if region is None:
+            continue  # reported as "no region"
         replicas = (spec.get("replicaRegions") or []) if spec.get("multiRegion") and "keyId" not in spec else []
         for where in dict.fromkeys([region, *replicas]):
             yield (where, alias_name(spec["alias"])), resource, where if where != region else None
@@ -242,7 +244,7 @@ def _alias_claims(config: Config) -> Iterator[tuple[tuple[str | None, str], Reso
 def _shared_aliases(config: Config) -> Iterator[errors.Diagnostic]:
     """Two keys may not declare one alias in one region: each apply would move
     it to the other key. Reported at every declaration."""
-    claims: dict[tuple[str | None, str], list[tuple[Resource, str | None]]] = {}
+    claims: dict[tuple[str, str], list[tuple[Resource, str | None]]] = {}
     for place, resource, replica in _alias_claims(config):
         claims.setdefault(place, []).append((resource, replica))
     clashes: dict[str, dict[str, list[str]]] = {}  # address -> other address -> where
@@ -250,7 +252,7 @@ def _shared_aliases(config: Config) -> Iterator[errors.Diagnostic]:
         for resource, replica in holders:
             for other, _ in holders:
                 if other.address != resource.address:
-                    where = f"{region} (a replica region of this key)" if replica else str(region)
+                    where = f"{region} (a replica region of this key)" if replica else region
                     clashes.setdefault(resource.address, {}).setdefault(other.address, []).append(where)
     for address, others in clashes.items():
         resource = config.resources[address]
@@ -290,12 +292,12 @@ def store_location(resource: Resource, config: Config) -> StoreLocation | None:
             return StoreLocation(("s3", bucket), prefix, f"s3://{bucket}/{prefix}",
                                  ("store", "s3", "prefix" if "prefix" in rest else "bucket"))
         case {"secretsmanager": {"prefix": str(prefix), **rest}}:
-            region = str(rest.get("region") or config.stack.region)
+            region = str(rest.get("region") or config.stack.region or "(no region)")
             return StoreLocation(("secretsmanager", region), prefix,
                                  f"Secrets Manager prefix {prefix!r} in {region}",
                                  ("store", "secretsmanager", "prefix"))
         case {"ssm": {"path": str(path), **rest}}:
-            region = str(rest.get("region") or config.stack.region)
+            region = str(rest.get("region") or config.stack.region or "(no region)")
             return StoreLocation(("ssm", region), tuple(path.rstrip("/").split("/")),
                                  f"SSM path {path} in {region}", ("store", "ssm", "path"))
         case _:

@@ -123,3 +123,15 @@ def test_the_s3_state_backend_reads_a_relative_token_from_the_stack_directory(aw
     assert result.exit_code == 0, result.output
     body = boto3.client("s3", region_name="us-east-1").get_object(Bucket="rcl-state", Key="test.json")["Body"]
     assert "KmsProvider/main" in json.loads(body.read())["resources"]
+
+
+def test_a_missing_profile_is_reported_at_its_field(aws, stack, tmp_path, monkeypatch, calls):
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    directory = stack({"key.yaml": SYMMETRIC + "  auth:\n    defaultChain: {profile: nosuch}\n"})
+    result = run("plan", directory)
+    assert result.exit_code == 1
+    assert errors_of(result) == [
+        f"Error: {directory / 'key.yaml'}:7:29: KmsProvider/main: auth.defaultChain.profile: "
+        "profile 'nosuch' not found"]
+    assert calls.calls == []
