@@ -284,7 +284,7 @@ def store_location(resource: Resource, config: Config) -> StoreLocation | None:
     store = resource.spec.get("store") or {}
     match dict(store):
         case {"local": {"path": str(path)}}:
-            full = posixpath.normpath(posixpath.join(str(config.source.directory), path))
+            full = posixpath.normpath(posixpath.join(str(config.source.directory.absolute()), path))
             return StoreLocation(("local",), tuple(full.split("/")), f"local path {path}",
                                  ("store", "local", "path"))
         case {"s3": {"bucket": str(bucket), **rest}}:  # bucket names are global

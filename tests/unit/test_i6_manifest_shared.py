@@ -136,3 +136,14 @@ def test_the_error_points_at_the_field_naming_the_location(tmp_path):
 def test_separate_stores_validate(tmp_path, first, second):
     _path, result = check(tmp_path, [KEY, vault("one", first), vault("two", second)])
     assert result.exit_code == 0, result.output
+
+
+def test_an_absolute_local_path_inside_the_stack_overlaps_a_relative_one(tmp_path, monkeypatch):
+    directory = tmp_path / "stack"
+    directory.mkdir()
+    (directory / "stack.yaml").write_text(STACK)
+    (directory / "all.yaml").write_text("---\n".join([
+        KEY, vault("one", "{local: {path: vaults}}"), vault("two", f"{{local: {{path: {directory}/vaults/x}}}}")]))
+    monkeypatch.chdir(tmp_path)
+    result = run("validate", "stack")  # a relative stack directory
+    assert [e.split(": ")[1] for e in errors_of(result)] == ["Vault/one", "Vault/two"]
