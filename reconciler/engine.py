@@ -54,7 +54,8 @@ def backend_for(config: manifest.Config) -> state_backend.Backend:
             if not region:
                 raise errors.ConfigError(f"Stack/{config.stack.name}: the s3 backend needs a region "
                                          "(backend.s3.region or spec.region)")
-            client = session.ClientFactory().client("s3", region, config.stack.auth)
+            client = session.ClientFactory().client("s3", region, session.anchored(config.stack.auth,
+                                                                                   config.source.directory))
             return s3_state.S3Backend(s3.S3Objects(client, region, spec["bucket"]), spec["key"])
         case other:
             raise errors.ConfigError(f"Stack/{config.stack.name}: unknown backend {sorted(other)}")
@@ -141,16 +142,35 @@ def check_live(desired: Mapping[str, plan_model.Desired], prior: state_model.Sta
         raise errors.PlanError("\n".join(problems))
 
 
-def check_connections(desired: Mapping[str, plan_model.Desired], aws: base.AwsContext) -> None:
+def check_connections(desired: Mapping[str, plan_model.Desired], aws: base.AwsContext,
+                      config: manifest.Config | None = None) -> None:
     """Resolve every auth block (env refs, token files, source credentials)
-    before any change, so a missing variable fails fast and alone."""
+    before any change, so a missing variable fails fast, alone, and pointing
+    at the field that names it (in the resource, or the Stack it inherits from)."""
+    checked: set[str] = set()
     for address, want in sorted(desired.items()):
-        if want.kind != "KmsProvider":
+        key = json.dumps(want.connection.get("auth"), sort_keys=True)  # one session per auth
+        if key in checked:
             continue
+        checked.add(key)
         try:
-            aws.kms(want.connection)
+            aws.check_connection(want.connection)
+        except session.AuthError as exc:
+            raise errors.ConfigError(_auth_problem(exc, address, config)) from None
         except errors.ReconcilerError as exc:
             raise errors.prefixed(exc, f"{address}: ") from None
+
+
+def _auth_problem(exc: session.AuthError, address: str, config: manifest.Config | None) -> str:
+    """``file:line:col: ADDRESS: message`` at the auth field at fault."""
+    resource = config.resources.get(address) if config is not None else None
+    if resource is not None and "auth" in resource.spec:
+        return f"{resource.position('auth', *exc.field)}: {address}: {exc.message}"
+    stack = config.stack if config is not None else None
+    if stack is not None and stack.auth and stack.document is not None:
+        where = stack.document.position(("spec", "auth", *exc.field))
+        return f"{where}: {address}: {exc.message} (auth inherited from Stack/{stack.name})"
+    return f"{address}: {exc.message}"
 
 
 def _now() -> str:
@@ -219,7 +239,7 @@ def make_plan(workspace: Workspace, aws: base.AwsContext, *, refresh_live: bool 
         for dep in entry.dependencies:
             graph.add_edge(address, dep)
     scope = (graph.ancestors(targets) | set(targets)) if targets else None
-    check_connections({a: d for a, d in desired.items() if scope is None or a in scope}, aws)
+    check_connections({a: d for a, d in desired.items() if scope is None or a in scope}, aws, config)
     if refresh_live:
         refreshed, adopted = refresh(desired, prior, aws, scope, progress)
     else:
@@ -351,7 +371,7 @@ def new_context(workspace: Workspace | None = None) -> base.AwsContext:
 
 def apply(plan: plan_model.Plan, workspace: Workspace, aws: base.AwsContext, *, allow_destroy: bool,
           progress: Progress = _quiet) -> executor.ApplyResult:
-    check_connections(plan.desired, aws)
+    check_connections(plan.desired, aws, workspace.config)
     preflight(plan, workspace, aws)
     return executor.apply_plan(plan, workspace.backend, aws, allow_destroy=allow_destroy,
                                progress=progress)

@@ -72,12 +72,34 @@ def _notify(model: Any, context: Any = None, **_kwargs: Any) -> None:
         listener(service, model.name, region)
 
 
-def _env(ref: Mapping[str, str], field: str) -> str:
+class AuthError(errors.ConfigError):
+    """An auth block that cannot be used; ``field`` is the path inside the
+    block of the field that names the problem, so that the caller can point
+    at its file:line:col."""
+
+    def __init__(self, message: str, field: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def _env(ref: Mapping[str, str], *field: str) -> str:
     name = ref["env"]
     value = os.environ.get(name)
     if not value:
-        raise errors.ConfigError(f"auth.{field}: environment variable {name} is not set")
+        raise AuthError(f"auth.{'.'.join(field)}: environment variable {name} is not set", (*field, "env"))
     return value
+
+
+def anchored(auth: Mapping[str, Any] | None, directory: str | os.PathLike[str]) -> Mapping[str, Any] | None:
+    """``auth`` with a relative ``webIdentity.tokenFile`` resolved against
+    ``directory`` (the stack's, as store paths are), not the current one."""
+    if auth is None:
+        return None
+    match auth:
+        case {"webIdentity": {"tokenFile": str(token)} as spec} if not os.path.isabs(token):
+            return {**auth, "webIdentity": {**spec, "tokenFile": os.path.join(directory, token)}}
+        case _:
+            return auth
 
 
 class ClientFactory:
@@ -97,25 +119,32 @@ class ClientFactory:
         key = json.dumps(auth, sort_keys=True)
         cache_key = (key, service, region)
         with self._lock:
-            return self._client_locked(key, cache_key, auth, service, region)
+            if cache_key not in self._clients:
+                session = self._session_locked(key, auth, region)
+                client = session.client(service, region_name=region, config=self._config)  # type: ignore[call-overload]
+                self._clients[cache_key] = _instrument(client)
+            return self._clients[cache_key]
 
-    def _client_locked(self, key: str, cache_key: tuple[str, str, str], auth: Mapping[str, Any],
-                       service: str, region: str) -> Any:
-        if cache_key not in self._clients:
-            session = self._sessions.get(key)
-            if session is None:
-                session = self._sessions[key] = self._session(auth, region)
-            client = session.client(service, region_name=region, config=self._config)  # type: ignore[call-overload]
-            self._clients[cache_key] = _instrument(client)
-        return self._clients[cache_key]
+    def session(self, auth: Mapping[str, Any] | None, region: str | None) -> boto3.Session:
+        """The session for ``auth``, made now: env refs, token files and source
+        credentials are resolved here (AuthError / ConfigError), not at first call."""
+        auth = auth or {"defaultChain": {}}
+        with self._lock:
+            return self._session_locked(json.dumps(auth, sort_keys=True), auth, region)
 
-    def _session(self, auth: Mapping[str, Any], region: str) -> boto3.Session:
+    def _session_locked(self, key: str, auth: Mapping[str, Any], region: str | None) -> boto3.Session:
+        session = self._sessions.get(key)
+        if session is None:
+            session = self._sessions[key] = self._session(auth, region)
+        return session
+
+    def _session(self, auth: Mapping[str, Any], region: str | None) -> boto3.Session:
         match auth:
             case {"accessKey": ref}:
-                return boto3.Session(aws_access_key_id=_env(ref["accessKeyId"], "accessKey.accessKeyId"),
+                return boto3.Session(aws_access_key_id=_env(ref["accessKeyId"], "accessKey", "accessKeyId"),
                                      aws_secret_access_key=_env(ref["secretAccessKey"],
-                                                                "accessKey.secretAccessKey"),
-                                     aws_session_token=(_env(ref["sessionToken"], "accessKey.sessionToken")
+                                                                "accessKey", "secretAccessKey"),
+                                     aws_session_token=(_env(ref["sessionToken"], "accessKey", "sessionToken")
                                                         if "sessionToken" in ref else None),
                                      region_name=region)
             case {"assumeRole": spec}:
@@ -134,7 +163,8 @@ class ClientFactory:
                 return self._with_credentials(fetcher, "assume-role", region)
             case {"webIdentity": spec}:
                 if not os.path.isfile(spec["tokenFile"]):
-                    raise errors.ConfigError(f"auth.webIdentity.tokenFile: {spec['tokenFile']} does not exist")
+                    raise AuthError(f"auth.webIdentity.tokenFile: {spec['tokenFile']} does not exist",
+                                    ("webIdentity", "tokenFile"))
                 fetcher = botocore.credentials.AssumeRoleWithWebIdentityCredentialFetcher(
                     client_creator=self._creator(self._default_session(None, region)),
                     web_identity_token_loader=botocore.utils.FileWebIdentityTokenLoader(spec["tokenFile"]),
@@ -153,14 +183,15 @@ class ClientFactory:
         return create
 
     @staticmethod
-    def _default_session(profile: str | None, region: str) -> boto3.Session:
+    def _default_session(profile: str | None, region: str | None) -> boto3.Session:
         try:
             return boto3.Session(profile_name=profile, region_name=region)
         except botocore.exceptions.ProfileNotFound as exc:
-            raise errors.ConfigError(f"auth.defaultChain.profile: profile {profile!r} not found") from exc
+            raise AuthError(f"auth.defaultChain.profile: profile {profile!r} not found",
+                            ("defaultChain", "profile")) from exc
 
     @staticmethod
-    def _with_credentials(fetcher: Any, method: str, region: str) -> boto3.Session:
+    def _with_credentials(fetcher: Any, method: str, region: str | None) -> boto3.Session:
         credentials = botocore.credentials.DeferredRefreshableCredentials(
             refresh_using=fetcher.fetch_credentials, method=method)
         core = botocore.session.Session()

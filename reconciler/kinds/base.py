@@ -44,11 +44,20 @@ class AwsContext:
     def client(self, service: str, connection: Mapping[str, Any] | None = None,
                region: str | None = None) -> Any:
         connection = connection or self.default_connection
-        return self.factory.client(service, region or connection["region"], connection.get("auth"))
+        return self.factory.client(service, region or connection["region"], self._auth(connection))
 
     def kms(self, connection: Mapping[str, Any], region: str | None = None) -> kms_adapter.KmsAdapter:
         region = region or connection["region"]
-        return kms_adapter.KmsAdapter(self.factory.client("kms", region, connection.get("auth")), region)
+        return kms_adapter.KmsAdapter(self.factory.client("kms", region, self._auth(connection)), region)
+
+    def check_connection(self, connection: Mapping[str, Any]) -> None:
+        """Resolve a connection's auth now (env refs, token file, source
+        credentials): session.AuthError names the field at fault."""
+        self.factory.session(self._auth(connection), connection.get("region"))
+
+    def _auth(self, connection: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        """The connection's auth, its paths relative to the stack directory."""
+        return session.anchored(connection.get("auth"), self.directory)
 
 
 class Handler(Protocol):

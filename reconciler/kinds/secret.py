@@ -53,7 +53,7 @@ DEFAULT_LENGTH = 32
 
 
 def vault_of(resource: manifest.Resource, config: manifest.Config) -> str:
-    return resource.spec.get("vault") or manifest.default_vault(config.resources) or ""
+    return resource.spec.get("vault") or config.default_vault or ""
 
 
 FINGERPRINT = "hmac-sha256"  # the ``fingerprint`` attribute: how a fromEnv token is made

@@ -4,6 +4,7 @@ semantic lint runs. Pure: ``build(source)`` returns values and diagnostics."""
 from __future__ import annotations
 
 import dataclasses
+import posixpath
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -54,6 +55,7 @@ class Config:
     stack: StackConfig
     resources: Mapping[str, Resource]  # address -> resource, in document order
     source: loader.Source
+    default_vault: str | None = None  # the one Vault marked default (computed once, not per Secret)
 
     def region_of(self, resource: Resource) -> str | None:
         return resource.spec.get("region") or self.stack.region
@@ -78,22 +80,31 @@ class Reference:
     target: str  # "Kind/name"
 
 
+def default_vaults(resources: Mapping[str, Resource]) -> list[Resource]:
+    """Every Vault marked default, in document order (more than one is an error)."""
+    return [r for r in resources.values() if r.kind == "Vault" and r.spec.get("default")]
+
+
 def default_vault(resources: Mapping[str, Resource]) -> str | None:
-    defaults = [r.name for r in resources.values() if r.kind == "Vault" and r.spec.get("default")]
-    return defaults[0] if len(defaults) == 1 else None
+    """The default vault's name, or None when none or several are marked default.
+    One pass over every resource: call it once per stack (``Config.default_vault``)."""
+    defaults = default_vaults(resources)
+    return defaults[0].name if len(defaults) == 1 else None
 
 
-def references(resource: Resource, config: Config | None = None,
-               resources: Mapping[str, Resource] | None = None) -> Iterator[Reference]:
-    """Every reference a resource makes to another, by the rules of its kind."""
+def references(resource: Resource, config: Config | None = None, *,
+               default: str | None = None) -> Iterator[Reference]:
+    """Every reference a resource makes to another, by the rules of its kind
+    (``default``: the default vault, when no config is given)."""
     spec = resource.spec
-    pool = resources if resources is not None else (config.resources if config else {})
+    if config is not None:
+        default = config.default_vault
     match resource.kind:
         case "Vault":
             if "provider" in spec:
                 yield Reference(("provider",), f"KmsProvider/{spec['provider']}")
         case "Secret":
-            vault = spec.get("vault") or default_vault(pool)
+            vault = spec.get("vault") or default
             if vault:
                 yield Reference(("vault",), f"Vault/{vault}")
         case "IamRole":
@@ -105,11 +116,34 @@ def references(resource: Resource, config: Config | None = None,
         case "AccessKeyRotation":
             for output in ("accessKeyId", "secretAccessKey"):
                 target = (spec.get("outputs") or {}).get(output) or {}
-                vault = target.get("vault") or default_vault(pool)
+                vault = target.get("vault") or default
                 if vault:
                     yield Reference(("outputs", output, "vault"), f"Vault/{vault}")
         case _:
             return
+
+
+CREATED_ONLY = ("spec", "usage", "multiRegion", "replicaRegions", "deletionWindowDays")
+READ_ONLY_FIELDS = frozenset({"keyId", "manage", "region", "auth"})
+
+
+def _adopted_fields(resource: Resource) -> Iterator[errors.Diagnostic]:
+    """An adopted key (keyId) takes no field it would silently ignore: those of
+    key creation never, and without ``manage: true`` only how to reach it."""
+    spec = resource.spec
+    for field in spec:
+        if field in CREATED_ONLY:
+            message = (f"{field} cannot be set on an adopted key (keyId); reconciler only creates "
+                       "keys it owns")
+        elif field == "protect":
+            message = ("protect has no effect on an adopted key (keyId): reconciler never deletes a key "
+                       "it adopted, it only forgets it; remove protect")
+        elif field not in READ_ONLY_FIELDS and not spec.get("manage"):
+            message = (f"{field} would be ignored: this adopted key (keyId) is read-only; add "
+                       f"manage: true to reconcile {field}, or remove it")
+        else:
+            continue
+        yield errors.Diagnostic(message, resource.position(field), resource.address)
 
 
 def _lint(resource: Resource, resources: Mapping[str, Resource]) -> Iterator[errors.Diagnostic]:
@@ -121,12 +155,8 @@ def _lint(resource: Resource, resources: Mapping[str, Resource]) -> Iterator[err
 
     match resource.kind:
         case "KmsProvider":
-            adopted = "keyId" in spec
-            if adopted:
-                for field in ("spec", "usage", "multiRegion", "replicaRegions", "deletionWindowDays"):
-                    if field in spec:
-                        yield problem(f"{field} cannot be set on an adopted key (keyId); "
-                                      "reconciler only creates keys it owns", field)
+            if "keyId" in spec:
+                yield from _adopted_fields(resource)
             elif "manage" in spec:
                 yield problem("manage only applies to an adopted key (keyId)", "manage")
             key_spec = spec.get("spec", "SYMMETRIC_DEFAULT")
@@ -177,29 +207,133 @@ def _check_envelopes(config: Config) -> Iterator[errors.Diagnostic]:
     stack, vault and secret name (so it cannot be pasted elsewhere)."""
     from reconciler.crypto import envelope  # pure format code; no KMS
 
-    default = default_vault(config.resources)
     for resource in config.resources.values():
         if resource.kind != "Secret" or "encrypted" not in resource.spec:
             continue
-        expected = envelope.Binding(config.stack.name, resource.spec.get("vault") or default or "",
-                                    resource.name)
+        vault = resource.spec.get("vault") or config.default_vault
         try:
-            envelope.Envelope.parse(resource.spec["encrypted"].strip()).check_binding(expected)
+            sealed = envelope.Envelope.parse(resource.spec["encrypted"].strip())
+            if vault:  # with no vault to bind to, that is the one error (see _vault_defaults)
+                sealed.check_binding(envelope.Binding(config.stack.name, vault, resource.name))
         except envelope.EnvelopeError as exc:
             yield errors.Diagnostic(f"encrypted: {exc}", resource.position("encrypted"), resource.address)
 
 
-def build(source: loader.Source) -> tuple[Config | None, list[errors.Diagnostic]]:
-    """Validate every document and assemble the stack; collect every problem."""
-    diagnostics: list[errors.Diagnostic] = []
-    valid: list[loader.Document] = []
-    for document in source.documents:
-        problems = schema.validate_document(document)
-        diagnostics.extend(problems)
-        if not any(p.severity == "error" for p in problems):
-            valid.append(document)
+def alias_name(name: str) -> str:
+    """A KMS alias as AWS names it (manifests may leave out ``alias/``)."""
+    return name if name.startswith("alias/") else f"alias/{name}"
 
-    stacks = [d for d in valid if d.kind == "Stack"]
+
+def _alias_claims(config: Config) -> Iterator[tuple[tuple[str, str], Resource, str | None]]:
+    """(region, alias) for every region a KmsProvider's alias will exist in:
+    its own and, for a multi-Region key, each replica region."""
+    for resource in config.resources.values():
+        spec = resource.spec
+        if resource.kind != "KmsProvider" or "alias" not in spec:
+            continue
+        if "keyId" in spec and not spec.get("manage"):
+            continue  # a read-only key sets no alias (and is refused for naming one)
+        region = config.region_of(resource)
+        if region is None:
+            continue  # reported as "no region"
+        replicas = (spec.get("replicaRegions") or []) if spec.get("multiRegion") and "keyId" not in spec else []
+        for where in dict.fromkeys([region, *replicas]):
+            yield (where, alias_name(spec["alias"])), resource, where if where != region else None
+
+
+def _shared_aliases(config: Config) -> Iterator[errors.Diagnostic]:
+    """Two keys may not declare one alias in one region: each apply would move
+    it to the other key. Reported at every declaration."""
+    claims: dict[tuple[str, str], list[tuple[Resource, str | None]]] = {}
+    for place, resource, replica in _alias_claims(config):
+        claims.setdefault(place, []).append((resource, replica))
+    clashes: dict[str, dict[str, list[str]]] = {}  # address -> other address -> where
+    for (region, _alias), holders in claims.items():
+        for resource, replica in holders:
+            for other, _ in holders:
+                if other.address != resource.address:
+                    where = f"{region} (a replica region of this key)" if replica else region
+                    clashes.setdefault(resource.address, {}).setdefault(other.address, []).append(where)
+    for address, others in clashes.items():
+        resource = config.resources[address]
+        named = "; and by ".join(
+            f"{other} (at {config.resources[other].position('alias')}) in {', '.join(regions)}"
+            for other, regions in others.items())
+        yield errors.Diagnostic(
+            f"alias {alias_name(resource.spec['alias'])} is also declared by {named}; two keys cannot "
+            "share an alias in a region (each apply would move it to the other): pick another alias",
+            resource.position("alias"), address)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StoreLocation:
+    """Where a vault keeps its entries. One location contains another when
+    their ``scope`` is the same and its ``parts`` are a prefix of the other's
+    (path components for local and SSM stores, characters for the name
+    prefixes of S3 and Secrets Manager)."""
+
+    scope: tuple[str, ...]
+    parts: tuple[str, ...] | str
+    shown: str  # as the manifest gives it
+    field: tuple[str, ...]  # inside spec, for the error position
+
+
+def store_location(resource: Resource, config: Config) -> StoreLocation | None:
+    """The location of a Vault's store, normalised (local paths against the
+    stack directory); region counts only where it makes a different place."""
+    store = resource.spec.get("store") or {}
+    match dict(store):
+        case {"local": {"path": str(path)}}:
+            full = posixpath.normpath(posixpath.join(str(config.source.directory.absolute()), path))
+            return StoreLocation(("local",), tuple(full.split("/")), f"local path {path}",
+                                 ("store", "local", "path"))
+        case {"s3": {"bucket": str(bucket), **rest}}:  # bucket names are global
+            prefix = str(rest.get("prefix", ""))
+            return StoreLocation(("s3", bucket), prefix, f"s3://{bucket}/{prefix}",
+                                 ("store", "s3", "prefix" if "prefix" in rest else "bucket"))
+        case {"secretsmanager": {"prefix": str(prefix), **rest}}:
+            region = str(rest.get("region") or config.stack.region or "(no region)")
+            return StoreLocation(("secretsmanager", region), prefix,
+                                 f"Secrets Manager prefix {prefix!r} in {region}",
+                                 ("store", "secretsmanager", "prefix"))
+        case {"ssm": {"path": str(path), **rest}}:
+            region = str(rest.get("region") or config.stack.region or "(no region)")
+            return StoreLocation(("ssm", region), tuple(path.rstrip("/").split("/")),
+                                 f"SSM path {path} in {region}", ("store", "ssm", "path"))
+        case _:
+            return None
+
+
+def _shared_stores(config: Config) -> Iterator[errors.Diagnostic]:
+    """Two vaults may not share a store location (the same, or one inside the
+    other): moving a secret between them would write an entry and then delete
+    it. Reported at both vaults. Linear: each location looks up its prefixes."""
+    located = [(r, loc) for r in config.resources.values() if r.kind == "Vault"
+               for loc in [store_location(r, config)] if loc is not None]
+    index: dict[tuple[tuple[str, ...], tuple[str, ...] | str], list[Resource]] = {}
+    for resource, location in located:
+        index.setdefault((location.scope, location.parts), []).append(resource)
+    where = {r.address: loc for r, loc in located}
+    overlaps: dict[str, dict[str, None]] = {}  # address -> addresses, in order found
+    for resource, location in located:
+        for end in range(len(location.parts) + 1):
+            for outer in index.get((location.scope, location.parts[:end]), []):
+                if outer.address != resource.address:
+                    overlaps.setdefault(resource.address, {})[outer.address] = None
+                    overlaps.setdefault(outer.address, {})[resource.address] = None
+    for resource, location in located:
+        for address in overlaps.get(resource.address, {}):
+            theirs = where[address]
+            yield errors.Diagnostic(
+                f"store {location.shown} overlaps the store of {address} ({theirs.shown}, at "
+                f"{config.resources[address].position(*theirs.field)}); two vaults cannot share a store "
+                "location: moving a secret between them would overwrite and then delete its entry",
+                resource.position(*location.field), resource.address)
+
+
+def _resources(source: loader.Source, valid: set[tuple[str, int]],
+               diagnostics: list[errors.Diagnostic]) -> dict[str, Resource]:
+    """The declared resources by address (schema-valid ones only); duplicates reported."""
     resources: dict[str, Resource] = {}
     seen: dict[str, loader.Document] = {}
     for document in source.documents:
@@ -213,51 +347,107 @@ def build(source: loader.Source) -> tuple[Config | None, list[errors.Diagnostic]
                 document.position(("metadata", "name")), address))
             continue
         seen[address] = document
-        if document in valid:
+        if (document.file, document.index) in valid:
             data = document.data
             resources[address] = Resource(data["kind"], data["metadata"]["name"], data.get("spec") or {},
                                           data["metadata"].get("labels") or {}, document)
+    return resources
 
+
+def _stack_documents(source: loader.Source) -> Iterator[errors.Diagnostic]:
     all_stacks = [d for d in source.documents if d.kind == "Stack"]
     if not all_stacks and source.documents:
-        diagnostics.append(errors.Diagnostic(
+        yield errors.Diagnostic(
             f"{source.directory}: no Stack document; add one (kind: Stack) naming the stack "
-            "and its state backend"))
+            "and its state backend")
     for extra in all_stacks[1:]:
-        diagnostics.append(errors.Diagnostic(
+        yield errors.Diagnostic(
             f"a second Stack document (the first is at {all_stacks[0].position(())}); "
-            "one stack per directory tree", extra.position(("kind",)), extra.address))
+            "one stack per directory tree", extra.position(("kind",)), extra.address)
 
-    defaults = [r for r in resources.values() if r.kind == "Vault" and r.spec.get("default")]
+
+def _vault_defaults(resources: Mapping[str, Resource]) -> Iterator[errors.Diagnostic]:
+    """At most one default vault; a Secret without ``vault:`` needs exactly one
+    (with several, the extra defaults are the one error: not also every Secret)."""
+    defaults = default_vaults(resources)
     for second in defaults[1:]:
-        diagnostics.append(errors.Diagnostic(
-            f"a second default vault (Vault/{defaults[0].name} is already default)",
-            second.position("default"), second.address))
+        yield errors.Diagnostic(
+            f"a second default vault (Vault/{defaults[0].name} is already default); "
+            "mark at most one Vault default: true", second.position("default"), second.address)
+    if defaults:
+        return
+    for resource in resources.values():
+        if resource.kind == "Secret" and "vault" not in resource.spec:
+            yield errors.Diagnostic("no vault given and no Vault is marked default: true",
+                                    resource.position(), resource.address)
 
+
+def _dangling(resources: Mapping[str, Resource], declared: Mapping[str, Any],
+              default: str | None) -> Iterator[errors.Diagnostic]:
+    """References to resources that are not declared, with the names that are."""
+    names: dict[str, list[str]] | None = None
+    for resource in resources.values():
+        for ref in references(resource, default=default):
+            if ref.target in resources or ref.target in declared:
+                continue
+            if names is None:  # built once, only when something is missing
+                names = {}
+                for other in resources.values():
+                    names.setdefault(other.kind, []).append(other.name)
+            kind, _name = ref.target.split("/", 1)
+            known = sorted(names.get(kind, []))
+            hint = f"; known: {', '.join(known)}" if known else f"; no {kind} is declared"
+            yield errors.Diagnostic(
+                f"{ref.path[-1] if ref.path else 'reference'} refers to {ref.target}, which does "
+                f"not exist{hint}", resource.position(*ref.path), resource.address)
+
+
+def _regions(config: Config) -> Iterator[errors.Diagnostic]:
+    for resource in config.resources.values():
+        region = config.region_of(resource)
+        for i, replica in enumerate(resource.spec.get("replicaRegions") or []):
+            if resource.kind == "KmsProvider" and replica == region:
+                yield errors.Diagnostic(
+                    f"replica region {replica} is the key's own region", resource.position("replicaRegions", i),
+                    resource.address)
+        if region is None and resource.kind in ("KmsProvider", "AccessKeyRotation", "DynamicIamTemplate"):
+            yield errors.Diagnostic("no region: set spec.region here or spec.region on the Stack",
+                                    resource.position(), resource.address)
+
+
+def _stack_config(documents: list[loader.Document]) -> StackConfig | None:
+    if not documents:
+        return None
+    document = documents[0]
+    spec = document.data.get("spec") or {}
+    backend = spec.get("backend") or {"local": {}}
+    return StackConfig(document.data["metadata"]["name"], spec.get("region"), spec.get("auth"),
+                       backend, document)
+
+
+def build(source: loader.Source) -> tuple[Config | None, list[errors.Diagnostic]]:
+    """Validate every document and assemble the stack; collect every problem.
+    Linear in the number of documents: every cross-resource check indexes once."""
+    diagnostics: list[errors.Diagnostic] = []
+    valid: set[tuple[str, int]] = set()
+    for document in source.documents:
+        problems = schema.validate_document(document)
+        diagnostics.extend(problems)
+        if not any(p.severity == "error" for p in problems):
+            valid.add((document.file, document.index))
+
+    resources = _resources(source, valid, diagnostics)
+    declared = {d.address: d for d in source.documents if d.address}
+    diagnostics.extend(_stack_documents(source))
+    diagnostics.extend(_vault_defaults(resources))
+    default = default_vault(resources)
     for resource in resources.values():
         diagnostics.extend(_lint(resource, resources))
-        for ref in references(resource, resources=resources):
-            if ref.target not in resources and ref.target not in seen:
-                kind, name = ref.target.split("/", 1)
-                known = sorted(r.name for r in resources.values() if r.kind == kind)
-                hint = f"; known: {', '.join(known)}" if known else f"; no {kind} is declared"
-                diagnostics.append(errors.Diagnostic(
-                    f"{ref.path[-1] if ref.path else 'reference'} refers to {ref.target}, which does "
-                    f"not exist{hint}", resource.position(*ref.path), resource.address))
-        if resource.kind in ("Secret",) and "vault" not in resource.spec and not default_vault(resources):
-            diagnostics.append(errors.Diagnostic(
-                "no vault given and no Vault is marked default: true", resource.position(),
-                resource.address))
+    diagnostics.extend(_dangling(resources, declared, default))
 
-    stack = None
-    if stacks:
-        document = stacks[0]
-        spec = document.data.get("spec") or {}
-        backend = spec.get("backend") or {"local": {}}
-        stack = StackConfig(document.data["metadata"]["name"], spec.get("region"), spec.get("auth"),
-                            backend, document)
-
-    config = Config(stack, resources, source) if stack is not None else None
+    stack = _stack_config([d for d in source.documents if d.kind == "Stack"
+                           and (d.file, d.index) in valid])
+    config = Config(stack, resources, source, default) if stack is not None else None
     if config is not None:
         diagnostics.extend(_check_envelopes(config))
         cycle = config.dependency_graph().find_cycle()
@@ -265,18 +455,9 @@ def build(source: loader.Source) -> tuple[Config | None, list[errors.Diagnostic]
             looped = resources[cycle[0]]
             diagnostics.append(errors.Diagnostic(
                 "dependency cycle: " + " -> ".join(cycle + [cycle[0]]), looped.position(), looped.address))
-        for resource in resources.values():
-            region = config.region_of(resource)
-            for i, replica in enumerate(resource.spec.get("replicaRegions") or []):
-                if resource.kind == "KmsProvider" and replica == region:
-                    diagnostics.append(errors.Diagnostic(
-                        f"replica region {replica} is the key's own region", resource.position("replicaRegions", i),
-                        resource.address))
-            if resource.kind != "Stack" and region is None and resource.kind in (
-                    "KmsProvider", "AccessKeyRotation", "DynamicIamTemplate"):
-                diagnostics.append(errors.Diagnostic(
-                    "no region: set spec.region here or spec.region on the Stack",
-                    resource.position(), resource.address))
+        diagnostics.extend(_regions(config))
+        diagnostics.extend(_shared_aliases(config))
+        diagnostics.extend(_shared_stores(config))
     diagnostics.sort(key=lambda d: (d.position.file, d.position.line, d.position.column)
                      if d.position else ("", 0, 0))
     return config, diagnostics

@@ -68,6 +68,16 @@ CASES = [
     ("replica-in-own-region", KEY + "  multiRegion: true\n  replicaRegions: [us-west-2, us-east-1]\n", 8, 31,
      "replica region us-east-1 is the key's own region"),
     ("merge-key", KEY + "  <<: {description: x}\n", 7, 3, "merge keys"),
+    # issue 6
+    ("adopted-read-only-field", KEY.replace("  alias: main\n", "  keyId: alias/x\n") + "  description: d\n", 7, 16,
+     "description would be ignored: this adopted key (keyId) is read-only; add manage: true"),
+    ("shared-alias", KEY + "---\n" + KEY.replace("name: main", "name: other"), 13, 10,
+     "KmsProvider/other: alias alias/main is also declared by KmsProvider/main"),
+    ("shared-store", "".join(
+        f"apiVersion: reconciler/v1\nkind: Vault\nmetadata: {{name: {n}}}\nspec:\n  provider: main\n"
+        f"  store: {{local: {{path: {p}}}}}\n---\n" for n, p in (("a", "data"), ("b", "data/b"))),
+     13, 25, "Vault/b: store local path data/b overlaps the store of Vault/a"),
+    ("recursive-yaml-alias", KEY + "  tags: &t {a: *t}\n", 7, 16, "recursive alias"),
 ]
 
 
@@ -76,7 +86,7 @@ def test_bad_manifest(tmp_path, name, text, line, column, message):
     directory = tmp_path / "stack"
     directory.mkdir()
     (directory / "stack.yaml").write_text(STACK)
-    if name == "missing-reference":
+    if name in ("missing-reference", "shared-store"):
         (directory / "key.yaml").write_text(KEY)
     path = directory / "bad.yaml"
     path.write_text(text)
