@@ -96,7 +96,7 @@ class KmsProviderHandler:
                    "tags": dict(spec.get("tags") or {}), "keyState": "Enabled"}
         attrs = {"region": region, "keySpec": key_spec, "usage": spec.get("usage", "ENCRYPT_DECRYPT"),
                  "multiRegion": bool(spec.get("multiRegion", False)), **per_key,
-                 "protect": spec.get("protect", True),
+                 "protect": plan_model.protect_of(spec),
                  "deletionWindowDays": spec.get("deletionWindowDays", 30)}
         if key_spec == SYMMETRIC:
             attrs["rotation"] = _rotation(spec.get("rotation"))
@@ -166,6 +166,8 @@ class KmsProviderHandler:
         for field in LOCAL_ONLY:
             if field in entry.attributes:
                 attrs[field] = entry.attributes[field]
+        if entry.mode == "managed":  # a record written without it is protected, as the default says
+            attrs[plan_model.PROTECT] = plan_model.protect_of(entry.attributes)
         return planner.Refreshed(attrs, ids)
 
     def check(self, aws: base.AwsContext, desired: plan_model.Desired,
@@ -230,7 +232,7 @@ class KmsProviderHandler:
         self._schedule_deletion(aws, entry)
 
     def _schedule_deletion(self, aws: base.AwsContext, entry: state_model.ResourceState) -> None:
-        if entry.attributes.get("protect", True):
+        if plan_model.protect_of(entry.attributes):
             raise errors.PlanError(f"{entry.address}: refusing to schedule deletion of a protected key")
         key_id = entry.ids["keyId"]
         days = int(entry.attributes.get("deletionWindowDays", 30))
@@ -271,7 +273,7 @@ class KmsProviderHandler:
                     checkpoint(dataclasses.replace(entry, attributes={**entry.attributes, "replicas": have}))
                 _converge_key(regional, key_id, have[region], replica)
             for region in sorted(set(have) - set(want["replicas"])):
-                if want.get("protect", True):
+                if plan_model.protect_of(want):
                     raise errors.PlanError(f"{desired.address}: removing the replica in {region} schedules "
                                            "its deletion; set protect: false first")
                 regional = aws.kms(desired.connection, region)

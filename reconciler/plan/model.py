@@ -10,6 +10,20 @@ from typing import Any
 from reconciler.plan import actions, diff
 
 PLAN_FORMAT = "reconciler-plan/v1"
+PROTECT = "protect"
+PROTECT_DEFAULT = True  # the one default of `protect`, for every kind that offers it
+
+
+def protect_of(attributes: Mapping[str, Any]) -> bool:
+    """``protect`` as given, else the default: an object is kept unless told otherwise."""
+    return bool(attributes.get(PROTECT, PROTECT_DEFAULT))
+
+
+def protected(attributes: Mapping[str, Any] | None) -> bool:
+    """Whether destroying or replacing is refused. A kind that offers ``protect``
+    records it in every desired and refreshed object (``protect_of``); attributes
+    without it belong to a kind with nothing to protect."""
+    return attributes is not None and PROTECT in attributes and protect_of(attributes)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

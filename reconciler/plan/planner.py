@@ -131,7 +131,7 @@ def make_plan(*, plan_id: str, created_at: str, stack: str, directory: str, mani
             live = entry.attributes if entry is not None else None
         if want is None:
             assert entry is not None
-            changes[address] = _plan_delete(entry, problems)
+            changes[address] = _plan_delete(entry, live, problems)
             continue
         if entry is None and want.mode in ("adopted", "read"):
             found = adopted.get(address)
@@ -160,12 +160,13 @@ def _lookup_text(want: model.Desired) -> str:
     return ", ".join(f"{k} {v}" for k, v in want.lookup.items()) or want.address
 
 
-def _plan_delete(entry: state_model.ResourceState, problems: list[str]) -> model.ResourceChange:
+def _plan_delete(entry: state_model.ResourceState, live: Mapping[str, Any] | None,
+                 problems: list[str]) -> model.ResourceChange:
     if entry.mode in ("adopted", "read"):
         return model.ResourceChange(entry.address, entry.kind, entry.name, Action.DELETE, entry.mode,
                                     entry.attributes, None,
                                     notes=("adopted: removed from state only; the AWS object is kept",))
-    if entry.attributes.get("protect", False):
+    if model.protected(live) or model.protected(entry.attributes):
         problems.append(
             f"{entry.address}: refusing to destroy a protected resource (protect: true). To destroy it, "
             "first apply it with protect: false, then remove it and apply with --allow-destroy")
@@ -202,9 +203,7 @@ def _plan_upsert(want: model.Desired, entry: state_model.ResourceState | None,
         return model.ResourceChange(**base, action=action, before=live, after=want.attributes)
     replace_paths = tuple(c.path for c in changes if c.top in want.replace_on)
     if replace_paths and want.mode == "managed":
-        protected = (entry.attributes.get("protect", False) if entry else False) or \
-            want.attributes.get("protect", False)
-        if protected:
+        if model.protected(live) or model.protected(want.attributes):
             problems.append(
                 f"{want.address}: changing {', '.join(replace_paths)} replaces the key, and the key "
                 "is protected (protect: true); replacing it would schedule the old key's deletion. "
@@ -219,8 +218,7 @@ def _plan_upsert(want: model.Desired, entry: state_model.ResourceState | None,
     notes: list[str] = ["adopt into state, then update"] if entry is None else []
     destroys = [c.path for c in changes if c.top in want.destroy_on and c.after is None]
     if destroys:
-        protected = want.attributes.get("protect", False)
-        if protected:
+        if model.protected(want.attributes):
             problems.append(f"{want.address}: removing {', '.join(destroys)} destroys it, and the resource "
                             "is protected (protect: true); set protect: false first")
         notes.append(f"removing {', '.join(destroys)} schedules its deletion")
