@@ -222,9 +222,9 @@ class KmsProviderHandler:
 
     def replace(self, aws: base.AwsContext, desired: plan_model.Desired, entry: state_model.ResourceState,
                 checkpoint: base.Checkpoint) -> state_model.ResourceState:
-        new = self.create(aws, desired, checkpoint)
-        self._schedule_deletion(aws, entry)
-        return new
+        """The successor key; the executor keeps ``entry`` as deposed until
+        ``delete`` has scheduled its deletion."""
+        return self.create(aws, desired, checkpoint)
 
     def delete(self, aws: base.AwsContext, entry: state_model.ResourceState) -> None:
         if entry.mode != "managed":

@@ -74,6 +74,12 @@ class ResourceChange:
     notes: tuple[str, ...] = ()
     requires_allow_destroy: bool = False
     sensitive: tuple[str, ...] = ()  # top-level attributes never to be shown
+    deposed: str = ""  # the deposed id, when the change deletes a deposed object of ``kind/name``
+
+    @property
+    def resource_address(self) -> str:
+        """``kind/name``: the address in state (``address`` also names a deposed object)."""
+        return f"{self.kind}/{self.name}"
 
     def to_json(self) -> dict[str, Any]:
         return {"address": self.address, "kind": self.kind, "name": self.name,
@@ -82,7 +88,7 @@ class ResourceChange:
                 "changes": [c.to_json() for c in self.changes],
                 "replacePaths": list(self.replace_paths), "notes": list(self.notes),
                 "requiresAllowDestroy": self.requires_allow_destroy,
-                "sensitive": list(self.sensitive)}
+                "sensitive": list(self.sensitive), "deposed": self.deposed}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ResourceChange:
@@ -91,7 +97,8 @@ class ResourceChange:
         return cls(data["address"], data["kind"], data["name"], actions.Action(data["action"]),
                    data["mode"], data["before"], data["after"], changes,
                    tuple(data.get("replacePaths", ())), tuple(data.get("notes", ())),
-                   data.get("requiresAllowDestroy", False), tuple(data.get("sensitive", ())))
+                   data.get("requiresAllowDestroy", False), tuple(data.get("sensitive", ())),
+                   data.get("deposed", ""))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -111,7 +111,7 @@ def make_plan(*, plan_id: str, created_at: str, stack: str, directory: str, mani
     """Compute the plan. ``adopted`` holds what was read for adopted resources
     that are not yet in state. Raises PlanError listing every refusal."""
     problems: list[str] = []
-    scope: set[str] = set(desired) | set(prior.resources)
+    scope: set[str] = set(desired) | set(prior.resources) | set(prior.deposed)
     if targets:
         unknown = [t for t in targets if t not in scope]
         if unknown:
@@ -125,6 +125,8 @@ def make_plan(*, plan_id: str, created_at: str, stack: str, directory: str, mani
     for address in sorted(scope):
         want = desired.get(address)
         entry = prior.resources.get(address)
+        if want is None and entry is None:
+            continue  # only deposed objects left under this address
         if entry is not None and address in refreshed:
             live = refreshed[address].attributes
         else:
@@ -145,11 +147,12 @@ def make_plan(*, plan_id: str, created_at: str, stack: str, directory: str, mani
             continue
         changes[address] = _plan_upsert(want, entry, live, problems)
 
+    deposed = _plan_deposed(prior, scope, problems)
     _vault_rules(changes, desired, prior, problems)
     if problems:
         raise errors.PlanError("\n".join(problems))
     ups, downs = _order(desired, prior, set(changes))
-    ordered = tuple(changes[a] for a in ups + downs)
+    ordered = tuple(changes[a] for a in ups + downs) + deposed  # replacements exist by then
     return model.Plan(id=plan_id, created_at=created_at, stack=stack, directory=directory,
                       manifests_hash=manifests_hash, state_lineage=prior.lineage,
                       state_serial=prior.serial, refreshed=refresh, targets=tuple(targets),
@@ -177,6 +180,28 @@ def _plan_delete(entry: state_model.ResourceState, live: Mapping[str, Any] | Non
                      "cancel with `aws kms cancel-key-deletion` within the window")
     return model.ResourceChange(entry.address, entry.kind, entry.name, Action.DELETE, entry.mode,
                                 entry.attributes, None, notes=tuple(notes), requires_allow_destroy=True)
+
+
+DEPOSED_NOTE = "deposed object left by an interrupted replace; its deletion is retried"
+
+
+def deposed_address(address: str, deposed_id: str) -> str:
+    return f"{address} (deposed {deposed_id})"
+
+
+def _plan_deposed(prior: state_model.State, scope: set[str],
+                  problems: list[str]) -> tuple[model.ResourceChange, ...]:
+    """A delete for every deposed object in scope: a replace that did not finish."""
+    changes = []
+    for address, objects in sorted(prior.deposed.items()):
+        if address not in scope:
+            continue
+        for deposed in objects:
+            change = _plan_delete(deposed.resource, None, problems)
+            changes.append(dataclasses.replace(
+                change, address=deposed_address(address, deposed.id), deposed=deposed.id,
+                notes=(DEPOSED_NOTE, *change.notes)))
+    return tuple(changes)
 
 
 def _plan_upsert(want: model.Desired, entry: state_model.ResourceState | None,

@@ -28,18 +28,28 @@ def json_error(code: str, message: str):
     return handler
 
 
+class Injector:
+    """inject(event, handler): a botocore hook on clients created from now on;
+    inject.clear() removes every hook it added (the fixture does at the end)."""
+
+    def __init__(self) -> None:
+        self.added: list = []
+
+    def __call__(self, event, handler) -> None:
+        session.register_hook(event, handler)
+        self.added.append((event, handler))
+
+    def clear(self) -> None:
+        for event, handler in self.added:
+            session.unregister_hook(event, handler)
+        self.added.clear()
+
+
 @pytest.fixture()
 def inject():
-    """inject(event, handler): register a botocore hook for this test only."""
-    added = []
-
-    def add(event, handler):
-        session.register_hook(event, handler)
-        added.append((event, handler))
-
-    yield add
-    for event, handler in added:
-        session.unregister_hook(event, handler)
+    injector = Injector()
+    yield injector
+    injector.clear()
 
 
 def test_kms_limit_exceeded_is_reported_as_a_quota_not_throttling(aws, stack, inject, monkeypatch):
