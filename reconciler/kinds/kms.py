@@ -172,7 +172,26 @@ class KmsProviderHandler:
 
     def check(self, aws: base.AwsContext, desired: plan_model.Desired,
               entry: state_model.ResourceState | None) -> list[str]:
-        return []
+        """An alias we would set that a key outside this stack holds refuses the
+        plan (primary region and every replica region)."""
+        alias = desired.attributes.get("alias")
+        if not alias:
+            return []
+        ours = _ours(aws.state)
+        if entry is not None:
+            ours.add(entry.ids["keyId"])
+        elif desired.mode == "adopted":  # the key about to be adopted is ours
+            meta = aws.kms(desired.connection).describe_key(desired.lookup["keyId"])
+            if meta is not None:
+                ours.add(meta["KeyId"])
+        problems = []
+        for region in [desired.connection["region"], *sorted(desired.attributes.get("replicas") or {})]:
+            if entry is not None and _recorded_alias(entry, region) == alias:
+                continue  # ours by record: moving it back reverts drift
+            holder = aws.kms(desired.connection, region).alias_target(alias)
+            if holder is not None and holder not in ours:
+                problems.append(f"{desired.address}: {kms_adapter.alias_taken(alias, region, holder)}")
+        return problems
 
     def lookup(self, aws: base.AwsContext, desired: plan_model.Desired) -> planner.Refreshed:
         attrs, ids = self._read(aws, desired.connection, desired.lookup["keyId"],
@@ -253,7 +272,8 @@ class KmsProviderHandler:
         want = desired.attributes
         key_id = entry.ids["keyId"]
         kms = aws.kms(desired.connection)
-        _converge_key(kms, key_id, current, want)
+        ours = _ours(aws.state) | {key_id}
+        _converge_key(kms, key_id, current, want, ours, _recorded_alias(entry, kms.region))
         if "rotation" in want and want["rotation"] != current.get("rotation"):
             kms.set_rotation(key_id, want["rotation"]["enabled"], want["rotation"]["periodDays"])
         if "policy" in want and want["policy"] != current.get("policy"):
@@ -271,7 +291,7 @@ class KmsProviderHandler:
                     have[region] = {"alias": None, "description": replica["description"],
                                     "tags": replica["tags"], "keyState": "Enabled"}
                     checkpoint(dataclasses.replace(entry, attributes={**entry.attributes, "replicas": have}))
-                _converge_key(regional, key_id, have[region], replica)
+                _converge_key(regional, key_id, have[region], replica, ours, _recorded_alias(entry, region))
             for region in sorted(set(have) - set(want["replicas"])):
                 if plan_model.protect_of(want):
                     raise errors.PlanError(f"{desired.address}: removing the replica in {region} schedules "
@@ -282,8 +302,23 @@ class KmsProviderHandler:
                                    connection=desired.connection, dependencies=desired.dependencies)
 
 
+def _ours(state: state_model.State) -> set[str]:
+    """Ids of the keys this stack manages (its own, adopted with manage: true,
+    and deposed ones): an alias on one of them is ours to move."""
+    entries = [*state.resources.values(), *(d.resource for ds in state.deposed.values() for d in ds)]
+    return {str(e.ids["keyId"]) for e in entries
+            if e.kind == KIND and e.mode in ("managed", "adopted") and e.ids.get("keyId")}
+
+
+def _recorded_alias(entry: state_model.ResourceState, region: str) -> str | None:
+    """The alias state records on ``entry``'s key in ``region`` (primary or replica)."""
+    if region == entry.connection.get("region"):
+        return entry.attributes.get("alias")
+    return ((entry.attributes.get("replicas") or {}).get(region) or {}).get("alias")
+
+
 def _converge_key(kms: kms_adapter.KmsAdapter, key_id: str, current: Mapping[str, Any],
-                  want: Mapping[str, Any]) -> None:
+                  want: Mapping[str, Any], ours: set[str], recorded_alias: str | None) -> None:
     """Bring one key (primary or replica) from ``current`` to ``want`` for the
     per-key attributes ``want`` names."""
     state = current.get("keyState")
@@ -299,9 +334,10 @@ def _converge_key(kms: kms_adapter.KmsAdapter, key_id: str, current: Mapping[str
         kms.tag(key_id, {k: v for k, v in want["tags"].items() if have.get(k) != v})
     if "alias" in want and want["alias"] != current.get("alias"):
         if want["alias"]:
-            kms.set_alias(want["alias"], key_id)
-        if current.get("alias"):
-            kms.delete_alias(current["alias"])
+            kms.set_alias(want["alias"], key_id, movable_from=ours,
+                          reclaim=want["alias"] == recorded_alias)
+        if current.get("alias") and kms.alias_target(current["alias"]) == key_id:
+            kms.delete_alias(current["alias"])  # only while it is still this key's
 
 
 def _converge_grants(kms: kms_adapter.KmsAdapter, key_id: str, want: Mapping[str, Any]) -> None:

@@ -194,12 +194,11 @@ def test_unreachable_endpoint_is_a_clear_error(aws, stack, monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     directory = stack({"key.yaml": SYMMETRIC})
-    run("apply", directory, "--auto-approve")  # nothing in state: plan makes no call
-    result = run("plan", directory)
-    assert result.exit_code == 0  # an empty state needs no refresh
-    (directory / "key.yaml").write_text(SYMMETRIC.replace("team/main", "team/x"))
+    result = run("plan", directory)  # nothing in state, but the alias must be checked live (issue 6 item 1a)
+    assert result.exit_code == 1 and "cannot reach the AWS endpoint" in result.output
     result = run("apply", directory, "--auto-approve")
     assert result.exit_code == 1 and "cannot reach the AWS endpoint" in result.output
+    assert not (directory / ".reconciler" / "state.json").exists()
 
 
 def test_import_adopts_an_existing_key_as_managed(aws, stack):
