@@ -29,6 +29,7 @@ SYMMETRIC = "SYMMETRIC_DEFAULT"
 REPLACE_ON = frozenset({"region", "keySpec", "usage", "multiRegion"})
 LOCAL_ONLY = ("protect", "deletionWindowDays")
 DEFAULT_ROTATION_DAYS = 365
+ADOPTED_AS = "adoptedAs"  # in ids: the keyId (id, ARN or alias) an adopted key was adopted by
 
 
 def alias_name(name: str | None) -> str | None:
@@ -204,10 +205,15 @@ class KmsProviderHandler:
         return planner.Refreshed(attrs, ids)
 
     def read(self, aws: base.AwsContext, desired: plan_model.Desired) -> state_model.ResourceState:
-        found = self.lookup(aws, desired)
-        if found.attributes is None:
-            raise errors.AwsNotFound(f"key {desired.lookup['keyId']} not found")
-        return state_model.ResourceState(KIND, desired.name, desired.mode, found.ids, found.attributes,
+        """Adopt by ``keyId`` once; re-read an adopted key by the key id recorded
+        then, never by its alias again: an alias moved out of band is drift, not
+        a switch to another key under the vault's data."""
+        adopted_as = desired.lookup["keyId"]
+        recorded = _adopted_key(aws.state.resources.get(desired.address), desired)
+        found = self.lookup(aws, desired if recorded is None else
+                            dataclasses.replace(desired, lookup={"keyId": recorded}))
+        ids = {**found.ids, ADOPTED_AS: adopted_as}
+        return state_model.ResourceState(KIND, desired.name, desired.mode, ids, found.attributes or {},
                                          desired.connection, desired.dependencies)
 
     # -- writing -----------------------------------------------------------------
@@ -300,6 +306,21 @@ class KmsProviderHandler:
                 regional.schedule_deletion(key_id, int(want.get("deletionWindowDays", 30)))
         return dataclasses.replace(entry, mode=desired.mode, attributes=recorded,
                                    connection=desired.connection, dependencies=desired.dependencies)
+
+
+def _adopted_as(entry: state_model.ResourceState | None, desired: plan_model.Desired) -> str:
+    """What ``keyId`` named when the key was adopted (older states: the manifest's)."""
+    return str((entry.ids.get(ADOPTED_AS) if entry else None) or desired.lookup["keyId"])
+
+
+def _adopted_key(entry: state_model.ResourceState | None, desired: plan_model.Desired) -> str | None:
+    """The key id recorded at adoption, while the manifest's ``keyId`` still names
+    what was adopted then (a changed ``keyId`` adopts again)."""
+    if entry is None or entry.mode != desired.mode or not entry.ids.get("keyId"):
+        return None
+    if _adopted_as(entry, desired) != desired.lookup["keyId"]:
+        return None
+    return str(entry.ids["keyId"])
 
 
 def _ours(state: state_model.State) -> set[str]:

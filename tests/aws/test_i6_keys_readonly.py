@@ -1,0 +1,50 @@
+"""Issue 6 item 25: a read-only adopted key is re-read by the key id recorded at
+adoption, never by its alias again; an alias moved out of band is drift."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import boto3
+
+from tests.aws.test_vaults import docs, get, secret_doc, vault_doc
+from tests.conftest import run, state_of
+
+READ_ONLY = textwrap.dedent("""\
+    apiVersion: reconciler/v1
+    kind: KmsProvider
+    metadata: {name: key}
+    spec:
+      keyId: alias/shared/app
+    """)
+
+
+def test_alias_moved_out_of_band_is_drift_and_the_vault_keeps_its_key(aws, stack):
+    kms = boto3.client("kms", region_name="us-east-1")
+    first = kms.create_key(Description="adopted")["KeyMetadata"]["KeyId"]
+    kms.create_alias(AliasName="alias/shared/app", TargetKeyId=first)
+    directory = stack({"main.yaml": docs(READ_ONLY, vault_doc()), "s.yaml": secret_doc("s", "generate: {}")})
+    assert run("apply", directory, "--auto-approve").exit_code == 0
+    entry = state_of(directory)["resources"]["KmsProvider/key"]
+    assert (entry["mode"], entry["ids"]["keyId"]) == ("read", first)
+    value = get(directory, "main/s")
+
+    second = kms.create_key(Description="someone else's")["KeyMetadata"]["KeyId"]
+    kms.update_alias(AliasName="alias/shared/app", TargetKeyId=second)
+
+    drift = run("drift", directory, "--format", "json")
+    assert drift.exit_code == 2, drift.output
+    (item,) = json.loads(drift.output)["drift"]
+    assert item["address"] == "KmsProvider/key"
+    assert {"path": "alias", "before": "alias/shared/app", "after": None} in item["changes"]
+
+    applied = run("apply", directory, "--auto-approve")
+    assert applied.exit_code == 0, applied.output
+    entry = state_of(directory)["resources"]["KmsProvider/key"]
+    assert entry["ids"]["keyId"] == first  # re-read by key id: the vault did not switch keys
+    assert entry["attributes"]["alias"] is None
+    assert entry["ids"]["adoptedAs"] == "alias/shared/app"  # what the manifest's keyId named
+    assert get(directory, "main/s") == value
+    assert run("plan", directory, "--detailed-exitcode").exit_code == 0
+
