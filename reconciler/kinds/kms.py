@@ -5,7 +5,10 @@ Attributes (what plan compares; all JSON-shaped):
   description, alias, tags, keyState        per key, primary and each replica
   rotation {enabled, periodDays}            symmetric keys only
   policy                                    only when the manifest gives one
-  grants {name: {granteePrincipal, operations}}  only when the manifest gives them
+  grants {name: {granteePrincipal, operations}}  only when the manifest gives them: the
+                                            grants this stack created (by name); others are
+                                            info drift, revoked only with exclusiveGrants
+  exclusiveGrants                           only when true: every undeclared grant is revoked
   replicas {region: {alias, description, tags, keyState}}
   protect, deletionWindowDays               kept in state only, no AWS call
 """
@@ -20,6 +23,7 @@ from reconciler import errors
 from reconciler.aws import kms as kms_adapter
 from reconciler.kinds import base
 from reconciler.manifest import model as manifest
+from reconciler.plan import diff
 from reconciler.plan import model as plan_model
 from reconciler.plan import planner
 from reconciler.state import model as state_model
@@ -28,6 +32,9 @@ KIND = "KmsProvider"
 SYMMETRIC = "SYMMETRIC_DEFAULT"
 REPLACE_ON = frozenset({"region", "keySpec", "usage", "multiRegion"})
 LOCAL_ONLY = ("protect", "deletionWindowDays")
+EXCLUSIVE = "exclusiveGrants"  # a setting kept in state only, and only when true
+FOREIGN_GRANTS_NOTE = ("grants this stack did not create (AWS services such as EBS, RDS or Secrets Manager "
+                       "make their own); reported, never revoked unless exclusiveGrants: true")
 DEFAULT_ROTATION_DAYS = 365
 ADOPTED_AS = "adoptedAs"  # in ids: the keyId (id, ARN or alias) an adopted key was adopted by
 
@@ -49,12 +56,28 @@ def _grants(spec: list[Mapping[str, Any]]) -> dict[str, Any]:
             for g in spec}
 
 
-def _live_grants(raw: list[Mapping[str, Any]]) -> dict[str, Any]:
-    """Every grant on the key, by name (or id for unnamed ones, which are not
-    ours: the plan then shows them as to be revoked)."""
-    return {g.get("Name") or f"grant-id:{g['GrantId']}": {
-        "granteePrincipal": g.get("GranteePrincipal"), "operations": sorted(g.get("Operations", []))}
-        for g in raw}
+def _live_grants(raw: list[Mapping[str, Any]], ours: set[str] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The grants on the key, by name (by id for unnamed ones): those named in
+    ``ours`` (every grant when None: exclusiveGrants), and all others."""
+    managed: dict[str, Any] = {}
+    foreign: dict[str, Any] = {}
+    for grant in raw:
+        name = grant.get("Name") or f"grant-id:{grant['GrantId']}"
+        shape = {"granteePrincipal": grant.get("GranteePrincipal"),
+                 "operations": sorted(grant.get("Operations", []))}
+        (managed if ours is None or name in ours else foreign)[name] = shape
+    return managed, foreign
+
+
+def _grant_scope(desired: plan_model.Desired | None,
+                 entry: state_model.ResourceState | None) -> set[str] | None:
+    """The grant names this stack manages on a key: declared now or recorded as
+    declared before; None: every grant (exclusiveGrants)."""
+    settings = desired.attributes if desired is not None else (entry.attributes if entry else {})
+    if settings.get(EXCLUSIVE):
+        return None
+    names = set((desired.attributes.get("grants") or {}) if desired is not None else ())
+    return names | set((entry.attributes.get("grants") or {}) if entry is not None else ())
 
 
 def _pick_alias(aliases: list[str], wanted: str | None, *, read_only: bool) -> str | None:
@@ -86,6 +109,8 @@ class KmsProviderHandler:
                     attrs[field] = spec[field]
             if "grants" in spec:
                 attrs["grants"] = _grants(spec["grants"])
+            if spec.get(EXCLUSIVE):
+                attrs[EXCLUSIVE] = True
             if "alias" in spec:
                 attrs["alias"] = alias_name(spec["alias"])
             if "rotation" in spec:
@@ -105,6 +130,8 @@ class KmsProviderHandler:
             attrs["policy"] = spec["policy"]
         if "grants" in spec:
             attrs["grants"] = _grants(spec["grants"])
+        if spec.get(EXCLUSIVE):
+            attrs[EXCLUSIVE] = True
         if attrs["multiRegion"]:
             attrs["replicas"] = {r: dict(per_key) for r in sorted(spec.get("replicaRegions") or [])}
         return plan_model.Desired(KIND, resource.name, "managed", attrs, connection,
@@ -113,11 +140,14 @@ class KmsProviderHandler:
     # -- reading -----------------------------------------------------------------
     def _read(self, aws: base.AwsContext, connection: Mapping[str, Any], key_id: str, *,
               wanted_alias: str | None, with_policy: bool, with_grants: bool, read_only: bool,
-              ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+              grant_scope: set[str] | None = None,
+              ) -> tuple[dict[str, Any] | None, dict[str, Any], dict[str, Any]]:
+        """Live attributes and ids of a key (None, {} when it is gone), and the
+        grants on it outside ``grant_scope``."""
         kms = aws.kms(connection)
         meta = kms.describe_key(key_id)
         if meta is None:
-            return None, {}
+            return None, {}, {}
         key_id = meta["KeyId"]
         attrs: dict[str, Any] = {
             "region": kms.region, "keySpec": meta.get("KeySpec", SYMMETRIC),
@@ -131,8 +161,9 @@ class KmsProviderHandler:
             attrs["rotation"] = {"enabled": enabled, "periodDays": period if enabled else None}
         if with_policy:
             attrs["policy"] = kms.policy(key_id)
+        foreign: dict[str, Any] = {}
         if with_grants:
-            attrs["grants"] = _live_grants(kms.grants(key_id))
+            attrs["grants"], foreign = _live_grants(kms.grants(key_id), None if read_only else grant_scope)
         ids: dict[str, Any] = {"keyId": key_id, "arn": meta["Arn"]}
         mrc = meta.get("MultiRegionConfiguration") or {}
         if attrs["multiRegion"] and mrc.get("MultiRegionKeyType") == "PRIMARY":
@@ -147,7 +178,7 @@ class KmsProviderHandler:
                     "description": replica.get("Description", ""),
                     "tags": regional.tags(key_id), "keyState": replica.get("KeyState")}
             attrs["replicas"] = replicas
-        return attrs, ids
+        return attrs, ids, foreign
 
     def refresh(self, aws: base.AwsContext, entry: state_model.ResourceState,
                 desired: plan_model.Desired | None) -> planner.Refreshed:
@@ -159,17 +190,17 @@ class KmsProviderHandler:
             return entry.mode == "read" or field in entry.attributes or (
                 desired is not None and field in desired.attributes)
 
-        attrs, ids = self._read(aws, connection, entry.ids["keyId"], wanted_alias=wanted,
-                                with_policy=managed("policy"), with_grants=managed("grants"),
-                                read_only=entry.mode == "read")
+        attrs, ids, foreign = self._read(aws, connection, entry.ids["keyId"], wanted_alias=wanted,
+                                         with_policy=managed("policy"), with_grants=managed("grants"),
+                                         read_only=entry.mode == "read", grant_scope=_grant_scope(desired, entry))
         if attrs is None:
             return planner.Refreshed(None)
-        for field in LOCAL_ONLY:
+        for field in (*LOCAL_ONLY, EXCLUSIVE):
             if field in entry.attributes:
                 attrs[field] = entry.attributes[field]
         if entry.mode == "managed":  # a record written without it is protected, as the default says
             attrs[plan_model.PROTECT] = plan_model.protect_of(entry.attributes)
-        return planner.Refreshed(attrs, ids)
+        return planner.Refreshed(attrs, ids, info=_foreign_grants(entry.address, foreign))
 
     def check(self, aws: base.AwsContext, desired: plan_model.Desired,
               entry: state_model.ResourceState | None) -> list[str]:
@@ -195,14 +226,15 @@ class KmsProviderHandler:
         return problems
 
     def lookup(self, aws: base.AwsContext, desired: plan_model.Desired) -> planner.Refreshed:
-        attrs, ids = self._read(aws, desired.connection, desired.lookup["keyId"],
-                                wanted_alias=desired.attributes.get("alias"), with_policy=True,
-                                with_grants=True, read_only=desired.mode == "read")
+        attrs, ids, foreign = self._read(aws, desired.connection, desired.lookup["keyId"],
+                                         wanted_alias=desired.attributes.get("alias"), with_policy=True,
+                                         with_grants=True, read_only=desired.mode == "read",
+                                         grant_scope=_grant_scope(desired, None))
         if attrs is None:
             raise errors.AwsNotFound(f"the key to adopt, {desired.lookup['keyId']}, was not found in "
                                      f"{desired.connection['region']} (kms:DescribeKey: NotFoundException)",
                                      "NotFoundException")
-        return planner.Refreshed(attrs, ids)
+        return planner.Refreshed(attrs, ids, info=_foreign_grants(desired.address, foreign))
 
     def read(self, aws: base.AwsContext, desired: plan_model.Desired) -> state_model.ResourceState:
         """Adopt by ``keyId`` once; re-read an adopted key by the key id recorded
@@ -285,7 +317,8 @@ class KmsProviderHandler:
         if "policy" in want and want["policy"] != current.get("policy"):
             kms.put_policy(key_id, want["policy"])
         if "grants" in want and want["grants"] != current.get("grants"):
-            _converge_grants(kms, key_id, want["grants"])
+            scope = None if want.get(EXCLUSIVE) else set(want["grants"]) | set(current.get("grants") or {})
+            _converge_grants(kms, key_id, want["grants"], scope)
         recorded = dict(want) if desired.mode == "managed" else {**current, **want}
         if "replicas" in want:
             have = dict(current.get("replicas") or {})
@@ -361,8 +394,19 @@ def _converge_key(kms: kms_adapter.KmsAdapter, key_id: str, current: Mapping[str
             kms.delete_alias(current["alias"])  # only while it is still this key's
 
 
-def _converge_grants(kms: kms_adapter.KmsAdapter, key_id: str, want: Mapping[str, Any]) -> None:
-    """Revoke grants that are not declared (or differ), then create the missing ones."""
+def _foreign_grants(address: str, foreign: Mapping[str, Any]) -> tuple[plan_model.DriftItem, ...]:
+    """Grants this stack does not manage, as info drift (they are nobody's mistake)."""
+    if not foreign:
+        return ()
+    changes = tuple(diff.AttributeChange(f"grants.{name}", None, shape) for name, shape in sorted(foreign.items()))
+    return (plan_model.DriftItem(address, "info", changes, note=FOREIGN_GRANTS_NOTE),)
+
+
+def _converge_grants(kms: kms_adapter.KmsAdapter, key_id: str, want: Mapping[str, Any],
+                     scope: set[str] | None) -> None:
+    """Revoke the grants in ``scope`` (every grant when None: exclusiveGrants)
+    that are not declared or differ, then create the missing ones. A grant
+    outside the scope (say, one an AWS service made) is never touched."""
     kept: set[str] = set()
     for grant in kms.grants(key_id):
         name = str(grant.get("Name") or "")
@@ -370,6 +414,8 @@ def _converge_grants(kms: kms_adapter.KmsAdapter, key_id: str, want: Mapping[str
                  "operations": sorted(grant.get("Operations", []))}
         if name in want and want[name] == shape and name not in kept:
             kept.add(name)
+            continue
+        if scope is not None and (not name or name not in scope):
             continue
         kms.revoke_grant(key_id, grant["GrantId"])
     for name, grant in sorted(want.items()):

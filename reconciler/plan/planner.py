@@ -20,10 +20,12 @@ Action = actions.Action
 @dataclasses.dataclass(frozen=True, slots=True)
 class Refreshed:
     """What a refresh found for one resource in state: its live attributes, or
-    ``None`` when the object no longer exists."""
+    ``None`` when the object no longer exists; and what the kind reports about
+    live objects it does not manage (``info`` drift, e.g. grants AWS services made)."""
 
     attributes: Mapping[str, Any] | None
     ids: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    info: tuple[model.DriftItem, ...] = ()
 
 
 def _severity(changes: Sequence[diff.AttributeChange], gone: bool) -> str:
@@ -49,6 +51,7 @@ def detect_drift(prior: state_model.State, refreshed: Mapping[str, Refreshed],
             items.append(model.DriftItem(address, "critical", (), gone=True,
                                          note="no longer exists in AWS"))
             continue
+        items.extend(refreshed[address].info)
         sensitive = desired[address].sensitive if desired and address in desired else frozenset()
         changes = diff.diff(entry.attributes, live, keys=set(entry.attributes) & set(live),
                             sensitive=sensitive)
