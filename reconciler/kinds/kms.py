@@ -56,7 +56,8 @@ def _grants(spec: list[Mapping[str, Any]]) -> dict[str, Any]:
             for g in spec}
 
 
-def _live_grants(raw: list[Mapping[str, Any]], ours: set[str] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+def _live_grants(raw: list[Mapping[str, Any]],
+                 ours: set[str] | None) -> tuple[dict[str, Any], dict[str, Any]]:
     """The grants on the key, by name (by id for unnamed ones): those named in
     ``ours`` (every grant when None: exclusiveGrants), and all others."""
     managed: dict[str, Any] = {}
@@ -192,7 +193,8 @@ class KmsProviderHandler:
 
         attrs, ids, foreign = self._read(aws, connection, entry.ids["keyId"], wanted_alias=wanted,
                                          with_policy=managed("policy"), with_grants=managed("grants"),
-                                         read_only=entry.mode == "read", grant_scope=_grant_scope(desired, entry))
+                                         read_only=entry.mode == "read",
+                                         grant_scope=_grant_scope(desired, entry))
         if attrs is None:
             return planner.Refreshed(None)
         for field in (*LOCAL_ONLY, EXCLUSIVE):
@@ -398,7 +400,8 @@ def _foreign_grants(address: str, foreign: Mapping[str, Any]) -> tuple[plan_mode
     """Grants this stack does not manage, as info drift (they are nobody's mistake)."""
     if not foreign:
         return ()
-    changes = tuple(diff.AttributeChange(f"grants.{name}", None, shape) for name, shape in sorted(foreign.items()))
+    changes = tuple(diff.AttributeChange(f"grants.{name}", None, shape)
+                    for name, shape in sorted(foreign.items()))
     return (plan_model.DriftItem(address, "info", changes, note=FOREIGN_GRANTS_NOTE),)
 
 

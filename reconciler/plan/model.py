@@ -106,7 +106,7 @@ class DriftItem:
     """A difference between the recorded state and live AWS."""
 
     address: str
-    severity: str  # "critical" | "warning"
+    severity: str  # "critical" | "warning" | "info" (reported, nothing to fix: see Refreshed.info)
     changes: tuple[diff.AttributeChange, ...]
     gone: bool = False
     note: str = ""
