@@ -81,11 +81,12 @@ def _grant_scope(desired: plan_model.Desired | None,
     return names | set((entry.attributes.get("grants") or {}) if entry is not None else ())
 
 
-def _pick_alias(aliases: list[str], wanted: str | None, *, read_only: bool) -> str | None:
-    """The alias attribute: the one we manage if it points at this key; for a
-    read-only key, the first alias it has."""
-    if wanted and wanted in aliases:
-        return wanted
+def _pick_alias(aliases: list[str], wanted: tuple[str | None, ...], *, read_only: bool) -> str | None:
+    """The alias attribute: the first of ``wanted`` (declared, then recorded) that
+    points at this key; for a read-only key, else the first alias it has."""
+    for alias in wanted:
+        if alias and alias in aliases:
+            return alias
     if read_only and aliases:
         return aliases[0]
     return None
@@ -140,7 +141,7 @@ class KmsProviderHandler:
 
     # -- reading -----------------------------------------------------------------
     def _read(self, aws: base.AwsContext, connection: Mapping[str, Any], key_id: str, *,
-              wanted_alias: str | None, with_policy: bool, with_grants: bool, read_only: bool,
+              wanted_alias: tuple[str | None, ...], with_policy: bool, with_grants: bool, read_only: bool,
               grant_scope: set[str] | None = None,
               ) -> tuple[dict[str, Any] | None, dict[str, Any], dict[str, Any]]:
         """Live attributes and ids of a key (None, {} when it is gone), and the
@@ -186,7 +187,7 @@ class KmsProviderHandler:
         connection = dict(entry.connection)
         if desired is not None:
             connection["auth"] = desired.connection["auth"]
-        wanted = (desired.attributes.get("alias") if desired else None) or entry.attributes.get("alias")
+        wanted = (desired.attributes.get("alias") if desired else None, entry.attributes.get("alias"))
         def managed(field: str) -> bool:
             return entry.mode == "read" or field in entry.attributes or (
                 desired is not None and field in desired.attributes)
@@ -229,7 +230,7 @@ class KmsProviderHandler:
 
     def lookup(self, aws: base.AwsContext, desired: plan_model.Desired) -> planner.Refreshed:
         attrs, ids, foreign = self._read(aws, desired.connection, desired.lookup["keyId"],
-                                         wanted_alias=desired.attributes.get("alias"), with_policy=True,
+                                         wanted_alias=(desired.attributes.get("alias"),), with_policy=True,
                                          with_grants=True, read_only=desired.mode == "read",
                                          grant_scope=_grant_scope(desired, None))
         if attrs is None:

@@ -82,3 +82,17 @@ def test_an_alias_on_a_key_of_this_stack_moves(aws, stack):
     assert moved.exit_code == 0, moved.output
     assert target("alias/shared") == state_of(directory)["resources"]["KmsProvider/b"]["ids"]["keyId"]
     assert run("plan", directory, "--detailed-exitcode").exit_code == 0
+
+
+def test_renaming_the_alias_moves_it_and_is_not_drift(aws, stack):
+    directory = stack({"key.yaml": SYMMETRIC})
+    assert run("apply", directory, "--auto-approve").exit_code == 0
+    kid = state_of(directory)["resources"]["KmsProvider/main"]["ids"]["keyId"]
+    (directory / "key.yaml").write_text(SYMMETRIC.replace("team/main", "team/renamed"))
+    assert run("drift", directory).exit_code == 0  # the manifest changed, not AWS
+    plan = run("plan", directory)
+    assert '~ alias = "alias/team/main" -> "alias/team/renamed"' in " ".join(plan.output.split())
+    assert run("apply", directory, "--auto-approve").exit_code == 0
+    kms = boto3.client("kms", region_name="us-east-1")
+    assert [a["AliasName"] for a in kms.list_aliases(KeyId=kid)["Aliases"]] == ["alias/team/renamed"]
+    assert run("plan", directory, "--detailed-exitcode").exit_code == 0
