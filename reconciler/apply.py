@@ -79,6 +79,9 @@ def apply_plan(plan: model.Plan, backend: state_backend.Backend, aws: base.AwsCo
                 case Action.REPLACE:
                     assert desired is not None and entry is not None
                     deposed = state_model.Deposed.of(entry)
+                    for stale in state.deposed.get(change.address, ()):
+                        if stale.resource.ids == entry.ids:  # left by a run stopped right here
+                            state = state.without_deposed(change.address, stale.id)
                     save(state.with_deposed(change.address, deposed))  # before the new object exists
                     try:
                         result = handler.replace(aws, desired, entry, checkpoint)
@@ -92,7 +95,8 @@ def apply_plan(plan: model.Plan, backend: state_backend.Backend, aws: base.AwsCo
                 case Action.DELETE if change.deposed:
                     address = change.resource_address
                     gone = state.deposed_object(address, change.deposed)
-                    if gone is not None:
+                    current = state.resources.get(address)
+                    if gone is not None and (current is None or current.ids != gone.resource.ids):
                         handler.delete(aws, gone.resource)
                     save(state.without_deposed(address, change.deposed))
                 case Action.DELETE:

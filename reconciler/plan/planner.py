@@ -194,12 +194,17 @@ def deposed_address(address: str, deposed_id: str) -> str:
 
 def _plan_deposed(prior: state_model.State, scope: set[str],
                   problems: list[str]) -> tuple[model.ResourceChange, ...]:
-    """A delete for every deposed object in scope: a replace that did not finish."""
+    """A delete for every deposed object in scope: a replace that did not finish.
+    One that is still the current object (a run stopped before the successor
+    existed) is not deleted: it is what the address still stands for."""
     changes = []
     for address, objects in sorted(prior.deposed.items()):
         if address not in scope:
             continue
+        current = prior.resources.get(address)
         for deposed in objects:
+            if current is not None and current.ids == deposed.resource.ids:
+                continue
             change = _plan_delete(deposed.resource, None, problems)
             changes.append(dataclasses.replace(
                 change, address=deposed_address(address, deposed.id), deposed=deposed.id,

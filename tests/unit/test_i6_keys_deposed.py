@@ -3,6 +3,7 @@ and the planner's deletes for them."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -14,7 +15,7 @@ from tests.unit.test_core import desired, entry, plan_of
 
 
 def with_deposed() -> state_model.State:
-    old = entry("a", keyId="old", protect=False)
+    old = dataclasses.replace(entry("a", keyId="old", protect=False), ids={"keyId": "old"})
     return (state_model.State("lin", 4).with_resource(entry("a", protect=False))
             .with_deposed("KmsProvider/a", state_model.Deposed("1a2b3c4d", old)))
 
@@ -68,3 +69,14 @@ def test_a_protected_deposed_object_refuses_the_plan():
         "KmsProvider/a", state_model.Deposed("feedbeef", entry("a", protect=True)))
     with pytest.raises(errors.PlanError, match="KmsProvider/a: refusing to destroy a protected resource"):
         plan_of([], prior, {})
+
+
+def test_a_deposed_record_of_the_current_object_is_never_deleted():
+    """A run stopped after recording the deposed object but before its successor
+    existed: the deposed record is the current key, which must stay."""
+    current = entry("a", protect=False)
+    prior = state_model.State("l", 1).with_resource(current).with_deposed(
+        "KmsProvider/a", state_model.Deposed("0badc0de", current))
+    plan = plan_of([desired("a", protect=False)], prior,
+                   {"KmsProvider/a": planner.Refreshed(dict(current.attributes))})
+    assert plan.actionable == ()
