@@ -203,7 +203,8 @@ class KmsProviderHandler:
                 attrs[field] = entry.attributes[field]
         if entry.mode == "managed":  # a record written without it is protected, as the default says
             attrs[plan_model.PROTECT] = plan_model.protect_of(entry.attributes)
-        return planner.Refreshed(attrs, ids, info=_foreign_grants(entry.address, foreign))
+        moved = _alias_moved(aws, entry, desired) if entry.mode == "read" else ()
+        return planner.Refreshed(attrs, ids, info=(*_foreign_grants(entry.address, foreign), *moved))
 
     def check(self, aws: base.AwsContext, desired: plan_model.Desired,
               entry: state_model.ResourceState | None) -> list[str]:
@@ -357,6 +358,26 @@ def _adopted_key(entry: state_model.ResourceState | None, desired: plan_model.De
     if _adopted_as(entry, desired) != desired.lookup["keyId"]:
         return None
     return str(entry.ids["keyId"])
+
+
+def _alias_moved(aws: base.AwsContext, entry: state_model.ResourceState,
+                 desired: plan_model.Desired | None) -> tuple[plan_model.DriftItem, ...]:
+    """A read-only key adopted by an alias that now points elsewhere: drift, for
+    as long as it lasts (this stack keeps the key it recorded)."""
+    if desired is None or _adopted_key(entry, desired) is None:
+        return ()
+    alias = _adopted_as(entry, desired)
+    if not alias.startswith("alias/"):
+        return ()
+    recorded = str(entry.ids["keyId"])
+    holder = aws.kms(entry.connection).alias_target(alias)
+    if holder == recorded:
+        return ()
+    where = f"now points at key {holder}" if holder else "no longer exists"
+    note = (f"keyId {alias} {where}; this stack keeps using key {recorded}, recorded at adoption "
+            f"(set keyId to the key id you mean to use)")
+    return (plan_model.DriftItem(entry.address, "warning",
+                                 (diff.AttributeChange(f"keyId({alias})", recorded, holder),), note=note),)
 
 
 def _ours(state: state_model.State) -> set[str]:

@@ -35,9 +35,10 @@ def test_alias_moved_out_of_band_is_drift_and_the_vault_keeps_its_key(aws, stack
 
     drift = run("drift", directory, "--format", "json")
     assert drift.exit_code == 2, drift.output
-    (item,) = json.loads(drift.output)["drift"]
-    assert item["address"] == "KmsProvider/key"
-    assert {"path": "alias", "before": "alias/shared/app", "after": None} in item["changes"]
+    moved, recorded = json.loads(drift.output)["drift"]
+    assert recorded["address"] == "KmsProvider/key"
+    assert {"path": "alias", "before": "alias/shared/app", "after": None} in recorded["changes"]
+    assert moved == alias_moved(first, second)
 
     applied = run("apply", directory, "--auto-approve")
     assert applied.exit_code == 0, applied.output
@@ -47,4 +48,13 @@ def test_alias_moved_out_of_band_is_drift_and_the_vault_keeps_its_key(aws, stack
     assert entry["ids"]["adoptedAs"] == "alias/shared/app"  # what the manifest's keyId named
     assert get(directory, "main/s") == value
     assert run("plan", directory, "--detailed-exitcode").exit_code == 0
+    drift = run("drift", directory, "--format", "json")  # reported for as long as the alias points away
+    assert json.loads(drift.output)["drift"] == [alias_moved(first, second)]
+
+
+def alias_moved(first: str, second: str) -> dict:
+    return {"address": "KmsProvider/key", "severity": "warning", "gone": False,
+            "changes": [{"path": "keyId(alias/shared/app)", "before": first, "after": second}],
+            "note": f"keyId alias/shared/app now points at key {second}; this stack keeps using key "
+                    f"{first}, recorded at adoption (set keyId to the key id you mean to use)"}
 
