@@ -203,7 +203,11 @@ class KmsProviderHandler:
                 attrs[field] = entry.attributes[field]
         if entry.mode == "managed":  # a record written without it is protected, as the default says
             attrs[plan_model.PROTECT] = plan_model.protect_of(entry.attributes)
-        moved = _alias_moved(aws, entry, desired) if entry.mode == "read" else ()
+        moved: tuple[plan_model.DriftItem, ...] = ()
+        if entry.mode == "read" and desired is not None:
+            if _adopted_key(entry, desired) is None:  # keyId changed in the manifest: the key it names now
+                ids = _named_key(aws, connection, desired.lookup["keyId"]) or ids
+            moved = _alias_moved(aws, entry, desired)
         return planner.Refreshed(attrs, ids, info=(*_foreign_grants(entry.address, foreign), *moved))
 
     def check(self, aws: base.AwsContext, desired: plan_model.Desired,
@@ -358,6 +362,12 @@ def _adopted_key(entry: state_model.ResourceState | None, desired: plan_model.De
     if _adopted_as(entry, desired) != desired.lookup["keyId"]:
         return None
     return str(entry.ids["keyId"])
+
+
+def _named_key(aws: base.AwsContext, connection: Mapping[str, Any], key_id: str) -> dict[str, Any] | None:
+    """The ids of the key ``key_id`` (an id, ARN or alias) names, if it exists."""
+    meta = aws.kms(connection).describe_key(key_id)
+    return {"keyId": meta["KeyId"], "arn": meta["Arn"]} if meta is not None else None
 
 
 def _alias_moved(aws: base.AwsContext, entry: state_model.ResourceState,

@@ -148,7 +148,9 @@ def make_plan(*, plan_id: str, created_at: str, stack: str, directory: str, mani
             problems.append(f"{address}: the adopted object ({_lookup_text(want)}) no longer exists; "
                             "remove it from the manifests or point keyId at the right key")
             continue
-        changes[address] = _plan_upsert(want, entry, live, problems)
+        named = refreshed[address].ids if entry is not None and address in refreshed else {}
+        other = entry is not None and any(entry.ids.get(k) != v for k, v in named.items())
+        changes[address] = _plan_upsert(want, entry, live, problems, other_object=other)
 
     deposed = _plan_deposed(prior, scope, problems)
     _vault_rules(changes, desired, prior, problems)
@@ -213,16 +215,22 @@ def _plan_deposed(prior: state_model.State, scope: set[str],
 
 
 def _plan_upsert(want: model.Desired, entry: state_model.ResourceState | None,
-                 live: Mapping[str, Any] | None, problems: list[str]) -> model.ResourceChange:
+                 live: Mapping[str, Any] | None, problems: list[str], *,
+                 other_object: bool = False) -> model.ResourceChange:
+    """``other_object``: the manifests now name another object than state records
+    (a read-only key whose keyId was changed)."""
     base: dict[str, Any] = dict(address=want.address, kind=want.kind, name=want.name, mode=want.mode,
                 sensitive=tuple(sorted(want.sensitive)))
     if want.mode == "read":
         if entry is None:
             return model.ResourceChange(**base, action=Action.READ, before=None, after=live)
         changes = diff.diff(entry.attributes, live, sensitive=want.sensitive)
-        action = Action.READ if changes else Action.NOOP
+        action = Action.READ if changes or other_object else Action.NOOP
         read_notes = ("read-only (adopted without manage: true): changes made outside reconciler are "
                       "recorded, never reverted",) if changes else ()
+        if other_object:
+            read_notes = (f"{_lookup_text(want)} now names another object than the one recorded; it is "
+                          "read into state in its place",)
         return model.ResourceChange(**base, action=action, before=entry.attributes, after=live,
                                     changes=tuple(changes), notes=read_notes)
     if live is None:

@@ -58,3 +58,22 @@ def alias_moved(first: str, second: str) -> dict:
             "note": f"keyId alias/shared/app now points at key {second}; this stack keeps using key "
                     f"{first}, recorded at adoption (set keyId to the key id you mean to use)"}
 
+
+
+def test_changing_key_id_in_the_manifest_adopts_the_key_it_names(aws, stack):
+    kms = boto3.client("kms", region_name="us-east-1")
+    first = kms.create_key(Description="same")["KeyMetadata"]["KeyId"]
+    kms.create_alias(AliasName="alias/shared/app", TargetKeyId=first)
+    second = kms.create_key(Description="same")["KeyMetadata"]["KeyId"]
+    directory = stack({"key.yaml": READ_ONLY})
+    assert run("apply", directory, "--auto-approve").exit_code == 0
+    (directory / "key.yaml").write_text(READ_ONLY.replace("alias/shared/app", second))
+    plan = run("plan", directory, "--detailed-exitcode")
+    assert plan.exit_code == 2, plan.output
+    assert "<= KmsProvider/key" in plan.output
+    assert f"keyId {second} now names another object than the one recorded" in plan.output
+    assert run("drift", directory).exit_code == 0  # a manifest change, not a change in AWS
+    assert run("apply", directory, "--auto-approve").exit_code == 0
+    entry = state_of(directory)["resources"]["KmsProvider/key"]
+    assert (entry["ids"]["keyId"], entry["ids"]["adoptedAs"]) == (second, second)
+    assert run("plan", directory, "--detailed-exitcode").exit_code == 0
