@@ -1,6 +1,7 @@
 """The executor: walks a plan's changes in order and saves state after every
 completed action (and at checkpoints inside multi-step ones), so a crash
-keeps what was done."""
+keeps what was done. A replace records the old object as *deposed* before the
+kind creates its successor, and forgets it only once its deletion succeeded."""
 
 from __future__ import annotations
 
@@ -77,8 +78,27 @@ def apply_plan(plan: model.Plan, backend: state_backend.Backend, aws: base.AwsCo
                     save(state.with_resource(result))
                 case Action.REPLACE:
                     assert desired is not None and entry is not None
-                    result = handler.replace(aws, desired, entry, checkpoint)
+                    deposed = state_model.Deposed.of(entry)
+                    for stale in state.deposed.get(change.address, ()):
+                        if stale.resource.ids == entry.ids:  # left by a run stopped right here
+                            state = state.without_deposed(change.address, stale.id)
+                    save(state.with_deposed(change.address, deposed))  # before the new object exists
+                    try:
+                        result = handler.replace(aws, desired, entry, checkpoint)
+                    except errors.ReconcilerError:
+                        if state.resources.get(change.address) == entry:  # no successor was made
+                            save(state.without_deposed(change.address, deposed.id))
+                        raise
                     save(state.with_resource(result))
+                    handler.delete(aws, entry)
+                    save(state.without_deposed(change.address, deposed.id))
+                case Action.DELETE if change.deposed:
+                    address = change.resource_address
+                    gone = state.deposed_object(address, change.deposed)
+                    current = state.resources.get(address)
+                    if gone is not None and (current is None or current.ids != gone.resource.ids):
+                        handler.delete(aws, gone.resource)
+                    save(state.without_deposed(address, change.deposed))
                 case Action.DELETE:
                     assert entry is not None
                     handler.delete(aws, entry)

@@ -17,7 +17,16 @@ ACCESS_DENIED = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation
 NOT_FOUND = {"NotFoundException", "NoSuchEntity", "ResourceNotFoundException", "NoSuchKey",
              "NoSuchBucket", "ParameterNotFound"}
 THROTTLED = {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded",
-             "SlowDown", "ProvisionedThroughputExceededException", "LimitExceededException"}
+             "SlowDown", "ProvisionedThroughputExceededException"}
+# A quota (how many keys, aliases, grants, access keys...), not a request rate: waiting does not help.
+QUOTA = {"LimitExceededException", "LimitExceeded", "ServiceQuotaExceededException"}
+# What frees capacity under each service's quotas, for the quota message.
+QUOTA_HINTS = {
+    "kms": "schedule deletion of unused keys, delete unused aliases or retire unused grants",
+    "iam": "delete unused access keys, users, roles or policies",
+    "secretsmanager": "delete unused secrets",
+    "ssm": "delete unused parameters",
+}
 
 
 def translate(exc: Exception, service: str, operation: str) -> errors.ReconcilerError:
@@ -32,6 +41,8 @@ def translate(exc: Exception, service: str, operation: str) -> errors.Reconciler
             return errors.AwsAccessDenied(f"AWS denied {action} ({code}){detail}", code)
         if code in NOT_FOUND:
             return errors.AwsNotFound(f"{action} failed: not found ({code}){detail}", code)
+        if code in QUOTA:
+            return errors.AwsError(_quota_message(service, action, code, detail), code)
         if code in THROTTLED:
             attempts = exc.response.get("ResponseMetadata", {}).get("RetryAttempts", 0)
             return errors.AwsThrottled(
@@ -57,3 +68,12 @@ def translate(exc: Exception, service: str, operation: str) -> errors.Reconciler
     if isinstance(exc, botocore.exceptions.BotoCoreError):
         return errors.AwsError(f"{action} failed: {str(exc).splitlines()[0]}")
     return errors.AwsError(f"{action} failed: {type(exc).__name__}")
+
+
+def _quota_message(service: str, action: str, code: str, detail: str) -> str:
+    """A quota error says which quota and how to get room: retrying later would fail again."""
+    free = QUOTA_HINTS.get(service, "free unused resources")
+    return (f"{action} failed: an AWS service quota is exhausted ({code}){detail}. This is a quota, "
+            f"not throttling, so retrying will not help: {free}, or request a higher quota in Service "
+            f"Quotas (aws service-quotas list-service-quotas --service-code {service}, then "
+            "request-service-quota-increase)")

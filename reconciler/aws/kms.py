@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from reconciler import errors
@@ -55,14 +55,35 @@ class KmsAdapter(adapter.Adapter):
             params["Policy"] = json.dumps(policy)
         return self._call("ReplicateKey", **params)["ReplicaKeyMetadata"]
 
-    def set_alias(self, alias: str, key_id: str) -> None:
-        """Point ``alias`` at ``key_id``, creating it or moving it as needed."""
-        try:
-            self._call("CreateAlias", AliasName=alias, TargetKeyId=key_id)
-        except errors.AwsError as exc:
-            if exc.code != "AlreadyExistsException":
-                raise
+    def alias_target(self, alias: str) -> str | None:
+        """The id of the key ``alias`` points at in this region, or None if no such alias."""
+        meta = self.describe_key(alias)
+        return str(meta["KeyId"]) if meta is not None else None
+
+    def set_alias(self, alias: str, key_id: str, *, movable_from: Collection[str],
+                  reclaim: bool = False) -> None:
+        """Point ``alias`` at ``key_id``: create it, or move it from a key in
+        ``movable_from`` (keys this stack manages), or with ``reclaim`` (state
+        records it as this key's, so it was moved away out of band) from any key.
+        Any other alias is never taken over: apps using it would switch keys silently."""
+        for _attempt in range(2):
+            try:
+                self._call("CreateAlias", AliasName=alias, TargetKeyId=key_id)
+                return
+            except errors.AwsError as exc:
+                if exc.code != "AlreadyExistsException":
+                    raise
+            holder = self.alias_target(alias)
+            if holder == key_id:
+                return
+            if holder is None:
+                continue  # deleted meanwhile: create it
+            if holder not in movable_from and not reclaim:
+                raise errors.AwsError(alias_taken(alias, self.region, holder), "AlreadyExistsException")
             self._call("UpdateAlias", AliasName=alias, TargetKeyId=key_id)
+            return
+        raise errors.AwsError(f"alias {alias} in {self.region} keeps changing underneath this run; "
+                              "run apply again", "AlreadyExistsException")
 
     def delete_alias(self, alias: str) -> None:
         try:
@@ -108,6 +129,13 @@ class KmsAdapter(adapter.Adapter):
     def schedule_deletion(self, key_id: str, days: int) -> str:
         result = self._call("ScheduleKeyDeletion", KeyId=key_id, PendingWindowInDays=days)
         return str(result.get("DeletionDate", ""))
+
+
+def alias_taken(alias: str, region: str, holder: str) -> str:
+    """Why an alias cannot be ours: it names the key that holds it and the ways out."""
+    return (f"alias {alias} in {region} already points at key {holder}, which this stack does not "
+            f"manage; adopt that key (keyId: {alias} with manage: true, or `reconciler import`) or "
+            "choose another alias")
 
 
 def _tag_list(tags: Mapping[str, str]) -> list[dict[str, str]]:

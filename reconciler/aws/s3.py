@@ -42,8 +42,21 @@ class S3Objects(adapter.Adapter):
             raise
         return str(out["ETag"])
 
-    def delete(self, key: str) -> None:
-        self._call("DeleteObject", Bucket=self.bucket, Key=key)
+    def delete(self, key: str, *, if_match: str | None = None) -> bool:
+        """Delete; with ``if_match`` only while the object still has that ETag.
+        False when the condition failed or the object is already gone."""
+        condition = {"IfMatch": if_match} if if_match else {}
+        try:
+            self._call("DeleteObject", Bucket=self.bucket, Key=key, **condition)
+        except errors.AwsNotFound as exc:
+            if exc.code != "NoSuchKey":
+                raise
+            return False
+        except errors.AwsError as exc:
+            if exc.code in PRECONDITION_FAILED:
+                return False
+            raise
+        return True
 
 
 class S3Store(adapter.Adapter):

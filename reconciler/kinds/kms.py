@@ -5,7 +5,10 @@ Attributes (what plan compares; all JSON-shaped):
   description, alias, tags, keyState        per key, primary and each replica
   rotation {enabled, periodDays}            symmetric keys only
   policy                                    only when the manifest gives one
-  grants {name: {granteePrincipal, operations}}  only when the manifest gives them
+  grants {name: {granteePrincipal, operations}}  only when the manifest gives them: the
+                                            grants this stack created (by name); others are
+                                            info drift, revoked only with exclusiveGrants
+  exclusiveGrants                           only when true: every undeclared grant is revoked
   replicas {region: {alias, description, tags, keyState}}
   protect, deletionWindowDays               kept in state only, no AWS call
 """
@@ -20,6 +23,7 @@ from reconciler import errors
 from reconciler.aws import kms as kms_adapter
 from reconciler.kinds import base
 from reconciler.manifest import model as manifest
+from reconciler.plan import diff
 from reconciler.plan import model as plan_model
 from reconciler.plan import planner
 from reconciler.state import model as state_model
@@ -28,7 +32,11 @@ KIND = "KmsProvider"
 SYMMETRIC = "SYMMETRIC_DEFAULT"
 REPLACE_ON = frozenset({"region", "keySpec", "usage", "multiRegion"})
 LOCAL_ONLY = ("protect", "deletionWindowDays")
+EXCLUSIVE = "exclusiveGrants"  # a setting kept in state only, and only when true
+FOREIGN_GRANTS_NOTE = ("grants this stack did not create (AWS services such as EBS, RDS or Secrets Manager "
+                       "make their own); reported, never revoked unless exclusiveGrants: true")
 DEFAULT_ROTATION_DAYS = 365
+ADOPTED_AS = "adoptedAs"  # in ids: the keyId (id, ARN or alias) an adopted key was adopted by
 
 
 def alias_name(name: str | None) -> str | None:
@@ -48,19 +56,37 @@ def _grants(spec: list[Mapping[str, Any]]) -> dict[str, Any]:
             for g in spec}
 
 
-def _live_grants(raw: list[Mapping[str, Any]]) -> dict[str, Any]:
-    """Every grant on the key, by name (or id for unnamed ones, which are not
-    ours: the plan then shows them as to be revoked)."""
-    return {g.get("Name") or f"grant-id:{g['GrantId']}": {
-        "granteePrincipal": g.get("GranteePrincipal"), "operations": sorted(g.get("Operations", []))}
-        for g in raw}
+def _live_grants(raw: list[Mapping[str, Any]],
+                 ours: set[str] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The grants on the key, by name (by id for unnamed ones): those named in
+    ``ours`` (every grant when None: exclusiveGrants), and all others."""
+    managed: dict[str, Any] = {}
+    foreign: dict[str, Any] = {}
+    for grant in raw:
+        name = grant.get("Name") or f"grant-id:{grant['GrantId']}"
+        shape = {"granteePrincipal": grant.get("GranteePrincipal"),
+                 "operations": sorted(grant.get("Operations", []))}
+        (managed if ours is None or name in ours else foreign)[name] = shape
+    return managed, foreign
 
 
-def _pick_alias(aliases: list[str], wanted: str | None, *, read_only: bool) -> str | None:
-    """The alias attribute: the one we manage if it points at this key; for a
-    read-only key, the first alias it has."""
-    if wanted and wanted in aliases:
-        return wanted
+def _grant_scope(desired: plan_model.Desired | None,
+                 entry: state_model.ResourceState | None) -> set[str] | None:
+    """The grant names this stack manages on a key: declared now or recorded as
+    declared before; None: every grant (exclusiveGrants)."""
+    settings = desired.attributes if desired is not None else (entry.attributes if entry else {})
+    if settings.get(EXCLUSIVE):
+        return None
+    names = set((desired.attributes.get("grants") or {}) if desired is not None else ())
+    return names | set((entry.attributes.get("grants") or {}) if entry is not None else ())
+
+
+def _pick_alias(aliases: list[str], wanted: tuple[str | None, ...], *, read_only: bool) -> str | None:
+    """The alias attribute: the first of ``wanted`` (declared, then recorded) that
+    points at this key; for a read-only key, else the first alias it has."""
+    for alias in wanted:
+        if alias and alias in aliases:
+            return alias
     if read_only and aliases:
         return aliases[0]
     return None
@@ -85,6 +111,8 @@ class KmsProviderHandler:
                     attrs[field] = spec[field]
             if "grants" in spec:
                 attrs["grants"] = _grants(spec["grants"])
+            if spec.get(EXCLUSIVE):
+                attrs[EXCLUSIVE] = True
             if "alias" in spec:
                 attrs["alias"] = alias_name(spec["alias"])
             if "rotation" in spec:
@@ -96,7 +124,7 @@ class KmsProviderHandler:
                    "tags": dict(spec.get("tags") or {}), "keyState": "Enabled"}
         attrs = {"region": region, "keySpec": key_spec, "usage": spec.get("usage", "ENCRYPT_DECRYPT"),
                  "multiRegion": bool(spec.get("multiRegion", False)), **per_key,
-                 "protect": spec.get("protect", True),
+                 "protect": plan_model.protect_of(spec),
                  "deletionWindowDays": spec.get("deletionWindowDays", 30)}
         if key_spec == SYMMETRIC:
             attrs["rotation"] = _rotation(spec.get("rotation"))
@@ -104,6 +132,8 @@ class KmsProviderHandler:
             attrs["policy"] = spec["policy"]
         if "grants" in spec:
             attrs["grants"] = _grants(spec["grants"])
+        if spec.get(EXCLUSIVE):
+            attrs[EXCLUSIVE] = True
         if attrs["multiRegion"]:
             attrs["replicas"] = {r: dict(per_key) for r in sorted(spec.get("replicaRegions") or [])}
         return plan_model.Desired(KIND, resource.name, "managed", attrs, connection,
@@ -111,12 +141,15 @@ class KmsProviderHandler:
 
     # -- reading -----------------------------------------------------------------
     def _read(self, aws: base.AwsContext, connection: Mapping[str, Any], key_id: str, *,
-              wanted_alias: str | None, with_policy: bool, with_grants: bool, read_only: bool,
-              ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+              wanted_alias: tuple[str | None, ...], with_policy: bool, with_grants: bool, read_only: bool,
+              grant_scope: set[str] | None = None,
+              ) -> tuple[dict[str, Any] | None, dict[str, Any], dict[str, Any]]:
+        """Live attributes and ids of a key (None, {} when it is gone), and the
+        grants on it outside ``grant_scope``."""
         kms = aws.kms(connection)
         meta = kms.describe_key(key_id)
         if meta is None:
-            return None, {}
+            return None, {}, {}
         key_id = meta["KeyId"]
         attrs: dict[str, Any] = {
             "region": kms.region, "keySpec": meta.get("KeySpec", SYMMETRIC),
@@ -130,8 +163,9 @@ class KmsProviderHandler:
             attrs["rotation"] = {"enabled": enabled, "periodDays": period if enabled else None}
         if with_policy:
             attrs["policy"] = kms.policy(key_id)
+        foreign: dict[str, Any] = {}
         if with_grants:
-            attrs["grants"] = _live_grants(kms.grants(key_id))
+            attrs["grants"], foreign = _live_grants(kms.grants(key_id), None if read_only else grant_scope)
         ids: dict[str, Any] = {"keyId": key_id, "arn": meta["Arn"]}
         mrc = meta.get("MultiRegionConfiguration") or {}
         if attrs["multiRegion"] and mrc.get("MultiRegionKeyType") == "PRIMARY":
@@ -146,47 +180,80 @@ class KmsProviderHandler:
                     "description": replica.get("Description", ""),
                     "tags": regional.tags(key_id), "keyState": replica.get("KeyState")}
             attrs["replicas"] = replicas
-        return attrs, ids
+        return attrs, ids, foreign
 
     def refresh(self, aws: base.AwsContext, entry: state_model.ResourceState,
                 desired: plan_model.Desired | None) -> planner.Refreshed:
         connection = dict(entry.connection)
         if desired is not None:
             connection["auth"] = desired.connection["auth"]
-        wanted = (desired.attributes.get("alias") if desired else None) or entry.attributes.get("alias")
+        wanted = (desired.attributes.get("alias") if desired else None, entry.attributes.get("alias"))
         def managed(field: str) -> bool:
             return entry.mode == "read" or field in entry.attributes or (
                 desired is not None and field in desired.attributes)
 
-        attrs, ids = self._read(aws, connection, entry.ids["keyId"], wanted_alias=wanted,
-                                with_policy=managed("policy"), with_grants=managed("grants"),
-                                read_only=entry.mode == "read")
+        attrs, ids, foreign = self._read(aws, connection, entry.ids["keyId"], wanted_alias=wanted,
+                                         with_policy=managed("policy"), with_grants=managed("grants"),
+                                         read_only=entry.mode == "read",
+                                         grant_scope=_grant_scope(desired, entry))
         if attrs is None:
             return planner.Refreshed(None)
-        for field in LOCAL_ONLY:
+        for field in (*LOCAL_ONLY, EXCLUSIVE):
             if field in entry.attributes:
                 attrs[field] = entry.attributes[field]
-        return planner.Refreshed(attrs, ids)
+        if entry.mode == "managed":  # a record written without it is protected, as the default says
+            attrs[plan_model.PROTECT] = plan_model.protect_of(entry.attributes)
+        moved: tuple[plan_model.DriftItem, ...] = ()
+        if entry.mode == "read" and desired is not None:
+            if _adopted_key(entry, desired) is None:  # keyId changed in the manifest: the key it names now
+                ids = _named_key(aws, connection, desired.lookup["keyId"]) or ids
+            moved = _alias_moved(aws, entry, desired)
+        return planner.Refreshed(attrs, ids, info=(*_foreign_grants(entry.address, foreign), *moved))
 
     def check(self, aws: base.AwsContext, desired: plan_model.Desired,
               entry: state_model.ResourceState | None) -> list[str]:
-        return []
+        """An alias we would set that a key outside this stack holds refuses the
+        plan (primary region and every replica region)."""
+        alias = desired.attributes.get("alias")
+        if not alias:
+            return []
+        ours = _ours(aws.state)
+        if entry is not None:
+            ours.add(entry.ids["keyId"])
+        elif desired.mode == "adopted":  # the key about to be adopted is ours
+            meta = aws.kms(desired.connection).describe_key(desired.lookup["keyId"])
+            if meta is not None:
+                ours.add(meta["KeyId"])
+        problems = []
+        for region in [desired.connection["region"], *sorted(desired.attributes.get("replicas") or {})]:
+            if entry is not None and _recorded_alias(entry, region) == alias:
+                continue  # ours by record: moving it back reverts drift
+            holder = aws.kms(desired.connection, region).alias_target(alias)
+            if holder is not None and holder not in ours:
+                problems.append(f"{desired.address}: {kms_adapter.alias_taken(alias, region, holder)}")
+        return problems
 
     def lookup(self, aws: base.AwsContext, desired: plan_model.Desired) -> planner.Refreshed:
-        attrs, ids = self._read(aws, desired.connection, desired.lookup["keyId"],
-                                wanted_alias=desired.attributes.get("alias"), with_policy=True,
-                                with_grants=True, read_only=desired.mode == "read")
+        attrs, ids, foreign = self._read(aws, desired.connection, desired.lookup["keyId"],
+                                         wanted_alias=(desired.attributes.get("alias"),), with_policy=True,
+                                         with_grants=True, read_only=desired.mode == "read",
+                                         grant_scope=_grant_scope(desired, None))
         if attrs is None:
             raise errors.AwsNotFound(f"the key to adopt, {desired.lookup['keyId']}, was not found in "
                                      f"{desired.connection['region']} (kms:DescribeKey: NotFoundException)",
                                      "NotFoundException")
-        return planner.Refreshed(attrs, ids)
+        return planner.Refreshed(attrs, ids, info=_foreign_grants(desired.address, foreign))
 
     def read(self, aws: base.AwsContext, desired: plan_model.Desired) -> state_model.ResourceState:
-        found = self.lookup(aws, desired)
-        if found.attributes is None:
-            raise errors.AwsNotFound(f"key {desired.lookup['keyId']} not found")
-        return state_model.ResourceState(KIND, desired.name, desired.mode, found.ids, found.attributes,
+        """Adopt by ``keyId`` once; re-read an adopted key by the key id recorded
+        then, never by its alias again: an alias moved out of band is drift, not
+        a switch to another key under the vault's data."""
+        adopted_as = desired.lookup["keyId"]
+        recorded = _adopted_key(aws.state.resources.get(desired.address), desired)
+        found = self.lookup(aws, desired if recorded is None else
+                            dataclasses.replace(desired, lookup={"keyId": recorded}))
+        ids = {**found.ids, ADOPTED_AS: adopted_as}
+        return state_model.ResourceState(KIND, desired.name, desired.mode, ids, found.attributes or {},
                                          desired.connection, desired.dependencies)
 
     # -- writing -----------------------------------------------------------------
@@ -220,9 +287,9 @@ class KmsProviderHandler:
 
     def replace(self, aws: base.AwsContext, desired: plan_model.Desired, entry: state_model.ResourceState,
                 checkpoint: base.Checkpoint) -> state_model.ResourceState:
-        new = self.create(aws, desired, checkpoint)
-        self._schedule_deletion(aws, entry)
-        return new
+        """The successor key; the executor keeps ``entry`` as deposed until
+        ``delete`` has scheduled its deletion."""
+        return self.create(aws, desired, checkpoint)
 
     def delete(self, aws: base.AwsContext, entry: state_model.ResourceState) -> None:
         if entry.mode != "managed":
@@ -230,7 +297,7 @@ class KmsProviderHandler:
         self._schedule_deletion(aws, entry)
 
     def _schedule_deletion(self, aws: base.AwsContext, entry: state_model.ResourceState) -> None:
-        if entry.attributes.get("protect", True):
+        if plan_model.protect_of(entry.attributes):
             raise errors.PlanError(f"{entry.address}: refusing to schedule deletion of a protected key")
         key_id = entry.ids["keyId"]
         days = int(entry.attributes.get("deletionWindowDays", 30))
@@ -251,13 +318,15 @@ class KmsProviderHandler:
         want = desired.attributes
         key_id = entry.ids["keyId"]
         kms = aws.kms(desired.connection)
-        _converge_key(kms, key_id, current, want)
+        ours = _ours(aws.state) | {key_id}
+        _converge_key(kms, key_id, current, want, ours, _recorded_alias(entry, kms.region))
         if "rotation" in want and want["rotation"] != current.get("rotation"):
             kms.set_rotation(key_id, want["rotation"]["enabled"], want["rotation"]["periodDays"])
         if "policy" in want and want["policy"] != current.get("policy"):
             kms.put_policy(key_id, want["policy"])
         if "grants" in want and want["grants"] != current.get("grants"):
-            _converge_grants(kms, key_id, want["grants"])
+            scope = None if want.get(EXCLUSIVE) else set(want["grants"]) | set(current.get("grants") or {})
+            _converge_grants(kms, key_id, want["grants"], scope)
         recorded = dict(want) if desired.mode == "managed" else {**current, **want}
         if "replicas" in want:
             have = dict(current.get("replicas") or {})
@@ -269,9 +338,9 @@ class KmsProviderHandler:
                     have[region] = {"alias": None, "description": replica["description"],
                                     "tags": replica["tags"], "keyState": "Enabled"}
                     checkpoint(dataclasses.replace(entry, attributes={**entry.attributes, "replicas": have}))
-                _converge_key(regional, key_id, have[region], replica)
+                _converge_key(regional, key_id, have[region], replica, ours, _recorded_alias(entry, region))
             for region in sorted(set(have) - set(want["replicas"])):
-                if want.get("protect", True):
+                if plan_model.protect_of(want):
                     raise errors.PlanError(f"{desired.address}: removing the replica in {region} schedules "
                                            "its deletion; set protect: false first")
                 regional = aws.kms(desired.connection, region)
@@ -280,8 +349,64 @@ class KmsProviderHandler:
                                    connection=desired.connection, dependencies=desired.dependencies)
 
 
+def _adopted_as(entry: state_model.ResourceState | None, desired: plan_model.Desired) -> str:
+    """What ``keyId`` named when the key was adopted (older states: the manifest's)."""
+    return str((entry.ids.get(ADOPTED_AS) if entry else None) or desired.lookup["keyId"])
+
+
+def _adopted_key(entry: state_model.ResourceState | None, desired: plan_model.Desired) -> str | None:
+    """The key id recorded at adoption, while the manifest's ``keyId`` still names
+    what was adopted then (a changed ``keyId`` adopts again)."""
+    if entry is None or entry.mode != desired.mode or not entry.ids.get("keyId"):
+        return None
+    if _adopted_as(entry, desired) != desired.lookup["keyId"]:
+        return None
+    return str(entry.ids["keyId"])
+
+
+def _named_key(aws: base.AwsContext, connection: Mapping[str, Any], key_id: str) -> dict[str, Any] | None:
+    """The ids of the key ``key_id`` (an id, ARN or alias) names, if it exists."""
+    meta = aws.kms(connection).describe_key(key_id)
+    return {"keyId": meta["KeyId"], "arn": meta["Arn"]} if meta is not None else None
+
+
+def _alias_moved(aws: base.AwsContext, entry: state_model.ResourceState,
+                 desired: plan_model.Desired | None) -> tuple[plan_model.DriftItem, ...]:
+    """A read-only key adopted by an alias that now points elsewhere: drift, for
+    as long as it lasts (this stack keeps the key it recorded)."""
+    if desired is None or _adopted_key(entry, desired) is None:
+        return ()
+    alias = _adopted_as(entry, desired)
+    if not alias.startswith("alias/"):
+        return ()
+    recorded = str(entry.ids["keyId"])
+    holder = aws.kms(entry.connection).alias_target(alias)
+    if holder == recorded:
+        return ()
+    where = f"now points at key {holder}" if holder else "no longer exists"
+    note = (f"keyId {alias} {where}; this stack keeps using key {recorded}, recorded at adoption "
+            f"(set keyId to the key id you mean to use)")
+    return (plan_model.DriftItem(entry.address, "warning",
+                                 (diff.AttributeChange(f"keyId({alias})", recorded, holder),), note=note),)
+
+
+def _ours(state: state_model.State) -> set[str]:
+    """Ids of the keys this stack manages (its own, adopted with manage: true,
+    and deposed ones): an alias on one of them is ours to move."""
+    entries = [*state.resources.values(), *(d.resource for ds in state.deposed.values() for d in ds)]
+    return {str(e.ids["keyId"]) for e in entries
+            if e.kind == KIND and e.mode in ("managed", "adopted") and e.ids.get("keyId")}
+
+
+def _recorded_alias(entry: state_model.ResourceState, region: str) -> str | None:
+    """The alias state records on ``entry``'s key in ``region`` (primary or replica)."""
+    if region == entry.connection.get("region"):
+        return entry.attributes.get("alias")
+    return ((entry.attributes.get("replicas") or {}).get(region) or {}).get("alias")
+
+
 def _converge_key(kms: kms_adapter.KmsAdapter, key_id: str, current: Mapping[str, Any],
-                  want: Mapping[str, Any]) -> None:
+                  want: Mapping[str, Any], ours: set[str], recorded_alias: str | None) -> None:
     """Bring one key (primary or replica) from ``current`` to ``want`` for the
     per-key attributes ``want`` names."""
     state = current.get("keyState")
@@ -297,13 +422,26 @@ def _converge_key(kms: kms_adapter.KmsAdapter, key_id: str, current: Mapping[str
         kms.tag(key_id, {k: v for k, v in want["tags"].items() if have.get(k) != v})
     if "alias" in want and want["alias"] != current.get("alias"):
         if want["alias"]:
-            kms.set_alias(want["alias"], key_id)
-        if current.get("alias"):
-            kms.delete_alias(current["alias"])
+            kms.set_alias(want["alias"], key_id, movable_from=ours,
+                          reclaim=want["alias"] == recorded_alias)
+        if current.get("alias") and kms.alias_target(current["alias"]) == key_id:
+            kms.delete_alias(current["alias"])  # only while it is still this key's
 
 
-def _converge_grants(kms: kms_adapter.KmsAdapter, key_id: str, want: Mapping[str, Any]) -> None:
-    """Revoke grants that are not declared (or differ), then create the missing ones."""
+def _foreign_grants(address: str, foreign: Mapping[str, Any]) -> tuple[plan_model.DriftItem, ...]:
+    """Grants this stack does not manage, as info drift (they are nobody's mistake)."""
+    if not foreign:
+        return ()
+    changes = tuple(diff.AttributeChange(f"grants.{name}", None, shape)
+                    for name, shape in sorted(foreign.items()))
+    return (plan_model.DriftItem(address, "info", changes, note=FOREIGN_GRANTS_NOTE),)
+
+
+def _converge_grants(kms: kms_adapter.KmsAdapter, key_id: str, want: Mapping[str, Any],
+                     scope: set[str] | None) -> None:
+    """Revoke the grants in ``scope`` (every grant when None: exclusiveGrants)
+    that are not declared or differ, then create the missing ones. A grant
+    outside the scope (say, one an AWS service made) is never touched."""
     kept: set[str] = set()
     for grant in kms.grants(key_id):
         name = str(grant.get("Name") or "")
@@ -311,6 +449,8 @@ def _converge_grants(kms: kms_adapter.KmsAdapter, key_id: str, want: Mapping[str
                  "operations": sorted(grant.get("Operations", []))}
         if name in want and want[name] == shape and name not in kept:
             kept.add(name)
+            continue
+        if scope is not None and (not name or name not in scope):
             continue
         kms.revoke_grant(key_id, grant["GrantId"])
     for name, grant in sorted(want.items()):

@@ -10,6 +10,20 @@ from typing import Any
 from reconciler.plan import actions, diff
 
 PLAN_FORMAT = "reconciler-plan/v1"
+PROTECT = "protect"
+PROTECT_DEFAULT = True  # the one default of `protect`, for every kind that offers it
+
+
+def protect_of(attributes: Mapping[str, Any]) -> bool:
+    """``protect`` as given, else the default: an object is kept unless told otherwise."""
+    return bool(attributes.get(PROTECT, PROTECT_DEFAULT))
+
+
+def protected(attributes: Mapping[str, Any] | None) -> bool:
+    """Whether destroying or replacing is refused. A kind that offers ``protect``
+    records it in every desired and refreshed object (``protect_of``); attributes
+    without it belong to a kind with nothing to protect."""
+    return attributes is not None and PROTECT in attributes and protect_of(attributes)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -60,6 +74,12 @@ class ResourceChange:
     notes: tuple[str, ...] = ()
     requires_allow_destroy: bool = False
     sensitive: tuple[str, ...] = ()  # top-level attributes never to be shown
+    deposed: str = ""  # the deposed id, when the change deletes a deposed object of ``kind/name``
+
+    @property
+    def resource_address(self) -> str:
+        """``kind/name``: the address in state (``address`` also names a deposed object)."""
+        return f"{self.kind}/{self.name}"
 
     def to_json(self) -> dict[str, Any]:
         return {"address": self.address, "kind": self.kind, "name": self.name,
@@ -68,7 +88,7 @@ class ResourceChange:
                 "changes": [c.to_json() for c in self.changes],
                 "replacePaths": list(self.replace_paths), "notes": list(self.notes),
                 "requiresAllowDestroy": self.requires_allow_destroy,
-                "sensitive": list(self.sensitive)}
+                "sensitive": list(self.sensitive), "deposed": self.deposed}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ResourceChange:
@@ -77,7 +97,8 @@ class ResourceChange:
         return cls(data["address"], data["kind"], data["name"], actions.Action(data["action"]),
                    data["mode"], data["before"], data["after"], changes,
                    tuple(data.get("replacePaths", ())), tuple(data.get("notes", ())),
-                   data.get("requiresAllowDestroy", False), tuple(data.get("sensitive", ())))
+                   data.get("requiresAllowDestroy", False), tuple(data.get("sensitive", ())),
+                   data.get("deposed", ""))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -85,7 +106,7 @@ class DriftItem:
     """A difference between the recorded state and live AWS."""
 
     address: str
-    severity: str  # "critical" | "warning"
+    severity: str  # "critical" | "warning" | "info" (reported, nothing to fix: see Refreshed.info)
     changes: tuple[diff.AttributeChange, ...]
     gone: bool = False
     note: str = ""

@@ -20,10 +20,12 @@ Action = actions.Action
 @dataclasses.dataclass(frozen=True, slots=True)
 class Refreshed:
     """What a refresh found for one resource in state: its live attributes, or
-    ``None`` when the object no longer exists."""
+    ``None`` when the object no longer exists; and what the kind reports about
+    live objects it does not manage (``info`` drift, e.g. grants AWS services made)."""
 
     attributes: Mapping[str, Any] | None
     ids: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    info: tuple[model.DriftItem, ...] = ()
 
 
 def _severity(changes: Sequence[diff.AttributeChange], gone: bool) -> str:
@@ -52,6 +54,7 @@ def detect_drift(prior: state_model.State, refreshed: Mapping[str, Refreshed],
             items.append(model.DriftItem(address, "critical", (), gone=True,
                                          note="no longer exists in AWS"))
             continue
+        items.extend(refreshed[address].info)
         sensitive = desired[address].sensitive if desired and address in desired else frozenset()
         changes = diff.diff(entry.attributes, live, keys=set(entry.attributes) & set(live),
                             sensitive=sensitive)
@@ -151,7 +154,7 @@ def make_plan(*, plan_id: str, created_at: str, stack: str, directory: str, mani
     """Compute the plan. ``adopted`` holds what was read for adopted resources
     that are not yet in state. Raises PlanError listing every refusal."""
     problems: list[str] = []
-    scope: set[str] = set(desired) | set(prior.resources)
+    scope: set[str] = set(desired) | set(prior.resources) | set(prior.deposed)
     if targets:
         unknown = [t for t in targets if t not in scope]
         if unknown:
@@ -165,13 +168,15 @@ def make_plan(*, plan_id: str, created_at: str, stack: str, directory: str, mani
     for address in sorted(scope):
         want = desired.get(address)
         entry = prior.resources.get(address)
+        if want is None and entry is None:
+            continue  # only deposed objects left under this address
         if entry is not None and address in refreshed:
             live = refreshed[address].attributes
         else:
             live = entry.attributes if entry is not None else None
         if want is None:
             assert entry is not None
-            changes[address] = _plan_delete(entry, problems)
+            changes[address] = _plan_delete(entry, live, problems)
             continue
         if entry is None and want.mode in ("adopted", "read"):
             found = adopted.get(address)
@@ -183,13 +188,16 @@ def make_plan(*, plan_id: str, created_at: str, stack: str, directory: str, mani
             problems.append(f"{address}: the adopted object ({_lookup_text(want)}) no longer exists; "
                             "remove it from the manifests or point keyId at the right key")
             continue
-        changes[address] = _plan_upsert(want, entry, live, problems)
+        named = refreshed[address].ids if entry is not None and address in refreshed else {}
+        other = entry is not None and any(entry.ids.get(k) != v for k, v in named.items())
+        changes[address] = _plan_upsert(want, entry, live, problems, other_object=other)
 
+    deposed = _plan_deposed(prior, scope, problems)
     _vault_rules(changes, desired, prior, problems)
     if problems:
         raise errors.PlanError("\n".join(problems))
     ups, downs = _order(desired, prior, set(changes))
-    ordered = tuple(changes[a] for a in ups + downs)
+    ordered = tuple(changes[a] for a in ups + downs) + deposed  # replacements exist by then
     return model.Plan(id=plan_id, created_at=created_at, stack=stack, directory=directory,
                       manifests_hash=manifests_hash, state_lineage=prior.lineage,
                       state_serial=prior.serial, refreshed=refresh, targets=tuple(targets),
@@ -200,12 +208,13 @@ def _lookup_text(want: model.Desired) -> str:
     return ", ".join(f"{k} {v}" for k, v in want.lookup.items()) or want.address
 
 
-def _plan_delete(entry: state_model.ResourceState, problems: list[str]) -> model.ResourceChange:
+def _plan_delete(entry: state_model.ResourceState, live: Mapping[str, Any] | None,
+                 problems: list[str]) -> model.ResourceChange:
     if entry.mode in ("adopted", "read"):
         return model.ResourceChange(entry.address, entry.kind, entry.name, Action.DELETE, entry.mode,
                                     entry.attributes, None,
                                     notes=("adopted: removed from state only; the AWS object is kept",))
-    if entry.attributes.get("protect", False):
+    if model.protected(live) or model.protected(entry.attributes):
         problems.append(
             f"{entry.address}: refusing to destroy a protected resource (protect: true). To destroy it, "
             "first apply it with protect: false, then remove it and apply with --allow-destroy")
@@ -218,17 +227,50 @@ def _plan_delete(entry: state_model.ResourceState, problems: list[str]) -> model
                                 entry.attributes, None, notes=tuple(notes), requires_allow_destroy=True)
 
 
+DEPOSED_NOTE = "deposed object left by an interrupted replace; its deletion is retried"
+
+
+def deposed_address(address: str, deposed_id: str) -> str:
+    return f"{address} (deposed {deposed_id})"
+
+
+def _plan_deposed(prior: state_model.State, scope: set[str],
+                  problems: list[str]) -> tuple[model.ResourceChange, ...]:
+    """A delete for every deposed object in scope: a replace that did not finish.
+    One that is still the current object (a run stopped before the successor
+    existed) is not deleted: it is what the address still stands for."""
+    changes = []
+    for address, objects in sorted(prior.deposed.items()):
+        if address not in scope:
+            continue
+        current = prior.resources.get(address)
+        for deposed in objects:
+            if current is not None and current.ids == deposed.resource.ids:
+                continue
+            change = _plan_delete(deposed.resource, None, problems)
+            changes.append(dataclasses.replace(
+                change, address=deposed_address(address, deposed.id), deposed=deposed.id,
+                notes=(DEPOSED_NOTE, *change.notes)))
+    return tuple(changes)
+
+
 def _plan_upsert(want: model.Desired, entry: state_model.ResourceState | None,
-                 live: Mapping[str, Any] | None, problems: list[str]) -> model.ResourceChange:
+                 live: Mapping[str, Any] | None, problems: list[str], *,
+                 other_object: bool = False) -> model.ResourceChange:
+    """``other_object``: the manifests now name another object than state records
+    (a read-only key whose keyId was changed)."""
     base: dict[str, Any] = dict(address=want.address, kind=want.kind, name=want.name, mode=want.mode,
                 sensitive=tuple(sorted(want.sensitive)))
     if want.mode == "read":
         if entry is None:
             return model.ResourceChange(**base, action=Action.READ, before=None, after=live)
         changes = diff.diff(entry.attributes, live, sensitive=want.sensitive)
-        action = Action.READ if changes else Action.NOOP
+        action = Action.READ if changes or other_object else Action.NOOP
         read_notes = ("read-only (adopted without manage: true): changes made outside reconciler are "
                       "recorded, never reverted",) if changes else ()
+        if other_object:
+            read_notes = (f"{_lookup_text(want)} now names another object than the one recorded; it is "
+                          "read into state in its place",)
         return model.ResourceChange(**base, action=action, before=entry.attributes, after=live,
                                     changes=tuple(changes), notes=read_notes)
     if live is None:
@@ -242,9 +284,7 @@ def _plan_upsert(want: model.Desired, entry: state_model.ResourceState | None,
         return model.ResourceChange(**base, action=action, before=live, after=want.attributes)
     replace_paths = tuple(c.path for c in changes if c.top in want.replace_on)
     if replace_paths and want.mode == "managed":
-        protected = (entry.attributes.get("protect", False) if entry else False) or \
-            want.attributes.get("protect", False)
-        if protected:
+        if model.protected(live) or model.protected(want.attributes):
             problems.append(
                 f"{want.address}: changing {', '.join(replace_paths)} replaces the key, and the key "
                 "is protected (protect: true); replacing it would schedule the old key's deletion. "
@@ -259,8 +299,7 @@ def _plan_upsert(want: model.Desired, entry: state_model.ResourceState | None,
     notes: list[str] = ["adopt into state, then update"] if entry is None else []
     destroys = [c.path for c in changes if c.top in want.destroy_on and c.after is None]
     if destroys:
-        protected = want.attributes.get("protect", False)
-        if protected:
+        if model.protected(want.attributes):
             problems.append(f"{want.address}: removing {', '.join(destroys)} destroys it, and the resource "
                             "is protected (protect: true); set protect: false first")
         notes.append(f"removing {', '.join(destroys)} schedules its deletion")

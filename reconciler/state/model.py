@@ -45,6 +45,26 @@ class ResourceState:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Deposed:
+    """An object replaced but not yet deleted (Terraform's *deposed*): kept in
+    state until its deletion succeeds, so a failed replace never forgets it."""
+
+    id: str  # short, unique among the deposed objects of one address
+    resource: ResourceState
+
+    @classmethod
+    def of(cls, resource: ResourceState) -> Deposed:
+        return cls(uuid.uuid4().hex[:8], resource)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, **self.resource.to_json()}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Deposed:
+        return cls(str(data["id"]), ResourceState.from_json(data))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class State:
     lineage: str | None = None  # None: no state written yet
     serial: int = 0
@@ -52,6 +72,7 @@ class State:
     leases: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     journal: tuple[Mapping[str, Any], ...] = ()
     applied_plans: tuple[str, ...] = ()
+    deposed: Mapping[str, tuple[Deposed, ...]] = dataclasses.field(default_factory=dict)  # by address
 
     @classmethod
     def empty(cls) -> State:
@@ -65,6 +86,23 @@ class State:
     def without_resource(self, address: str) -> State:
         resources = {k: v for k, v in self.resources.items() if k != address}
         return dataclasses.replace(self, resources=resources)
+
+    def with_deposed(self, address: str, deposed: Deposed) -> State:
+        table = dict(self.deposed)
+        table[address] = (*table.get(address, ()), deposed)
+        return dataclasses.replace(self, deposed=table)
+
+    def without_deposed(self, address: str, deposed_id: str) -> State:
+        table = dict(self.deposed)
+        left = tuple(d for d in table.get(address, ()) if d.id != deposed_id)
+        if left:
+            table[address] = left
+        else:
+            table.pop(address, None)
+        return dataclasses.replace(self, deposed=table)
+
+    def deposed_object(self, address: str, deposed_id: str) -> Deposed | None:
+        return next((d for d in self.deposed.get(address, ()) if d.id == deposed_id), None)
 
     def with_applied_plan(self, plan_id: str) -> State:
         plans = (self.applied_plans + (plan_id,))[-MAX_APPLIED_PLANS:]
@@ -83,6 +121,7 @@ class State:
             "leases": dict(self.leases),
             "journal": list(self.journal),
             "appliedPlans": list(self.applied_plans),
+            "deposed": {k: [d.to_json() for d in v] for k, v in sorted(self.deposed.items())},
         }
 
     @classmethod
@@ -95,10 +134,12 @@ class State:
                                     f"(this reconciler reads version {FORMAT_VERSION})")
         try:
             resources = {k: ResourceState.from_json(v) for k, v in data.get("resources", {}).items()}
+            deposed = {k: tuple(Deposed.from_json(d) for d in v) for k, v in data.get("deposed", {}).items()}
         except (KeyError, TypeError, AttributeError) as exc:
             raise errors.StateError(f"{origin}: malformed resource entry ({exc})") from exc
         return cls(data["lineage"], int(data["serial"]), resources, data.get("leases", {}),
-                   tuple(data.get("journal", ())), tuple(data.get("appliedPlans", ())))
+                   tuple(data.get("journal", ())), tuple(data.get("appliedPlans", ())),
+                   {k: v for k, v in deposed.items() if v})
 
 
 def successor(state: State, current: State, where: str) -> State:

@@ -2,7 +2,9 @@
 (If-Match on the ETag read, If-None-Match for the first), the previous
 version copied to ``<key>.backup`` first, and a lock object ``<key>.lock``
 created with If-None-Match so only one holder can exist; it names its
-holder, and ``state unlock ID`` deletes a lock left by a crashed run."""
+holder, and ``state unlock ID`` deletes a lock left by a crashed run. A lock
+is deleted only with If-Match on the ETag of the lock object its holder saw,
+so a run never deletes a lock another run took meanwhile."""
 
 from __future__ import annotations
 
@@ -69,10 +71,10 @@ class S3Backend:
         holder = locks.new_holder(operation)
         lock_id = holder["id"]
         deadline = time.monotonic() + timeout
-        while not self.objects.put(self.lock_key, json.dumps(holder).encode(), if_absent=True):
+        while (etag := self.objects.put(self.lock_key, json.dumps(holder).encode(), if_absent=True)) is None:
             if time.monotonic() >= deadline:
                 raise errors.LockError(
-                    f"state {self.describe()} is locked by {locks.describe(self._holder())}; "
+                    f"state {self.describe()} is locked by {locks.describe(self._holder()[0])}; "
                     "wait for it to finish, retry with --lock-timeout, or if that run is gone "
                     "run `reconciler state unlock ID`")
             time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
@@ -81,25 +83,28 @@ class S3Backend:
             yield lock_id
         finally:
             self.lock_id, self._written, self._encoded = None, None, {}
-            current = self._holder()
-            if current and current.get("id") == lock_id:
-                self.objects.delete(self.lock_key)
+            # only the lock object this run wrote: if it was broken and taken by another
+            # run meanwhile, its ETag differs and that run's lock stays
+            self.objects.delete(self.lock_key, if_match=etag)
 
-    def _holder(self) -> dict[str, Any] | None:
+    def _holder(self) -> tuple[dict[str, Any] | None, str | None]:
+        """The lock's holder record (None if unreadable) and the lock object's ETag."""
         found = self.objects.get(self.lock_key)
         if found is None:
-            return None
+            return None, None
         try:
-            return json.loads(found[0])
+            return json.loads(found[0]), found[1]
         except json.JSONDecodeError:
-            return None
+            return None, found[1]
 
     def unlock(self, lock_id: str) -> str:
-        holder = self._holder()
-        if holder is None:
+        holder, etag = self._holder()
+        if etag is None:
             raise errors.LockError(f"state {self.describe()} is not locked")
-        if holder.get("id") != lock_id:
+        if holder is None or holder.get("id") != lock_id:
             raise errors.LockError(f"lock ID {lock_id} does not match the lock on {self.describe()} "
                                    f"(held by {locks.describe(holder)})")
-        self.objects.delete(self.lock_key)
+        if not self.objects.delete(self.lock_key, if_match=etag):
+            raise errors.LockError(f"the lock on {self.describe()} changed while unlocking (lock ID "
+                                   f"{lock_id} was released or taken over); nothing was deleted")
         return f"Lock {lock_id} on {self.describe()} released."

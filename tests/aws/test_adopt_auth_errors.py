@@ -194,12 +194,14 @@ def test_unreachable_endpoint_is_a_clear_error(aws, stack, monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
     directory = stack({"key.yaml": SYMMETRIC})
+    result = run("plan", directory)  # nothing in state, but the alias is checked live (issue 6 item 1a)
+    assert result.exit_code == 1 and "cannot reach the AWS endpoint" in result.output
     result = run("apply", directory, "--auto-approve")
     assert result.exit_code == 1
     errors = [line for line in result.output.splitlines() if line.startswith("Error: ")]
     assert len(errors) == 1 and "cannot reach the AWS endpoint" in errors[0]
     assert "Traceback" not in result.output
-    assert run("state", "list", directory).output == ""  # nothing recorded, nothing half-done
+    assert not (directory / ".reconciler" / "state.json").exists()  # nothing recorded, nothing half-done
 
 
 def test_import_adopts_an_existing_key_as_managed(aws, stack):

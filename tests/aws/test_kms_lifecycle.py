@@ -166,10 +166,11 @@ GRANTS = """\
       granteePrincipal: arn:aws:iam::123456789012:role/app
       operations: [Decrypt, DescribeKey]
 """
+EXCLUSIVE = "  exclusiveGrants: true\n"  # undeclared grants are revoked too (issue 6 item 6)
 
 
 def test_grants_are_created_and_drift_reverted(aws, stack):
-    directory = stack({"key.yaml": SYMMETRIC + GRANTS})
+    directory = stack({"key.yaml": SYMMETRIC + GRANTS + EXCLUSIVE})
     assert run("apply", directory, "--auto-approve").exit_code == 0
     kms = boto3.client("kms", region_name="us-east-1")
     kid = key_id(directory)
@@ -185,7 +186,7 @@ def test_grants_are_created_and_drift_reverted(aws, stack):
     names = [g.get("Name") for g in kms.list_grants(KeyId=kid)["Grants"]]
     assert names == ["app-decrypt"]
 
-    (directory / "key.yaml").write_text(SYMMETRIC + GRANTS.replace("Decrypt, DescribeKey", "Encrypt"))
+    (directory / "key.yaml").write_text(SYMMETRIC + GRANTS.replace("Decrypt, DescribeKey", "Encrypt") + EXCLUSIVE)
     assert run("apply", directory, "--auto-approve").exit_code == 0
     (grant,) = kms.list_grants(KeyId=kid)["Grants"]
     assert grant["Operations"] == ["Encrypt"]
