@@ -253,6 +253,10 @@ def state_list(directory: str) -> None:
     for address, entry in sorted(recorded.resources.items()):
         ident = entry.ids.get("arn") or entry.ids.get("keyId") or ""
         click.echo(f"{address}\t{entry.mode}\t{ident}")
+    for address, deposed in sorted(recorded.deposed.items()):
+        for old in deposed:  # replaced, deletion still to do (plan shows it)
+            ident = old.resource.ids.get("arn") or old.resource.ids.get("keyId") or ""
+            click.echo(f"{address} (deposed {old.id})\tdeposed\t{ident}")
 
 
 @state.command("show")

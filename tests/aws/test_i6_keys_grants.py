@@ -52,6 +52,9 @@ def test_grants_not_created_by_the_stack_are_info_drift_and_never_revoked(aws, s
         "operations": ["Decrypt", "GenerateDataKeyWithoutPlaintext"]}}]
     assert item["note"].startswith("grants this stack did not create")
     assert drift["critical"] == 0
+    report = run("drift", directory)
+    assert report.exit_code == 0, report.output  # info alone never pages the nightly job
+    assert f"grants.grant-id:{ebs}" in report.output  # but it is shown
 
     plan = run("plan", directory, "--detailed-exitcode")
     assert plan.exit_code == 0, plan.output  # nothing to change: the service's grant is not ours

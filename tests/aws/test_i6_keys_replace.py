@@ -46,6 +46,9 @@ def test_failed_deletion_during_replace_keeps_the_old_key_as_deposed(aws, stack,
     assert f"- KmsProvider/main (deposed {deposed['id']})" in plan.output
     assert "deposed object left by an interrupted replace; its deletion is retried" in plan.output
     assert "Plan: 0 to create, 0 to update, 0 to replace, 1 to destroy." in plan.output
+    listed = run("state", "list", directory).output.splitlines()
+    assert listed[1].startswith(f"KmsProvider/main (deposed {deposed['id']})\tdeposed\tarn:aws:kms:")
+    assert listed[1].endswith(old)
     shown = json.loads(run("plan", directory, "--format", "json").output)
     (change,) = [c for c in shown["changes"] if c["action"] != "no-op"]
     assert (change["action"], change["deposed"], change["before"]["keySpec"]) == (
