@@ -12,6 +12,7 @@ recorded at apply: no KMS call when nothing changed.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import os
 import secrets
@@ -159,10 +160,13 @@ class SecretHandler:
             return state_model.ResourceState(KIND, desired.name, "managed", entry.ids, dict(desired.attributes),
                                              desired.connection, desired.dependencies)
         if "vault" in paths and entry.attributes.get("vault") != desired.attributes["vault"]:
-            old = _recorded_vault(aws, entry)
-            written = self._write(aws, desired, entry, checkpoint)
-            old.store.delete(entry.name)
-            return written
+            moved = _move(aws, desired, entry, checkpoint)
+            if moved is None:
+                return self._write(aws, desired, entry, checkpoint)  # nothing stored to move
+            if "value" not in paths:
+                return moved
+            checkpoint(moved)  # moved with its history; then the new value on top
+            entry = moved
         return self._write(aws, desired, entry, checkpoint)
 
     def replace(self, aws: base.AwsContext, desired: plan_model.Desired, entry: state_model.ResourceState,
@@ -170,22 +174,49 @@ class SecretHandler:
         raise errors.PlanError(f"{desired.address}: secrets are updated in place, never replaced")
 
     def delete(self, aws: base.AwsContext, entry: state_model.ResourceState) -> None:
-        info = _recorded_vault(aws, entry)
-        info.store.delete(entry.name)
+        """Every place the entry is: a move to another vault may be halfway."""
+        _recorded_vault(aws, entry).store.delete(entry.name)
+        settled = vaults.stored_vault(aws, entry, settled=True)
+        settled.store.delete(entry.name)
+
+
+def _move(aws: base.AwsContext, desired: plan_model.Desired, entry: state_model.ResourceState,
+          checkpoint: base.Checkpoint) -> state_model.ResourceState | None:
+    """Move a secret to another vault with its value and every kept version
+    (numbers and dates kept), re-sealed under the new vault's key and binding,
+    never regenerated. Journaled: the copy (``pending.move``), then ``copied``
+    once the new vault holds every version, then the old entry is deleted: a
+    run killed anywhere resumes, reading the versions where they are complete.
+    The result keeps the value as recorded (a new value is written after it).
+    None when the old vault holds nothing to move."""
+    source = vaults.stored_vault(aws, entry, settled=True)
+    target = vaults.resolve(aws, desired.attributes["vault"])
+    move = (entry.ids.get("pending") or {}).get("move") or {}
+    to = vaults.location(target.name, vaults.state_attributes(aws, target.name))
+    if move.get("copied") and move.get("to") == to:
+        versions = target.store.versions(entry.name)
+    else:
+        copied = vaults.copy_history(aws, entry, source, target, checkpoint, journal={"move": {"to": to}})
+        if copied is None:
+            return None
+        versions = copied.versions
+        pending = {**(copied.entry.ids.get("pending") or {}), "move": {"to": to, "copied": True}}
+        if "copies" not in pending:  # nothing was written: the new vault already held every version
+            pending.update(digest=vaults.digest(versions[-1].envelope), attributes=dict(entry.attributes))
+        entry = dataclasses.replace(copied.entry, ids={**copied.entry.ids, "pending": pending})
+        checkpoint(entry)
+    source.store.delete(entry.name)
+    attributes = {**entry.attributes, "vault": target.name, "description": desired.attributes["description"]}
+    return state_model.ResourceState(KIND, desired.name, "managed",
+                                     vaults.recorded_ids(entry.ids, versions[-1], versions), attributes,
+                                     desired.connection, desired.dependencies)
 
 
 def _recorded_vault(aws: base.AwsContext, entry: state_model.ResourceState) -> vaults.VaultInfo:
     """The vault a recorded secret really lives in: as state has it, else as desired."""
-    vault = entry.attributes["vault"]
-    return vaults.resolve(aws, vault, attributes=_vault_attributes(aws, vault))
+    return vaults.stored_vault(aws, entry)
 
 
 def _vault_attributes(aws: base.AwsContext, vault: str) -> Mapping[str, Any]:
     """The vault as recorded in state (where the entry really is), else as desired."""
-    entry = aws.state.resources.get(f"Vault/{vault}")
-    if entry is not None:
-        return entry.attributes
-    want = aws.desired.get(f"Vault/{vault}")
-    if want is None:
-        raise errors.PlanError(f"Vault/{vault} is neither declared nor in state")
-    return want.attributes
+    return vaults.state_attributes(aws, vault)
