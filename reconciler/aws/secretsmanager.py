@@ -58,6 +58,8 @@ class SecretsManagerStore(adapter.Adapter):
         return (order, version_id), base.Version(number, date, envelope)
 
     def versions(self, name: str) -> list[base.Version]:
+        if self.latest(name) is None:
+            return []  # absent, or scheduled for deletion (and stock moto fails listing an absent one)
         listed: list[dict] = []
         params = {"SecretId": self._id(name), "IncludeDeprecated": True, "MaxResults": 100}
         try:
