@@ -20,6 +20,7 @@ from reconciler.aws import adapter
 from reconciler.stores import base
 
 STANDARD_LIMIT = 4096
+SSM_MAX_VERSIONS = 100  # SSM drops its oldest version past this, unless it is labelled
 _LABEL = re.compile(r"^rcl-(\d+)-(\d{8}T\d{6}Z)-[0-9a-f]+$")
 LABEL_BATCH = 10  # SSM takes at most 10 labels per call
 
@@ -89,6 +90,11 @@ class SsmStore(adapter.Adapter):
         if history and not any(_LABEL.match(x) for p in history for x in p.get("Labels", [])):
             for p, old in self._read(history):
                 self._label(name, int(p["Version"]), label(old))
+        if len(history) >= SSM_MAX_VERSIONS:  # let SSM drop its oldest version (no longer kept after this write)
+            oldest = [x for x in history[0].get("Labels", []) if _LABEL.match(x)]
+            if oldest:
+                self._call("UnlabelParameterVersion", Name=self._name(name),
+                           ParameterVersion=int(history[0]["Version"]), Labels=oldest[:LABEL_BATCH])
         tier = "Standard" if len(version.envelope) <= STANDARD_LIMIT else "Advanced"
         out = self._call("PutParameter", Name=self._name(name), Value=version.envelope, Type="String",
                          Overwrite=True, Tier=tier)

@@ -175,9 +175,11 @@ class SecretHandler:
 
     def delete(self, aws: base.AwsContext, entry: state_model.ResourceState) -> None:
         """Every place the entry is: a move to another vault may be halfway."""
-        _recorded_vault(aws, entry).store.delete(entry.name)
+        stored = _recorded_vault(aws, entry)
+        stored.store.delete(entry.name)
         settled = vaults.stored_vault(aws, entry, settled=True)
-        settled.store.delete(entry.name)
+        if settled.store.describe() != stored.store.describe():
+            settled.store.delete(entry.name)
 
 
 def _move(aws: base.AwsContext, desired: plan_model.Desired, entry: state_model.ResourceState,

@@ -355,6 +355,6 @@ class VaultHandler:
 
     def delete(self, aws: base.AwsContext, entry: state_model.ResourceState) -> None:
         for secret in secrets_of(aws.state, entry.name):
-            vault, attributes = stored_location(aws, secret)
+            vault, attributes = stored_location(aws, secret, settled=True)
             if vault == entry.name:
                 resolve(aws, vault, attributes=attributes).store.delete(secret.name)
