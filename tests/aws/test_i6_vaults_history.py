@@ -258,3 +258,44 @@ def test_s3_store_without_a_versioned_bucket_fails_at_plan_before_any_write(aws,
     assert applied.exit_code == 1 and message in applied.output and "Traceback" not in applied.output
     assert calls.writes == []
     assert not (directory / ".reconciler" / "state.json").exists()
+
+
+def test_moving_and_regenerating_in_one_plan_moves_the_history_then_adds_the_new_value(aws, stack):
+    directory = stack({"main.yaml": two_vaults()})
+    (directory / "s.yaml").write_text(secret_doc("tok", "generate: {generation: 1}", vault="a"))
+    assert run("apply", directory, "--auto-approve").exit_code == 0
+    first = get(directory, "a/tok")
+    (directory / "s.yaml").write_text(secret_doc("tok", "generate: {generation: 2}", vault="b"))
+    plan = run("plan", directory)
+    assert "move 1 version from Vault/a to Vault/b" in plan.output
+    applied = run("apply", directory, "--auto-approve")
+    assert applied.exit_code == 0, applied.output
+    assert get(directory, "b/tok", "--version", "1") == first
+    assert get(directory, "b/tok") != first
+    assert [n for n, _, _ in history(directory, "b/tok")] == ["2", "1"]
+    assert state_of(directory)["resources"]["Secret/tok"]["ids"]["versionKeys"] == {arn_of(directory, "kb"): [1, 2]}
+    assert run("plan", directory, "--detailed-exitcode").exit_code == 0
+
+
+def test_an_s3_rewrap_killed_between_versions_reads_the_newest_and_resumes(aws, stack, monkeypatch):
+    versioned_bucket()
+    directory = stack({"main.yaml": docs(key_doc(name="old"), key_doc(name="new"),
+                                          vault_doc(STORES["s3"], provider="old"))})
+    write_versions(directory, monkeypatch, ["one", "two", "three"])
+    before = history(directory, "main/s")
+    (directory / "main.yaml").write_text(docs(key_doc(name="old"), key_doc(name="new"),
+                                              vault_doc(STORES["s3"], provider="new")))
+    killed = subprocess.run([sys.executable, "-c", KILL, str(directory)], cwd=ROOT, capture_output=True, text=True,
+                            timeout=120, env={**os.environ, "KILL_ON": "after-call.s3.PutObject", "KILL_AFTER": "1"})
+    assert killed.returncode == 9, killed.stderr
+    # version 1 is re-wrapped and is the current S3 object: the newest is still version 3
+    assert get(directory, "main/s") == "three"
+    assert run("drift", directory).exit_code == 0
+    resumed = run("apply", directory, "--auto-approve")
+    assert resumed.exit_code == 0, resumed.output
+    new_arn = arn_of(directory, "new")
+    assert history(directory, "main/s") == [(n, date, new_arn) for n, date, _ in before]
+    assert get(directory, "main/s", "--version", "1") == "one"
+    s3 = boto3.client("s3", region_name="us-east-1")
+    assert len(s3.list_object_versions(Bucket="rcl-vault", Prefix="team/s")["Versions"]) == 3  # replaced ones pruned
+    assert run("plan", directory, "--detailed-exitcode").exit_code == 0
