@@ -191,23 +191,25 @@ def _move(aws: base.AwsContext, desired: plan_model.Desired, entry: state_model.
     run killed anywhere resumes, reading the versions where they are complete.
     The result keeps the value as recorded (a new value is written after it).
     None when the old vault holds nothing to move."""
-    source = vaults.stored_vault(aws, entry, settled=True)
+    settled = vaults.stored_vault(aws, entry, settled=True)
     target = vaults.resolve(aws, desired.attributes["vault"])
     move = (entry.ids.get("pending") or {}).get("move") or {}
     to = vaults.location(target.name, vaults.state_attributes(aws, target.name))
     if move.get("copied") and move.get("to") == to:
         versions = target.store.versions(entry.name)
-    else:
-        copied = vaults.copy_history(aws, entry, source, target, checkpoint, journal={"move": {"to": to}})
+    else:  # from where the versions are complete: the old vault, or an earlier copy
+        copied = vaults.copy_history(aws, entry, vaults.stored_vault(aws, entry), target, checkpoint,
+                                     journal={"move": {"to": to}})
         if copied is None:
             return None
         versions = copied.versions
-        pending = {**(copied.entry.ids.get("pending") or {}), "move": {"to": to, "copied": True}}
-        if "copies" not in pending:  # nothing was written: the new vault already held every version
-            pending.update(digest=vaults.digest(versions[-1].envelope), attributes=dict(entry.attributes))
-        entry = dataclasses.replace(copied.entry, ids={**copied.entry.ids, "pending": pending})
+        pending = {"digest": vaults.digest(versions[-1].envelope), "attributes": dict(entry.attributes),
+                   "copies": {str(v.number): vaults.digest(v.envelope) for v in versions},
+                   "move": {"to": to, "copied": True}}
+        entry = dataclasses.replace(entry, ids={**entry.ids, "pending": pending})
         checkpoint(entry)
-    source.store.delete(entry.name)
+    if settled.store.describe() != target.store.describe():  # never the entry just written
+        settled.store.delete(entry.name)
     attributes = {**entry.attributes, "vault": target.name, "description": desired.attributes["description"]}
     return state_model.ResourceState(KIND, desired.name, "managed",
                                      vaults.recorded_ids(entry.ids, versions[-1], versions), attributes,
