@@ -191,6 +191,7 @@ def stored_vault(ctx: base.AwsContext, secret: state_model.ResourceState, *, set
 
 
 def _attributes_or_empty(ctx: base.AwsContext, vault: str) -> Mapping[str, Any]:
+    """The vault's recorded attributes, if it is still known (a location names its provider and store)."""
     try:
         return state_attributes(ctx, vault)
     except errors.PlanError:
@@ -198,8 +199,8 @@ def _attributes_or_empty(ctx: base.AwsContext, vault: str) -> Mapping[str, Any]:
 
 
 def resolve_stored(ctx: base.AwsContext, vault: str, secret: str) -> VaultInfo:
-    """Where ``secret`` of ``vault`` is to be read: as state records it (item:
-    reads follow the data, not manifests that are not applied yet)."""
+    """Where ``secret`` of ``vault`` is read from: where state records its data,
+    not a store edited in the manifests but not applied yet (declared only: as declared)."""
     entry = ctx.state.resources.get(f"Secret/{secret}")
     if entry is not None:
         name, attributes = stored_location(ctx, entry)
