@@ -223,4 +223,10 @@ def _recorded_vault(aws: base.AwsContext, entry: state_model.ResourceState) -> v
 
 def _vault_attributes(aws: base.AwsContext, vault: str) -> Mapping[str, Any]:
     """The vault as recorded in state (where the entry really is), else as desired."""
-    return vaults.state_attributes(aws, vault)
+    entry = aws.state.resources.get(f"Vault/{vault}")
+    if entry is not None:
+        return entry.attributes
+    want = aws.desired.get(f"Vault/{vault}")
+    if want is None:
+        raise errors.PlanError(f"Vault/{vault} is neither declared nor in state")
+    return want.attributes
