@@ -194,7 +194,7 @@ def _move(aws: base.AwsContext, desired: plan_model.Desired, entry: state_model.
     settled = vaults.stored_vault(aws, entry, settled=True)
     target = vaults.resolve(aws, desired.attributes["vault"])
     move = (entry.ids.get("pending") or {}).get("move") or {}
-    to = vaults.location(target.name, vaults.state_attributes(aws, target.name))
+    to = vaults.location(target.name, _vault_attributes(aws, target.name))
     if move.get("copied") and move.get("to") == to:
         versions = target.store.versions(entry.name)
     else:  # from where the versions are complete: the old vault, or an earlier copy
