@@ -211,9 +211,10 @@ def _move(aws: base.AwsContext, desired: plan_model.Desired, entry: state_model.
     if settled.store.describe() != target.store.describe():  # never the entry just written
         settled.store.delete(entry.name)
     attributes = {**entry.attributes, "vault": target.name, "description": desired.attributes["description"]}
-    return state_model.ResourceState(KIND, desired.name, "managed",
-                                     vaults.recorded_ids(entry.ids, versions[-1], versions), attributes,
-                                     desired.connection, desired.dependencies)
+    ids = {**vaults.recorded_ids(entry.ids, versions[-1], versions),
+           **vaults.resealed_ids(aws, entry.ids, settled, target)}
+    return state_model.ResourceState(KIND, desired.name, "managed", ids, attributes, desired.connection,
+                                     desired.dependencies)
 
 
 def _recorded_vault(aws: base.AwsContext, entry: state_model.ResourceState) -> vaults.VaultInfo:

@@ -232,6 +232,28 @@ def _reseal(ctx: base.AwsContext, text: str, source: VaultInfo, target: VaultInf
                                connection=target.connection).to_string()
 
 
+SEALED_IDS = ("fingerprintKey",)  # Secret ids holding a small envelope under the vault's key
+
+
+def resealed_ids(ctx: base.AwsContext, ids: Mapping[str, Any], source: VaultInfo,
+                 target: VaultInfo) -> dict[str, Any]:
+    """The small envelopes a Secret's ids keep under its vault's key (the fromEnv
+    fingerprint key), re-wrapped under the target's key with their own binding,
+    so they move off the old key with the entry's versions."""
+    out = {}
+    for field in SEALED_IDS:
+        text = ids.get(field)
+        if not text:
+            continue
+        sealed = env.Envelope.parse(text)
+        if same_key(sealed.key_arn, target.key_arn):
+            continue
+        value = ctx.keyring.decrypt(sealed, binding=sealed.binding, connection=source.connection)
+        out[field] = ctx.keyring.encrypt(value, key_arn=target.key_arn, key_spec=target.key_spec,
+                                         binding=sealed.binding, connection=target.connection).to_string()
+    return out
+
+
 @dataclasses.dataclass(frozen=True)
 class Copied:
     """A secret's history once copied: the versions the target keeps, and the
@@ -346,7 +368,8 @@ class VaultHandler:
             copied = copy_history(aws, secret, old, new, checkpoint)
             if copied is None:
                 continue  # missing entries are drift of the Secret, recreated by its own change
-            ids = {**recorded_ids(copied.entry.ids, copied.versions[-1], copied.versions), "at": at}
+            ids = {**recorded_ids(copied.entry.ids, copied.versions[-1], copied.versions),
+                   **resealed_ids(aws, secret.ids, old, new), "at": at}
             if copied.wrote or ids != dict(secret.ids):
                 checkpoint(dataclasses.replace(secret, ids=ids))
 

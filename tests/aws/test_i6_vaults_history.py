@@ -82,7 +82,7 @@ def test_replacing_a_key_that_kept_versions_still_need_is_refused_naming_the_cou
     assert refused.exit_code == 1
     assert ("KmsProvider/old: the key still wraps 3 kept secret versions (Secret/s (3)); it cannot be "
             "replaced until they are re-wrapped under another key") in refused.output
-    assert calls.writes == []
+    assert [w for w in calls.writes if w != "kms:Decrypt"] == []  # nothing written (a plan may unwrap)
     assert get(directory, "main/s", "--version", "1") == "one"
 
 
