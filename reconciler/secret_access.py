@@ -1,5 +1,8 @@
 """The `secret` commands' work: envelopes for manifests, values and history
-read back from a vault's store. The CLI only parses and prints."""
+read back from a vault's store. The CLI only parses and prints. Values and
+history are read where state records the data (a store edited in the
+manifests but not applied yet holds nothing); envelopes are made for the
+vault as declared."""
 
 from __future__ import annotations
 
@@ -53,7 +56,7 @@ def read(directory: str | pathlib.Path, address: str, *, version: int | None = N
     """The value of VAULT/NAME (a kept version; decrypted in ``region`` if given)."""
     workspace, aws = _context(directory)
     vault, name = split(address)
-    info = vaults.resolve(aws, vault)
+    info = vaults.resolve_stored(aws, vault, name)
     stored = store_base.get(info.store, name, version)
     return aws.keyring.decrypt(env.Envelope.parse(stored.envelope),
                                binding=env.Binding(workspace.config.stack.name, vault, name),
@@ -64,7 +67,7 @@ def history(directory: str | pathlib.Path, address: str) -> list[HistoryRow]:
     """Kept versions, newest first: numbers, dates and keys, never values."""
     _workspace, aws = _context(directory)
     vault, name = split(address)
-    info = vaults.resolve(aws, vault)
+    info = vaults.resolve_stored(aws, vault, name)
     versions = info.store.versions(name)
     if not versions:
         raise errors.ConfigError(f"{address}: no such secret in {info.store.describe()}")

@@ -1,17 +1,39 @@
 """The Secrets Manager store: one secret per entry named <prefix><name>,
 the envelope as its binary value; each write is a new secret version whose
-client request token carries our version number."""
+client request token carries our version number, its date and when it was
+written (``rcl-v<number>-<date>-<write>-<random>``), so a history copied
+here or re-wrapped keeps its numbers and dates: the last write of a number
+wins. A copied history is written oldest first under a staging label of its
+own, so AWSCURRENT stays on the newest version.
+
+An entry removed by reconciler is deleted with the default recovery window;
+adding the Secret back restores it (RestoreSecret) and writes a new version
+on top of its history, instead of failing for the length of the window."""
 
 from __future__ import annotations
 
 import re
+import time
 import uuid
 
 from reconciler import errors
 from reconciler.aws import adapter
 from reconciler.stores import base
 
-_TOKEN = re.compile(r"^rcl-v(\d{8})-")
+_TOKEN = re.compile(r"^rcl-v(\d{8})-(?:(\d{8}T\d{6}Z)-([0-9a-f]{16})-)?")
+HISTORY_STAGE = "rcl-history"
+RECOVERY_DAYS = 7
+
+
+def _deleted(exc: errors.AwsError) -> bool:
+    """Secrets Manager's answer about a secret scheduled for deletion."""
+    return exc.code == "InvalidRequestException" and "delet" in str(exc).lower()
+
+
+def token(version: base.Version) -> str:
+    """The ClientRequestToken (at most 64 characters) that records our number and date."""
+    return f"rcl-v{version.number:08d}-{base.compact(version.created_at)}-{time.time_ns():016x}-" \
+           f"{uuid.uuid4().hex[:8]}"
 
 
 class SecretsManagerStore(adapter.Adapter):
@@ -27,7 +49,17 @@ class SecretsManagerStore(adapter.Adapter):
     def _id(self, name: str) -> str:
         return f"{self.prefix}{name}"
 
+    def _version(self, version_id: str, created: object, envelope: str) -> tuple[tuple[str, str], base.Version]:
+        """Our version for a Secrets Manager version, and its write order (legacy tokens first)."""
+        match = _TOKEN.match(version_id)
+        number = int(match.group(1)) if match else 0
+        date = base.expand(match.group(2)) if match and match.group(2) else base.stamp(created)  # type: ignore[arg-type]
+        order = str(match.group(3)) if match and match.group(3) else ""
+        return (order, version_id), base.Version(number, date, envelope)
+
     def versions(self, name: str) -> list[base.Version]:
+        if self.latest(name) is None:
+            return []  # absent, or scheduled for deletion (and stock moto fails listing an absent one)
         listed: list[dict] = []
         params = {"SecretId": self._id(name), "IncludeDeprecated": True, "MaxResults": 100}
         try:
@@ -41,42 +73,74 @@ class SecretsManagerStore(adapter.Adapter):
             return []
         found = []
         for item in listed:
-            match = _TOKEN.match(item["VersionId"])
-            if not match:
+            if not _TOKEN.match(item["VersionId"]):
                 continue  # written by someone else: drift shows the current value
-            value = self._call("GetSecretValue", SecretId=self._id(name), VersionId=item["VersionId"])
-            found.append(base.Version(int(match.group(1)), str(item.get("CreatedDate", "")),
-                                      value["SecretBinary"].decode()))
-        return sorted(found, key=lambda v: v.number)[-self.keep:]
+            try:
+                value = self._call("GetSecretValue", SecretId=self._id(name), VersionId=item["VersionId"])
+            except errors.AwsError as exc:
+                if _deleted(exc):
+                    return []  # scheduled for deletion: gone until restored
+                raise
+            found.append(self._version(item["VersionId"], item.get("CreatedDate"),
+                                       value["SecretBinary"].decode()))
+        return base.kept([v for _, v in sorted(found, key=lambda f: f[0])], self.keep)
 
     def latest(self, name: str) -> base.Version | None:
         try:
             value = self._call("GetSecretValue", SecretId=self._id(name), VersionStage="AWSCURRENT")
         except errors.AwsNotFound:
             return None
-        match = _TOKEN.match(value["VersionId"])
-        number = int(match.group(1)) if match else 0
+        except errors.AwsError as exc:
+            if _deleted(exc):
+                return None
+            raise
         envelope = value["SecretBinary"].decode() if "SecretBinary" in value else value.get("SecretString", "")
-        return base.Version(number, str(value.get("CreatedDate", "")), envelope)
+        return self._version(value["VersionId"], value.get("CreatedDate"), envelope)[1]
 
     def put(self, name: str, envelope: str) -> base.Version:
         current = self.latest(name)
-        number = (current.number if current else 0) + 1
-        token = f"rcl-v{number:08d}-{uuid.uuid4().hex}"
-        if current is None:
+        if current is None and self._restore(name):
+            current = self.latest(name)
+        version = base.Version((current.number if current else 0) + 1, base.now(), envelope)
+        self._write(name, version, exists=current is not None, history=False)
+        return version
+
+    def put_version(self, name: str, version: base.Version, *, newest: bool) -> base.Version:
+        exists = self.latest(name) is not None or self._restore(name)
+        self._write(name, version, exists=exists, history=not newest)
+        return version
+
+    def _write(self, name: str, version: base.Version, *, exists: bool, history: bool) -> None:
+        request = token(version)
+        if not exists:
             try:
-                self._call("CreateSecret", Name=self._id(name), SecretBinary=envelope.encode(),
-                           ClientRequestToken=token, Description="reconciler envelope")
-                return base.Version(number, base.now(), envelope)
+                self._call("CreateSecret", Name=self._id(name), SecretBinary=version.envelope.encode(),
+                           ClientRequestToken=request, Description="reconciler envelope")
+                return
             except errors.AwsError as exc:
                 if exc.code != "ResourceExistsException":
                     raise
-        self._call("PutSecretValue", SecretId=self._id(name), SecretBinary=envelope.encode(),
-                   ClientRequestToken=token)
-        return base.Version(number, base.now(), envelope)
+        stages = {"VersionStages": [HISTORY_STAGE]} if history else {}
+        self._call("PutSecretValue", SecretId=self._id(name), SecretBinary=version.envelope.encode(),
+                   ClientRequestToken=request, **stages)
+
+    def _restore(self, name: str) -> bool:
+        """Bring back an entry scheduled for deletion (removed, then declared again): True if it was."""
+        try:
+            described = self._call("DescribeSecret", SecretId=self._id(name))
+        except errors.AwsNotFound:
+            return False
+        if not described.get("DeletedDate"):
+            return False
+        self._call("RestoreSecret", SecretId=self._id(name))
+        return True
 
     def delete(self, name: str) -> None:
+        """Scheduled for deletion with a recovery window; declaring it again restores it."""
         try:
-            self._call("DeleteSecret", SecretId=self._id(name), RecoveryWindowInDays=7)
+            self._call("DeleteSecret", SecretId=self._id(name), RecoveryWindowInDays=RECOVERY_DAYS)
         except errors.AwsNotFound:
             pass
+        except errors.AwsError as exc:
+            if not _deleted(exc):
+                raise

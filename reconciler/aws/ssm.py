@@ -1,15 +1,32 @@
 """The SSM store: one parameter per entry at <path>/<name> holding the
-envelope (already ciphertext under the customer's key); SSM's own parameter
-versions are ours. SSM keeps the last 100 versions itself; ``keep`` limits
-what history and get see."""
+envelope (already ciphertext under the customer's key). SSM numbers its own
+parameter versions, so every version reconciler writes carries a label with
+our number and date (``rcl-<number>-<date>-<random>``): a history copied here
+or re-wrapped keeps its numbers and dates. Reading: labelled versions give
+our versions (the last write of a number wins); a parameter never labelled
+(written before labels) uses SSM's own numbers; an unlabelled write after the
+last labelled one (a run stopped between write and label, or a write from
+outside) is the next number. Labels of versions no longer kept are removed,
+so SSM can still drop its oldest versions past its limit of 100."""
 
 from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
 
 from reconciler import errors
 from reconciler.aws import adapter
 from reconciler.stores import base
 
 STANDARD_LIMIT = 4096
+SSM_MAX_VERSIONS = 100  # SSM drops its oldest version past this, unless it is labelled
+_LABEL = re.compile(r"^rcl-(\d+)-(\d{8}T\d{6}Z)-[0-9a-f]+$")
+LABEL_BATCH = 10  # SSM takes at most 10 labels per call
+
+
+def label(version: base.Version) -> str:
+    return f"rcl-{version.number}-{base.compact(version.created_at)}-{uuid.uuid4().hex[:8]}"
 
 
 class SsmStore(adapter.Adapter):
@@ -25,27 +42,77 @@ class SsmStore(adapter.Adapter):
     def _name(self, name: str) -> str:
         return f"{self.path}/{name}"
 
-    def versions(self, name: str) -> list[base.Version]:
+    def _history(self, name: str) -> list[dict[str, Any]]:
         try:
             history = self._pages("GetParameterHistory", "Parameters", Name=self._name(name))
         except errors.AwsNotFound:
             return []
-        found = [base.Version(int(p["Version"]), str(p.get("LastModifiedDate", "")), p["Value"])
-                 for p in history]
-        return sorted(found, key=lambda v: v.number)[-self.keep:]
+        return sorted(history, key=lambda p: int(p["Version"]))
+
+    def _read(self, history: list[dict[str, Any]]) -> list[tuple[dict[str, Any], base.Version]]:
+        """Our versions in SSM's write order, each with the SSM version it is."""
+        labelled = [i for i, p in enumerate(history) if any(_LABEL.match(x) for x in p.get("Labels", []))]
+        found: list[tuple[dict[str, Any], base.Version]] = []
+        for index, p in enumerate(history):
+            ours = [m for m in (_LABEL.match(x) for x in p.get("Labels", [])) if m]
+            if ours:
+                number, date = int(ours[0].group(1)), base.expand(ours[0].group(2))
+            elif not labelled:
+                number, date = int(p["Version"]), base.stamp(p.get("LastModifiedDate"))
+            elif index > labelled[-1]:
+                number, date = found[-1][1].number + 1, base.stamp(p.get("LastModifiedDate"))
+            else:
+                continue  # replaced by a later write of its number, or no longer kept
+            found.append((p, base.Version(number, date, p["Value"])))
+        return found
+
+    def versions(self, name: str) -> list[base.Version]:
+        return base.kept([v for _, v in self._read(self._history(name))], self.keep)
 
     def latest(self, name: str) -> base.Version | None:
-        try:
-            p = self._call("GetParameter", Name=self._name(name))["Parameter"]
-        except errors.AwsNotFound:
-            return None
-        return base.Version(int(p["Version"]), str(p.get("LastModifiedDate", "")), p["Value"])
+        versions = self.versions(name)
+        return versions[-1] if versions else None
 
     def put(self, name: str, envelope: str) -> base.Version:
-        tier = "Standard" if len(envelope) <= STANDARD_LIMIT else "Advanced"
-        out = self._call("PutParameter", Name=self._name(name), Value=envelope, Type="String",
+        history = self._history(name)
+        current = base.kept([v for _, v in self._read(history)], self.keep)
+        version = base.Version((current[-1].number if current else 0) + 1, base.now(), envelope)
+        self._write(name, version, history)
+        return version
+
+    def put_version(self, name: str, version: base.Version, *, newest: bool) -> base.Version:
+        self._write(name, version, self._history(name))
+        return version
+
+    def _write(self, name: str, version: base.Version, history: list[dict[str, Any]]) -> None:
+        """Write, label with our number and date, then unlabel what is no longer kept.
+        A parameter written before labels gets its versions labelled first."""
+        if history and not any(_LABEL.match(x) for p in history for x in p.get("Labels", [])):
+            for p, old in self._read(history):
+                self._label(name, int(p["Version"]), label(old))
+        if len(history) >= SSM_MAX_VERSIONS:  # let SSM drop its oldest version (no longer kept after this write)
+            oldest = [x for x in history[0].get("Labels", []) if _LABEL.match(x)]
+            if oldest:
+                self._call("UnlabelParameterVersion", Name=self._name(name),
+                           ParameterVersion=int(history[0]["Version"]), Labels=oldest[:LABEL_BATCH])
+        tier = "Standard" if len(version.envelope) <= STANDARD_LIMIT else "Advanced"
+        out = self._call("PutParameter", Name=self._name(name), Value=version.envelope, Type="String",
                          Overwrite=True, Tier=tier)
-        return base.Version(int(out["Version"]), base.now(), envelope)
+        self._label(name, int(out["Version"]), label(version))
+        self._unlabel_stale(name)
+
+    def _label(self, name: str, ssm_version: int, text: str) -> None:
+        self._call("LabelParameterVersion", Name=self._name(name), ParameterVersion=ssm_version, Labels=[text])
+
+    def _unlabel_stale(self, name: str) -> None:
+        read = self._read(self._history(name))
+        kept = {id(v) for v in base.kept([v for _, v in read], self.keep)}
+        for p, v in read:
+            stale = [x for x in p.get("Labels", []) if _LABEL.match(x)]
+            if stale and id(v) not in kept:
+                for start in range(0, len(stale), LABEL_BATCH):
+                    self._call("UnlabelParameterVersion", Name=self._name(name),
+                               ParameterVersion=int(p["Version"]), Labels=stale[start:start + LABEL_BATCH])
 
     def delete(self, name: str) -> None:
         try:

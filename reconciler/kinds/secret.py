@@ -264,10 +264,13 @@ class SecretHandler:
             return state_model.ResourceState(KIND, desired.name, "managed", entry.ids, dict(desired.attributes),
                                              desired.connection, desired.dependencies)
         if "vault" in paths and entry.attributes.get("vault") != desired.attributes["vault"]:
-            old = _recorded_vault(aws, entry)
-            written = self._write(aws, desired, entry, checkpoint)
-            old.store.delete(entry.name)
-            return written
+            moved = _move(aws, desired, entry, checkpoint)
+            if moved is None:
+                return self._write(aws, desired, entry, checkpoint)  # nothing stored to move
+            if "value" not in paths:
+                return moved
+            checkpoint(moved)  # moved with its history; then the new value on top
+            entry = moved
         return self._write(aws, desired, entry, checkpoint)
 
     def replace(self, aws: base.AwsContext, desired: plan_model.Desired, entry: state_model.ResourceState,
@@ -275,14 +278,52 @@ class SecretHandler:
         raise errors.PlanError(f"{desired.address}: secrets are updated in place, never replaced")
 
     def delete(self, aws: base.AwsContext, entry: state_model.ResourceState) -> None:
-        info = _recorded_vault(aws, entry)
-        info.store.delete(entry.name)
+        """Every place the entry is: a move to another vault may be halfway."""
+        stored = _recorded_vault(aws, entry)
+        stored.store.delete(entry.name)
+        settled = vaults.stored_vault(aws, entry, settled=True)
+        if settled.store.describe() != stored.store.describe():
+            settled.store.delete(entry.name)
+
+
+def _move(aws: base.AwsContext, desired: plan_model.Desired, entry: state_model.ResourceState,
+          checkpoint: base.Checkpoint) -> state_model.ResourceState | None:
+    """Move a secret to another vault with its value and every kept version
+    (numbers and dates kept), re-sealed under the new vault's key and binding,
+    never regenerated. Journaled: the copy (``pending.move``), then ``copied``
+    once the new vault holds every version, then the old entry is deleted: a
+    run killed anywhere resumes, reading the versions where they are complete.
+    The result keeps the value as recorded (a new value is written after it).
+    None when the old vault holds nothing to move."""
+    settled = vaults.stored_vault(aws, entry, settled=True)
+    target = vaults.resolve(aws, desired.attributes["vault"])
+    move = (entry.ids.get("pending") or {}).get("move") or {}
+    to = vaults.location(target.name, _vault_attributes(aws, target.name))
+    if move.get("copied") and move.get("to") == to:
+        versions = target.store.versions(entry.name)
+    else:  # from where the versions are complete: the old vault, or an earlier copy
+        copied = vaults.copy_history(aws, entry, vaults.stored_vault(aws, entry), target, checkpoint,
+                                     journal={"move": {"to": to}})
+        if copied is None:
+            return None
+        versions = copied.versions
+        pending = {"digest": vaults.digest(versions[-1].envelope), "attributes": dict(entry.attributes),
+                   "copies": {str(v.number): vaults.digest(v.envelope) for v in versions},
+                   "move": {"to": to, "copied": True}}
+        entry = dataclasses.replace(entry, ids={**entry.ids, "pending": pending})
+        checkpoint(entry)
+    if settled.store.describe() != target.store.describe():  # never the entry just written
+        settled.store.delete(entry.name)
+    attributes = {**entry.attributes, "vault": target.name, "description": desired.attributes["description"]}
+    ids = {**vaults.recorded_ids(entry.ids, versions[-1], versions),
+           **vaults.resealed_ids(aws, entry.ids, settled, target)}
+    return state_model.ResourceState(KIND, desired.name, "managed", ids, attributes, desired.connection,
+                                     desired.dependencies)
 
 
 def _recorded_vault(aws: base.AwsContext, entry: state_model.ResourceState) -> vaults.VaultInfo:
     """The vault a recorded secret really lives in: as state has it, else as desired."""
-    vault = entry.attributes["vault"]
-    return vaults.resolve(aws, vault, attributes=_vault_attributes(aws, vault))
+    return vaults.stored_vault(aws, entry)
 
 
 def _vault_attributes(aws: base.AwsContext, vault: str) -> Mapping[str, Any]:

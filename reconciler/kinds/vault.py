@@ -2,15 +2,24 @@
 
 Attributes: provider, store, default, keepVersions, description. A vault
 owns no AWS object of its own (its entries belong to the Secrets); changing
-its provider re-wraps every entry under the new key, and changing its store
-copies every entry to the new store, each secret all or nothing, resumable
-(an entry already under the new key is skipped)."""
+its provider re-wraps every kept version of every entry under the new key,
+and changing its store copies every kept version to the new store, numbers
+and dates kept, each secret all or nothing and resumable (a version already
+where it belongs is skipped).
+
+Where a recorded secret's versions are (``stored_location``): the vault as
+state records it, unless the secret's ids say otherwise: ``at`` (a vault
+move already moved this secret; the vault's own state follows once every
+secret is moved) or a ``pending`` move to another vault whose copy is
+complete. Each Secret's ids also record which keys its versions use
+(``versionKeys``: key ARN -> [first, last] version number), so a key that
+kept versions still need is never destroyed."""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from reconciler import errors
@@ -37,17 +46,46 @@ def same_key(a: str, b: str) -> bool:
     return a.rsplit("/", 1)[-1] == b.rsplit("/", 1)[-1]
 
 
-def recorded_ids(ids: Mapping[str, Any], stored: store_base.Version) -> dict[str, Any]:
-    """A Secret's ids once ``stored`` is its newest entry.
+def recorded_ids(ids: Mapping[str, Any], stored: store_base.Version,
+                 kept: Sequence[store_base.Version] | None = None) -> dict[str, Any]:
+    """A Secret's ids once ``stored`` is its newest entry (``kept``: every
+    version the store now keeps, when the caller has them).
 
     Every write first records ``pending`` (a journal entry, SPEC 3: the digest
     about to be stored and the attributes it stands for), then stores, then
     records the result: a run killed in between leaves an entry that refresh
     recognises as ours instead of reporting it as drift (so a generated value
-    is never generated twice)."""
-    kept = {k: v for k, v in ids.items() if k != "pending"}
-    return {**kept, "storedDigest": digest(stored.envelope), "version": stored.number,
-            "keyArn": env.Envelope.parse(stored.envelope).key_arn}
+    is never generated twice). A write lands in the secret's declared vault,
+    so a location left by a move (``at``) no longer applies."""
+    rest = {k: v for k, v in ids.items() if k not in ("pending", "at")}
+    key_arn = env.Envelope.parse(stored.envelope).key_arn
+    if kept is not None:
+        keys = version_keys(kept)
+    else:
+        keys = {arn: list(span) for arn, span in previous_keys(ids).items()}
+        first = keys.get(key_arn, [stored.number])[0]
+        keys[key_arn] = [min(first, stored.number), stored.number]
+    return {**rest, "storedDigest": digest(stored.envelope), "version": stored.number, "keyArn": key_arn,
+            "versionKeys": keys}
+
+
+def version_keys(versions: Sequence[store_base.Version]) -> dict[str, list[int]]:
+    """Which key wraps which kept versions: key ARN -> [first, last] version number."""
+    keys: dict[str, list[int]] = {}
+    for version in versions:
+        arn = env.Envelope.parse(version.envelope).key_arn
+        span = keys.setdefault(arn, [version.number, version.number])
+        span[0], span[1] = min(span[0], version.number), max(span[1], version.number)
+    return keys
+
+
+def previous_keys(ids: Mapping[str, Any]) -> Mapping[str, Sequence[int]]:
+    """``versionKeys`` as recorded; for a secret recorded before them, its newest key for every version."""
+    if "versionKeys" in ids:
+        return ids["versionKeys"]
+    if ids.get("keyArn") and ids.get("version"):
+        return {ids["keyArn"]: [1, int(ids["version"])]}
+    return {}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,6 +151,156 @@ def resolve(ctx: base.AwsContext, vault: str, *, attributes: Mapping[str, Any] |
     return VaultInfo(vault, store, key_arn, key_spec, connection)
 
 
+def state_attributes(ctx: base.AwsContext, vault: str) -> Mapping[str, Any]:
+    """The vault as recorded in state (where its entries really are), else as desired."""
+    entry = ctx.state.resources.get(f"{KIND}/{vault}")
+    if entry is not None:
+        return entry.attributes
+    want = ctx.desired.get(f"{KIND}/{vault}")
+    if want is None:
+        raise errors.PlanError(f"{KIND}/{vault} is neither declared nor in state")
+    return want.attributes
+
+
+def location(vault: str, attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """What a secret's ids record of where its versions are: vault, provider, store."""
+    return {"vault": vault, "provider": attributes["provider"], "store": attributes["store"]}
+
+
+def stored_location(ctx: base.AwsContext, secret: state_model.ResourceState, *,
+                    settled: bool = False) -> tuple[str, Mapping[str, Any]]:
+    """The vault (name and attributes) holding a recorded secret's versions.
+    ``settled``: ignore a move to another vault still in flight."""
+    move = (secret.ids.get("pending") or {}).get("move") or {}
+    at = secret.ids.get("at")
+    if move.get("copied") and not settled:
+        at = move["to"]
+    elif at and at.get("vault") != secret.attributes.get("vault"):
+        at = None
+    if at:
+        recorded = _attributes_or_empty(ctx, at["vault"])
+        return at["vault"], {**recorded, "provider": at["provider"], "store": at["store"]}
+    vault = secret.attributes["vault"]
+    return vault, state_attributes(ctx, vault)
+
+
+def stored_vault(ctx: base.AwsContext, secret: state_model.ResourceState, *, settled: bool = False) -> VaultInfo:
+    """The vault holding a recorded secret's versions, opened (see ``stored_location``)."""
+    vault, attributes = stored_location(ctx, secret, settled=settled)
+    return resolve(ctx, vault, attributes=attributes)
+
+
+def _attributes_or_empty(ctx: base.AwsContext, vault: str) -> Mapping[str, Any]:
+    """The vault's recorded attributes, if it is still known (a location names its provider and store)."""
+    try:
+        return state_attributes(ctx, vault)
+    except errors.PlanError:
+        return {}
+
+
+def resolve_stored(ctx: base.AwsContext, vault: str, secret: str) -> VaultInfo:
+    """Where ``secret`` of ``vault`` is read from: where state records its data,
+    not a store edited in the manifests but not applied yet (declared only: as declared)."""
+    entry = ctx.state.resources.get(f"Secret/{secret}")
+    if entry is not None:
+        name, attributes = stored_location(ctx, entry)
+        if name == vault:
+            return resolve(ctx, vault, attributes=attributes)
+    recorded = ctx.state.resources.get(f"{KIND}/{vault}")
+    return resolve(ctx, vault, attributes=recorded.attributes if recorded is not None else None)
+
+
+def _holds(have: store_base.Version, source: store_base.Version, target: VaultInfo,
+           binding: env.Binding, journaled: Mapping[str, str]) -> bool:
+    """Whether the target's version already is the copy of ``source``: the same
+    envelope, already under the target key and binding, or the copy this move
+    journaled before writing it."""
+    if have.envelope == source.envelope:
+        sealed = env.Envelope.parse(have.envelope)
+        return same_key(sealed.key_arn, target.key_arn) and sealed.binding == binding
+    return journaled.get(str(source.number)) == digest(have.envelope)
+
+
+def _reseal(ctx: base.AwsContext, text: str, source: VaultInfo, target: VaultInfo, name: str) -> str:
+    """The envelope under the target's key and binding (unchanged when it already is)."""
+    sealed = env.Envelope.parse(text)
+    binding = target.binding(ctx.stack, name)
+    if same_key(sealed.key_arn, target.key_arn) and sealed.binding == binding:
+        return text
+    value = ctx.keyring.decrypt(sealed, binding=source.binding(ctx.stack, name), connection=source.connection)
+    return ctx.keyring.encrypt(value, key_arn=target.key_arn, key_spec=target.key_spec, binding=binding,
+                               connection=target.connection).to_string()
+
+
+SEALED_IDS = ("fingerprintKey",)  # Secret ids holding a small envelope under the vault's key
+
+
+def resealed_ids(ctx: base.AwsContext, ids: Mapping[str, Any], source: VaultInfo,
+                 target: VaultInfo) -> dict[str, Any]:
+    """The small envelopes a Secret's ids keep under its vault's key (the fromEnv
+    fingerprint key), re-wrapped under the target's key with their own binding,
+    so they move off the old key with the entry's versions."""
+    out = {}
+    for field in SEALED_IDS:
+        text = ids.get(field)
+        if not text:
+            continue
+        sealed = env.Envelope.parse(text)
+        if same_key(sealed.key_arn, target.key_arn):
+            continue
+        value = ctx.keyring.decrypt(sealed, binding=sealed.binding, connection=source.connection)
+        out[field] = ctx.keyring.encrypt(value, key_arn=target.key_arn, key_spec=target.key_spec,
+                                         binding=sealed.binding, connection=target.connection).to_string()
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Copied:
+    """A secret's history once copied: the versions the target keeps, and the
+    entry as last checkpointed (its ``pending`` journal, if anything was written)."""
+
+    versions: list[store_base.Version]
+    entry: state_model.ResourceState
+    wrote: bool
+
+
+def copy_history(ctx: base.AwsContext, secret: state_model.ResourceState, source: VaultInfo, target: VaultInfo,
+                 checkpoint: base.Checkpoint, *, journal: Mapping[str, Any] | None = None) -> Copied | None:
+    """Copy every kept version of ``secret`` from ``source`` to ``target`` with
+    its number and date, re-sealed under the target's key and binding (in
+    place when both are one store: a re-wrap). Journaled first (the digest of
+    every envelope about to be written, in ``pending``), written oldest first,
+    so a run killed halfway resumes where it stopped and never re-creates a
+    value. None when the source holds nothing."""
+    name = secret.name
+    versions = source.store.versions(name)
+    if not versions:
+        return None
+    journaled = (secret.ids.get("pending") or {}).get("copies") or {}
+    there = {v.number: v for v in target.store.versions(name)}
+    texts: dict[int, str] = {}
+    todo = []
+    for version in versions:
+        have = there.get(version.number)
+        if have is not None and _holds(have, version, target, target.binding(ctx.stack, name), journaled):
+            texts[version.number] = have.envelope
+        else:
+            texts[version.number] = _reseal(ctx, version.envelope, source, target, name)
+            todo.append(version)
+    copied = [store_base.Version(v.number, v.created_at, texts[v.number]) for v in versions]
+    if not todo:
+        return Copied(copied, secret, False)
+    pending = {"digest": digest(copied[-1].envelope), "attributes": dict(secret.attributes),
+               "copies": {str(v.number): digest(v.envelope) for v in copied}, **(journal or {})}
+    secret = dataclasses.replace(secret, ids={**secret.ids, "pending": pending})
+    checkpoint(secret)
+    newest = versions[-1].number
+    for version in todo:
+        target.store.put_version(name, store_base.Version(version.number, version.created_at,
+                                                          texts[version.number]), newest=version.number == newest)
+    return Copied(copied, secret, True)
+
+
 def secrets_of(state: state_model.State, vault: str) -> list[state_model.ResourceState]:
     return [e for e in state.resources.values()
             if e.kind == "Secret" and e.attributes.get("vault") == vault]
@@ -136,7 +324,13 @@ class VaultHandler:
 
     def check(self, aws: base.AwsContext, desired: plan_model.Desired,
               entry: state_model.ResourceState | None) -> list[str]:
-        return []
+        """A store that cannot take a write (an S3 bucket missing or unversioned)
+        refuses the plan, not the apply after some changes were made."""
+        spec = desired.attributes["store"]
+        if "s3" not in spec:
+            return []
+        store = open_store(aws, spec, desired.attributes.get("keepVersions", store_base.DEFAULT_KEEP))
+        return [f"{desired.address}: {problem}" for problem in store.problems()]
 
     def lookup(self, aws: base.AwsContext, desired: plan_model.Desired) -> planner.Refreshed:
         raise errors.PlanError(f"{desired.address}: vaults cannot be adopted")
@@ -162,36 +356,29 @@ class VaultHandler:
 
     def _move(self, aws: base.AwsContext, desired: plan_model.Desired, entry: state_model.ResourceState,
               checkpoint: base.Checkpoint) -> None:
-        """Re-wrap / copy every secret of this vault; each one all or nothing."""
-        old = resolve(aws, desired.name, attributes=entry.attributes)
+        """Re-wrap / copy every kept version of every secret of this vault; each
+        secret all or nothing, recorded where it now is (``at``) as it is done."""
         new = resolve(aws, desired.name, attributes=desired.attributes)
+        at = location(desired.name, desired.attributes)
         for secret in sorted(secrets_of(aws.state, desired.name), key=lambda e: e.name):
-            binding = new.binding(aws.stack, secret.name)
-            target = new.store.latest(secret.name)
-            if target is not None and same_key(env.Envelope.parse(target.envelope).key_arn, new.key_arn):
-                if secret.ids.get("storedDigest") != digest(target.envelope):
-                    # an interrupted run stored it but died before recording it: record it now
-                    checkpoint(dataclasses.replace(secret, ids=recorded_ids(secret.ids, target)))
-                continue  # done already
-            source = old.store.latest(secret.name)
-            if source is None:
+            vault, attributes = stored_location(aws, secret)
+            if vault != desired.name:
+                continue  # moving to another vault: that Secret's own change finishes it
+            old = resolve(aws, vault, attributes=attributes)
+            copied = copy_history(aws, secret, old, new, checkpoint)
+            if copied is None:
                 continue  # missing entries are drift of the Secret, recreated by its own change
-            sealed = env.Envelope.parse(source.envelope)
-            if not same_key(sealed.key_arn, new.key_arn):
-                value = aws.keyring.decrypt(sealed, binding=binding, connection=old.connection)
-                sealed = aws.keyring.encrypt(value, key_arn=new.key_arn, key_spec=new.key_spec,
-                                             binding=binding, connection=new.connection)
-            text = sealed.to_string()
-            pending = {"digest": digest(text), "attributes": dict(secret.attributes)}
-            checkpoint(dataclasses.replace(secret, ids={**secret.ids, "pending": pending}))
-            stored = new.store.put(secret.name, text)
-            checkpoint(dataclasses.replace(secret, ids=recorded_ids(secret.ids, stored)))
+            ids = {**recorded_ids(copied.entry.ids, copied.versions[-1], copied.versions),
+                   **resealed_ids(aws, secret.ids, old, new), "at": at}
+            if copied.wrote or ids != dict(secret.ids):
+                checkpoint(dataclasses.replace(secret, ids=ids))
 
     def replace(self, aws: base.AwsContext, desired: plan_model.Desired, entry: state_model.ResourceState,
                 checkpoint: base.Checkpoint) -> state_model.ResourceState:
         raise errors.PlanError(f"{desired.address}: vaults are updated in place, never replaced")
 
     def delete(self, aws: base.AwsContext, entry: state_model.ResourceState) -> None:
-        info = resolve(aws, entry.name, attributes=entry.attributes)
         for secret in secrets_of(aws.state, entry.name):
-            info.store.delete(secret.name)
+            vault, attributes = stored_location(aws, secret, settled=True)
+            if vault == entry.name:
+                resolve(aws, vault, attributes=attributes).store.delete(secret.name)

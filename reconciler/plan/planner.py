@@ -13,6 +13,7 @@ from typing import Any
 from reconciler import errors, graph
 from reconciler.plan import actions, diff, model
 from reconciler.state import model as state_model
+from reconciler.stores import base as store_base
 
 Action = actions.Action
 
@@ -310,18 +311,22 @@ def _plan_upsert(want: model.Desired, entry: state_model.ResourceState | None,
 
 def _vault_rules(changes: dict[str, model.ResourceChange], desired: Mapping[str, model.Desired],
                  prior: state_model.State, problems: list[str]) -> None:
-    """A key still wrapping a vault's data is never destroyed or replaced; a
-    vault moving to another key or store says how many entries move."""
+    """A key still wrapping a vault's data, or kept versions of any secret, is
+    never destroyed or replaced; a vault moving to another key or store and a
+    secret moving to another vault say how many versions move."""
     users: dict[str, list[str]] = {}
     for want in desired.values():
         if want.kind == "Vault":
             users.setdefault(f"KmsProvider/{want.attributes['provider']}", []).append(want.address)
     for address, change in changes.items():
         if change.kind == "KmsProvider" and change.action in (Action.DELETE, Action.REPLACE) \
-                and change.mode == "managed" and address in users:
-            problems.append(f"{address}: the key wraps the data of {', '.join(sorted(users[address]))}; "
-                            "it cannot be destroyed or replaced while a vault uses it (move the vault to "
-                            "another provider first: that re-wraps its secrets)")
+                and change.mode == "managed":
+            if address in users:
+                problems.append(f"{address}: the key wraps the data of {', '.join(sorted(users[address]))}; "
+                                "it cannot be destroyed or replaced while a vault uses it (move the vault to "
+                                "another provider first: that re-wraps its secrets)")
+            else:
+                problems.extend(_versions_still_wrapped(address, change, changes, prior))
         if change.kind == "Vault":
             count = sum(1 for e in prior.resources.values()
                         if e.kind == "Secret" and e.attributes.get("vault") == change.name)
@@ -329,12 +334,81 @@ def _vault_rules(changes: dict[str, model.ResourceChange], desired: Mapping[str,
             notes = list(change.notes)
             if change.action is Action.UPDATE and "provider" in paths:
                 notes.append(f"re-wrap {count} secret{'s' if count != 1 else ''} under "
-                             f"KmsProvider/{(change.after or {}).get('provider')}; the old key is left "
-                             "untouched")
+                             f"KmsProvider/{(change.after or {}).get('provider')}, every kept version "
+                             "(numbers and dates kept); the old key is left untouched")
             if change.action is Action.UPDATE and "store" in paths:
-                notes.append(f"copy {count} secret{'s' if count != 1 else ''} to the new store; "
-                             "the old store is left untouched")
+                notes.append(f"copy {count} secret{'s' if count != 1 else ''} to the new store, every kept "
+                             "version (numbers and dates kept); the old store is left untouched")
             if change.action is Action.DELETE and count:
                 notes.append(f"the vault still holds {count} secret{'s' if count != 1 else ''}: "
                              "their stored versions are deleted")
             changes[address] = dataclasses.replace(change, notes=tuple(notes))
+        if change.kind == "Secret" and change.action is Action.UPDATE and change.before and change.after \
+                and change.before.get("vault") != change.after.get("vault"):
+            entry = prior.resources.get(address)
+            count = sum(_kept_by_key(entry, prior).values()) if entry is not None else 0
+            note = (f"move {count} version{'s' if count != 1 else ''} from Vault/{change.before.get('vault')} "
+                    f"to Vault/{change.after.get('vault')} (values kept, re-sealed for the new vault)")
+            changes[address] = dataclasses.replace(change, notes=change.notes + (note,))
+
+
+def _key_id(arn: str) -> str:
+    """A KMS key's id: a multi-Region replica counts as its primary."""
+    return arn.rsplit("/", 1)[-1]
+
+
+def _kept_by_key(entry: state_model.ResourceState, prior: state_model.State) -> dict[str, int]:
+    """How many kept versions of a recorded secret each key wraps (``versionKeys``,
+    clipped to the versions its vault keeps)."""
+    ids = entry.ids
+    newest = int(ids.get("version") or 0)
+    vault = prior.resources.get(f"Vault/{entry.attributes.get('vault')}")
+    keep = int((vault.attributes if vault else {}).get("keepVersions", store_base.DEFAULT_KEEP))
+    spans = ids.get("versionKeys") or ({ids["keyArn"]: [1, newest]} if ids.get("keyArn") and newest else {})
+    oldest = newest - keep + 1
+    counts: dict[str, int] = {}
+    for arn, (first, last) in spans.items():
+        count = min(last, newest) - max(first, oldest) + 1
+        if count > 0:
+            counts[_key_id(arn)] = counts.get(_key_id(arn), 0) + count
+    return counts
+
+
+def _moving_away(changes: Mapping[str, model.ResourceChange], prior: state_model.State) -> set[str]:
+    """Secrets whose versions this plan re-wraps, moves or deletes before any key is deleted."""
+    moving: set[str] = set()
+    for change in changes.values():
+        paths = {c.top for c in change.changes}
+        if change.kind == "Vault" and change.action is Action.UPDATE and paths & {"provider", "store"}:
+            moving.update(a for a, e in prior.resources.items()
+                          if e.kind == "Secret" and e.attributes.get("vault") == change.name)
+        if change.kind == "Secret" and (change.action is Action.DELETE or
+                                        (change.action is Action.UPDATE and "vault" in paths)):
+            moving.add(change.address)
+    return moving
+
+
+def _versions_still_wrapped(address: str, change: model.ResourceChange,
+                            changes: Mapping[str, model.ResourceChange], prior: state_model.State) -> list[str]:
+    """A key that kept secret versions still need (an interrupted re-wrap, or
+    versions recorded before every version was re-wrapped) is not destroyed:
+    deletes run after every re-wrap and move of the plan, replaces before them."""
+    entry = prior.resources.get(address)
+    if entry is None or not entry.ids.get("arn"):
+        return []
+    key = _key_id(entry.ids["arn"])
+    moving = _moving_away(changes, prior) if change.action is Action.DELETE else set()
+    needs: dict[str, int] = {}
+    for secret in prior.resources.values():
+        if secret.kind == "Secret" and secret.address not in moving:
+            count = _kept_by_key(secret, prior).get(key, 0)
+            if count:
+                needs[secret.address] = count
+    if not needs:
+        return []
+    total = sum(needs.values())
+    which = ", ".join(f"{a} ({n})" for a, n in sorted(needs.items())[:5]) + (", ..." if len(needs) > 5 else "")
+    what = "destroyed" if change.action is Action.DELETE else "replaced"
+    return [f"{address}: the key still wraps {total} kept secret version{'s' if total != 1 else ''} "
+            f"({which}); it cannot be {what} until they are re-wrapped under another key (apply the "
+            "vault's provider change first: it re-wraps every kept version)"]

@@ -22,7 +22,36 @@ class Version:
 
 
 def now() -> str:
-    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    return stamp(datetime.datetime.now(datetime.UTC))
+
+
+def stamp(when: datetime.datetime | str | None) -> str:
+    """One date format for every store (ISO 8601, UTC, seconds), so a version
+    copied to another store shows the same date it had."""
+    if when is None or when == "":
+        return ""
+    if isinstance(when, str):
+        try:
+            when = datetime.datetime.fromisoformat(when)
+        except ValueError:
+            return str(when)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    return when.astimezone(datetime.UTC).isoformat(timespec="seconds")
+
+
+def compact(created_at: str) -> str:
+    """A date as the 16 characters SSM labels and Secrets Manager tokens can carry."""
+    text = stamp(created_at) or now()
+    try:
+        return datetime.datetime.fromisoformat(text).strftime("%Y%m%dT%H%M%SZ")
+    except ValueError:
+        return datetime.datetime.fromisoformat(now()).strftime("%Y%m%dT%H%M%SZ")
+
+
+def expand(compacted: str) -> str:
+    """The date ``compact`` packed."""
+    return stamp(datetime.datetime.strptime(compacted, "%Y%m%dT%H%M%SZ").replace(tzinfo=datetime.UTC))
 
 
 class Store(Protocol):
@@ -37,6 +66,11 @@ class Store(Protocol):
 
     def put(self, name: str, envelope: str) -> Version:
         """Store a new version; returns it."""
+
+    def put_version(self, name: str, version: Version, *, newest: bool) -> Version:
+        """Store ``version`` with its own number and date (a copy or a re-wrap),
+        replacing a kept version of that number. History is written oldest
+        first; ``newest`` marks the last write, which becomes the current entry."""
 
     def delete(self, name: str) -> None: ...
 
@@ -67,6 +101,18 @@ def parse_document(text: str, where: str) -> list[Version]:
         return [Version(int(v["version"]), v["createdAt"], v["envelope"]) for v in data["versions"]]
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise errors.StateError(f"{where}: not a reconciler vault entry (damaged?)") from exc
+
+
+def kept(versions: list[Version], keep: int) -> list[Version]:
+    """The last ``keep`` numbers, oldest first; for a number written more than
+    once (a re-wrap or a copy) the last write, so ``versions`` comes in write order."""
+    by_number = {v.number: v for v in versions}
+    return [by_number[n] for n in sorted(by_number)][-keep:]
+
+
+def with_version(versions: list[Version], version: Version, keep: int) -> list[Version]:
+    """A document's versions once ``version`` is written with its own number."""
+    return kept([v for v in versions if v.number != version.number] + [version], keep)
 
 
 def next_versions(versions: list[Version], envelope: str, keep: int) -> tuple[list[Version], Version]:

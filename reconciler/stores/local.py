@@ -33,6 +33,15 @@ class LocalStore:
 
     def put(self, name: str, envelope: str) -> base.Version:
         versions, new = base.next_versions(self.versions(name), envelope, self.keep)
+        self._write(name, versions)
+        return new
+
+    def put_version(self, name: str, version: base.Version, *, newest: bool) -> base.Version:
+        self._write(name, base.with_version(self.versions(name), version, self.keep))
+        return version
+
+    def _write(self, name: str, versions: list[base.Version]) -> None:
+        """Replace the entry's document atomically (temp file, fsync, rename)."""
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self._path(name)
         temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -43,7 +52,6 @@ class LocalStore:
         finally:
             os.close(fd)
         os.replace(temp, path)
-        return new
 
     def delete(self, name: str) -> None:
         self._path(name).unlink(missing_ok=True)

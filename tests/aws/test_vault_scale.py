@@ -151,7 +151,8 @@ def test_rewrap_killed_between_store_and_state_is_recorded_on_resume(aws, stack)
                if a.startswith("Secret/"))
     assert get(directory, "main/s0004") == before  # a generated value is never generated twice
     history = run("secret", "history", "main/s0004", "--dir", directory).output.splitlines()
-    assert len(history) == 2  # the original and its re-wrap, nothing more
+    assert [line.split("\t")[0] for line in history] == ["1"]  # re-wrapped in place: same number, nothing more
+    assert history[0].split("\t")[2].startswith(new_arn)
 
 
 def test_generated_secret_whose_write_landed_unrecorded_is_not_generated_again(aws, stack):
