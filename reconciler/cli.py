@@ -167,12 +167,12 @@ def plan(directory: str, out: str | None, fmt: str, detailed_exitcode: bool,
 def apply_command(target_path: str, auto_approve: bool, allow_destroy: bool, targets: tuple[str, ...],
                   lock_timeout: float, regenerate_lost: bool) -> None:
     """Make live AWS match the manifests (or a saved plan)."""
-    interactive = _is_tty(sys.stdin) and _is_tty(sys.stdout)
-    if not auto_approve and not interactive:
-        raise errors.ConfigError("apply needs --auto-approve when not run from a terminal")
     path = pathlib.Path(target_path)
     if not path.exists():
         raise errors.ConfigError(f"{target_path}: no such plan file or stack directory")
+    interactive = _is_tty(sys.stdin) and _is_tty(sys.stdout)
+    if not auto_approve and not interactive:
+        raise errors.ConfigError("apply needs --auto-approve when not run from a terminal")
     saved = planfile.load_plan(path) if path.is_file() else None
     if saved is not None and targets:
         raise errors.ConfigError("--target cannot be combined with a saved plan (it was targeted when made)")
@@ -352,8 +352,9 @@ def secret_get(address: str, number: int | None, region: str | None, directory: 
     try:
         value = secret_access.read(directory, address, version=number, region=region)
     except errors.ReconcilerError as exc:
-        if exc.message.startswith(f"{address.partition('/')[2]}: "):
-            raise  # names the secret already
+        name = address.partition("/")[2]
+        if exc.message.startswith(f"{name}: "):  # a store names the entry alone: name it as VAULT/NAME
+            exc.message = exc.message[len(name) + 2:]
         raise errors.prefixed(exc, f"{address}: ") from None
     sys.stdout.buffer.write(value + (b"\n" if _is_tty(sys.stdout) else b""))
     sys.stdout.buffer.flush()

@@ -22,6 +22,8 @@ def check_plan_path(path: str | pathlib.Path) -> None:
     target = pathlib.Path(path)
     if target.is_dir():
         raise errors.ConfigError(f"--out {path}: is a directory; give a file name")
+    if target.parent.exists() and not target.parent.is_dir():
+        raise errors.ConfigError(f"--out {path}: {target.parent} is not a directory")
     if not target.parent.is_dir():
         raise errors.ConfigError(f"--out {path}: no such directory {target.parent}")
     if not os.access(target.parent, os.W_OK):

@@ -94,10 +94,26 @@ def test_plan_out_onto_a_directory_is_refused(tmp_path):
     assert f"Error: Invalid value for '--out': File '{tmp_path}' is a directory." in result.output
 
 
-def test_apply_of_a_missing_plan_file_says_so(tmp_path):
-    result = run("apply", tmp_path / "nosuch.plan", "--auto-approve")
+@pytest.mark.parametrize("approve", [("--auto-approve",), ()])
+def test_apply_of_a_missing_plan_file_says_so(tmp_path, approve):
+    result = run("apply", tmp_path / "nosuch.plan", *approve)
     assert result.exit_code == 1
     assert result.output == f"Error: {tmp_path / 'nosuch.plan'}: no such plan file or stack directory\n"
+
+
+def test_plan_out_under_a_file_says_it_is_not_a_directory(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    result = run("plan", tmp_path, "--out", tmp_path / "afile" / "x.plan")
+    assert result.exit_code == 1
+    assert result.output == f"Error: --out {tmp_path / 'afile' / 'x.plan'}: {tmp_path / 'afile'} is not a directory\n"
+
+
+def test_secret_get_of_a_missing_secret_names_vault_and_name(aws, stack):
+    directory = stack({"main.yaml": docs(key_doc(), vault_doc())})
+    assert run("apply", directory, "--auto-approve").exit_code == 0
+    result = run("secret", "get", "main/nosuch", "--dir", directory)
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: main/nosuch: no such secret in local store ")
 
 
 @pytest.mark.parametrize("address,message", [

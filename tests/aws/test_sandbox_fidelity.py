@@ -68,10 +68,10 @@ def replicate_keeps_primary_primary(endpoint: str) -> None:
     primary = kms.describe_key(KeyId=key["KeyId"])["KeyMetadata"]
     west = _client(endpoint, "kms", "us-west-2")
     described = west.describe_key(KeyId=key["KeyId"])["KeyMetadata"]
-    assert primary["MultiRegionConfiguration"]["MultiRegionKeyType"] == "PRIMARY"
+    assert primary["MultiRegionConfiguration"]["MultiRegionKeyType"] == "PRIMARY", "primary-stays-primary"
     assert described["MultiRegionConfiguration"]["MultiRegionKeyType"] == "REPLICA"
     assert replica["Arn"].split(":")[3] == "us-west-2"
-    assert described["Description"] == "replica"
+    assert described["Description"] == "replica", "replica-gets-its-description"
     assert west.list_resource_tags(KeyId=key["KeyId"])["Tags"] == [{"TagKey": "t", "TagValue": "v"}]
 
 
@@ -80,7 +80,7 @@ def replica_has_its_own_aliases(endpoint: str) -> None:
     key = kms.create_key(MultiRegion=True)["KeyMetadata"]["KeyId"]
     kms.replicate_key(KeyId=key, ReplicaRegion="eu-west-1")
     _client(endpoint, "kms", "eu-west-1").create_alias(AliasName="alias/only-in-eu", TargetKeyId=key)
-    assert kms.list_aliases(KeyId=key)["Aliases"] == []
+    assert kms.list_aliases(KeyId=key)["Aliases"] == [], "replica-alias-leaks-to-primary"
 
 
 def replicate_single_region_is_validation_error(endpoint: str) -> None:
@@ -88,14 +88,14 @@ def replicate_single_region_is_validation_error(endpoint: str) -> None:
     key = kms.create_key()["KeyMetadata"]["KeyId"]
     with pytest.raises(botocore.exceptions.ClientError) as info:
         kms.replicate_key(KeyId=key, ReplicaRegion="us-west-2")
-    assert info.value.response["Error"]["Code"] == "ValidationException"
+    assert info.value.response["Error"]["Code"] == "ValidationException", "single-region-replicate-code"
 
 
 def rotation_period_is_returned(endpoint: str) -> None:
     kms = _client(endpoint, "kms")
     key = kms.create_key()["KeyMetadata"]["KeyId"]
     kms.enable_key_rotation(KeyId=key, RotationPeriodInDays=180)
-    assert kms.get_key_rotation_status(KeyId=key).get("RotationPeriodInDays") == 180
+    assert kms.get_key_rotation_status(KeyId=key).get("RotationPeriodInDays") == 180, "rotation-period"
 
 
 def access_denied_is_typed_for_json_services(endpoint: str) -> None:
@@ -110,7 +110,7 @@ def access_denied_is_typed_for_json_services(endpoint: str) -> None:
             kms.create_key()
     finally:
         _reset_auth(endpoint, "inf")
-    assert info.value.response["Error"]["Code"] == "AccessDeniedException"
+    assert info.value.response["Error"]["Code"] == "AccessDeniedException", "access-denied-code"
     assert "not authorized to perform: kms:CreateKey" in info.value.response["Error"]["Message"]
 
 
@@ -161,7 +161,7 @@ def pending_deletion_key_cannot_decrypt(endpoint: str) -> None:
 def key_usage_defaults_to_encrypt_decrypt(endpoint: str) -> None:
     kms = _client(endpoint, "kms")
     key = kms.create_key()["KeyMetadata"]["KeyId"]
-    assert kms.describe_key(KeyId=key)["KeyMetadata"].get("KeyUsage") == "ENCRYPT_DECRYPT"
+    assert kms.describe_key(KeyId=key)["KeyMetadata"].get("KeyUsage") == "ENCRYPT_DECRYPT", "key-usage"
 
 
 CHECKS: list[Callable[[str], None]] = [
@@ -179,20 +179,21 @@ def test_sandbox_behaves_as_aws(aws, check):
     check(aws)
 
 
-# How stock moto fails each check: exactly this exception (and AWS error code),
-# so a check that broke for an unrelated reason does not pass as "moto differs".
-STOCK_FAILURES: dict[str, tuple[type[BaseException], str | None]] = {
-    "key_usage_defaults_to_encrypt_decrypt": (AssertionError, None),  # KeyUsage left empty
+# How stock moto fails each check: exactly this exception, and the AWS error
+# code or the label of the assertion that fails, so a check that broke for an
+# unrelated reason does not pass as "moto differs".
+STOCK_FAILURES: dict[str, tuple[type[BaseException], str]] = {
+    "key_usage_defaults_to_encrypt_decrypt": (AssertionError, "key-usage"),  # KeyUsage left empty
     "rsa_oaep_round_trip": (botocore.exceptions.ClientError, "InvalidCiphertextException"),
     "multi_region_replica_decrypts_primary_ciphertext": (botocore.exceptions.ClientError,
                                                          "AccessDeniedException"),
-    "disabled_key_cannot_encrypt_or_decrypt": (pytest.fail.Exception, None),  # encrypt succeeds
-    "pending_deletion_key_cannot_decrypt": (pytest.fail.Exception, None),  # decrypt succeeds
-    "replicate_keeps_primary_primary": (AssertionError, None),  # primary says REPLICA
-    "replica_has_its_own_aliases": (AssertionError, None),  # alias shows up in the primary region
-    "replicate_single_region_is_validation_error": (AssertionError, None),  # HTTP 500, not ValidationException
-    "rotation_period_is_returned": (AssertionError, None),  # RotationPeriodInDays missing
-    "access_denied_is_typed_for_json_services": (AssertionError, None),  # code "403", empty message
+    "disabled_key_cannot_encrypt_or_decrypt": (pytest.fail.Exception, "DID NOT RAISE"),  # encrypt succeeds
+    "pending_deletion_key_cannot_decrypt": (pytest.fail.Exception, "DID NOT RAISE"),  # decrypt succeeds
+    "replicate_keeps_primary_primary": (AssertionError, "replica-gets-its-description"),
+    "replica_has_its_own_aliases": (AssertionError, "replica-alias-leaks-to-primary"),
+    "replicate_single_region_is_validation_error": (AssertionError, "single-region-replicate-code"),  # a 500
+    "rotation_period_is_returned": (AssertionError, "rotation-period"),  # RotationPeriodInDays missing
+    "access_denied_is_typed_for_json_services": (AssertionError, "access-denied-code"),  # code "403"
 }
 
 
@@ -202,8 +203,10 @@ def test_every_check_says_how_stock_moto_fails():
 
 @pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__)
 def test_stock_moto_does_not(stock_moto, check):
-    expected, code = STOCK_FAILURES[check.__name__]
+    expected, what = STOCK_FAILURES[check.__name__]
     with pytest.raises(expected) as info:
         check(stock_moto)
-    if code is not None:
-        assert info.value.response["Error"]["Code"] == code
+    if isinstance(info.value, botocore.exceptions.ClientError):
+        assert info.value.response["Error"]["Code"] == what
+    else:
+        assert what in str(info.value)  # this very check failed, not an unrelated one
