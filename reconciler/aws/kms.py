@@ -60,12 +60,11 @@ class KmsAdapter(adapter.Adapter):
         meta = self.describe_key(alias)
         return str(meta["KeyId"]) if meta is not None else None
 
-    def set_alias(self, alias: str, key_id: str, *, movable_from: Collection[str],
-                  reclaim: bool = False) -> None:
+    def set_alias(self, alias: str, key_id: str, *, movable_from: Collection[str]) -> None:
         """Point ``alias`` at ``key_id``: create it, or move it from a key in
-        ``movable_from`` (keys this stack manages), or with ``reclaim`` (state
-        records it as this key's, so it was moved away out of band) from any key.
-        Any other alias is never taken over: apps using it would switch keys silently."""
+        ``movable_from`` (keys this stack manages). An alias on any other key is
+        never taken over, not even one state records as ours that was moved out
+        of band: apps using it would switch keys silently."""
         for _attempt in range(2):
             try:
                 self._call("CreateAlias", AliasName=alias, TargetKeyId=key_id)
@@ -78,7 +77,7 @@ class KmsAdapter(adapter.Adapter):
                 return
             if holder is None:
                 continue  # deleted meanwhile: create it
-            if holder not in movable_from and not reclaim:
+            if holder not in movable_from:
                 raise errors.AwsError(alias_taken(alias, self.region, holder), "AlreadyExistsException")
             self._call("UpdateAlias", AliasName=alias, TargetKeyId=key_id)
             return
@@ -136,6 +135,15 @@ def alias_taken(alias: str, region: str, holder: str) -> str:
     return (f"alias {alias} in {region} already points at key {holder}, which this stack does not "
             f"manage; adopt that key (keyId: {alias} with manage: true, or `reconciler import`) or "
             "choose another alias")
+
+
+def alias_moved_away(alias: str, region: str, holder: str, ours: str) -> str:
+    """An alias this stack set, moved out of band onto a key it does not manage."""
+    return (f"alias {alias} in {region} was set by this stack on key {ours} but now points at key "
+            f"{holder}, which this stack does not manage (moved outside reconciler; whatever encrypts "
+            f"through the alias now uses {holder}). If that move was a mistake, point it back "
+            f"(`aws kms update-alias --alias-name {alias} --target-key-id {ours} --region {region}`); "
+            "otherwise choose another alias for this key")
 
 
 def _tag_list(tags: Mapping[str, str]) -> list[dict[str, str]]:

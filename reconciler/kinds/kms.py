@@ -226,10 +226,14 @@ class KmsProviderHandler:
                 ours.add(meta["KeyId"])
         problems = []
         for region in [desired.connection["region"], *sorted(desired.attributes.get("replicas") or {})]:
-            if entry is not None and _recorded_alias(entry, region) == alias:
-                continue  # ours by record: moving it back reverts drift
             holder = aws.kms(desired.connection, region).alias_target(alias)
-            if holder is not None and holder not in ours:
+            if holder is None or holder in ours:
+                continue
+            if entry is not None and _recorded_alias(entry, region) == alias:
+                # ours once, moved out of band onto a key we do not manage: whoever moved it may
+                # already encrypt through it, so taking it back is for a human to decide
+                problems.append(f"{desired.address}: {kms_adapter.alias_moved_away(alias, region, holder, entry.ids['keyId'])}")
+            else:
                 problems.append(f"{desired.address}: {kms_adapter.alias_taken(alias, region, holder)}")
         return problems
 
@@ -319,7 +323,7 @@ class KmsProviderHandler:
         key_id = entry.ids["keyId"]
         kms = aws.kms(desired.connection)
         ours = _ours(aws.state) | {key_id}
-        _converge_key(kms, key_id, current, want, ours, _recorded_alias(entry, kms.region))
+        _converge_key(kms, key_id, current, want, ours)
         if "rotation" in want and want["rotation"] != current.get("rotation"):
             kms.set_rotation(key_id, want["rotation"]["enabled"], want["rotation"]["periodDays"])
         if "policy" in want and want["policy"] != current.get("policy"):
@@ -338,7 +342,7 @@ class KmsProviderHandler:
                     have[region] = {"alias": None, "description": replica["description"],
                                     "tags": replica["tags"], "keyState": "Enabled"}
                     checkpoint(dataclasses.replace(entry, attributes={**entry.attributes, "replicas": have}))
-                _converge_key(regional, key_id, have[region], replica, ours, _recorded_alias(entry, region))
+                _converge_key(regional, key_id, have[region], replica, ours)
             for region in sorted(set(have) - set(want["replicas"])):
                 if plan_model.protect_of(want):
                     raise errors.PlanError(f"{desired.address}: removing the replica in {region} schedules "
@@ -406,7 +410,7 @@ def _recorded_alias(entry: state_model.ResourceState, region: str) -> str | None
 
 
 def _converge_key(kms: kms_adapter.KmsAdapter, key_id: str, current: Mapping[str, Any],
-                  want: Mapping[str, Any], ours: set[str], recorded_alias: str | None) -> None:
+                  want: Mapping[str, Any], ours: set[str]) -> None:
     """Bring one key (primary or replica) from ``current`` to ``want`` for the
     per-key attributes ``want`` names."""
     state = current.get("keyState")
@@ -422,8 +426,7 @@ def _converge_key(kms: kms_adapter.KmsAdapter, key_id: str, current: Mapping[str
         kms.tag(key_id, {k: v for k, v in want["tags"].items() if have.get(k) != v})
     if "alias" in want and want["alias"] != current.get("alias"):
         if want["alias"]:
-            kms.set_alias(want["alias"], key_id, movable_from=ours,
-                          reclaim=want["alias"] == recorded_alias)
+            kms.set_alias(want["alias"], key_id, movable_from=ours)
         if current.get("alias") and kms.alias_target(current["alias"]) == key_id:
             kms.delete_alias(current["alias"])  # only while it is still this key's
 

@@ -90,6 +90,16 @@ def test_out_of_band_changes_are_detected_then_fixed(aws, stack):
                      "rotation.periodDays = 180 -> 400", 'alias = "alias/team/main" -> null', "CRITICAL"):
         assert expected in " ".join(drift.output.split()), (expected, drift.output)
 
+    # the alias now points at a key this stack does not manage: a human decides (issue 6 item 1)
+    refused = run("plan", directory, "--detailed-exitcode")
+    assert refused.exit_code == 1
+    assert (f"KmsProvider/main: alias alias/team/main in us-east-1 was set by this stack on key {kid} but "
+            f"now points at key {other}, which this stack does not manage") in refused.output
+    assert f"aws kms update-alias --alias-name alias/team/main --target-key-id {kid}" in refused.output
+    assert run("apply", directory, "--auto-approve").exit_code == 1
+    assert kms.describe_key(KeyId="alias/team/main")["KeyMetadata"]["KeyId"] == other  # not taken back
+
+    kms.update_alias(AliasName="alias/team/main", TargetKeyId=kid)  # the human's call
     plan = run("plan", directory, "--detailed-exitcode")
     assert plan.exit_code == 2
     assert "~ KmsProvider/main" in plan.output
