@@ -4,6 +4,7 @@ semantic lint runs. Pure: ``build(source)`` returns values and diagnostics."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import posixpath
 import re
 from collections.abc import Iterator, Mapping
@@ -284,7 +285,8 @@ def store_location(resource: Resource, config: Config) -> StoreLocation | None:
     store = resource.spec.get("store") or {}
     match dict(store):
         case {"local": {"path": str(path)}}:
-            full = posixpath.normpath(posixpath.join(str(config.source.directory.absolute()), path))
+            # realpath: a symlink to another vault's directory is that directory
+            full = os.path.realpath(posixpath.join(str(config.source.directory.absolute()), path))
             return StoreLocation(("local",), tuple(full.split("/")), f"local path {path}",
                                  ("store", "local", "path"))
         case {"s3": {"bucket": str(bucket), **rest}}:  # bucket names are global

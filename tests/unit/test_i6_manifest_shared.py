@@ -147,3 +147,16 @@ def test_an_absolute_local_path_inside_the_stack_overlaps_a_relative_one(tmp_pat
     monkeypatch.chdir(tmp_path)
     result = run("validate", "stack")  # a relative stack directory
     assert [e.split(": ")[1] for e in errors_of(result)] == ["Vault/one", "Vault/two"]
+
+
+def test_a_symlink_to_another_vaults_directory_overlaps_it(tmp_path, monkeypatch):
+    directory = tmp_path / "stack"
+    directory.mkdir()
+    (directory / "real").mkdir()
+    (directory / "link").symlink_to(directory / "real")
+    (directory / "stack.yaml").write_text(STACK)
+    (directory / "all.yaml").write_text("---\n".join([
+        KEY, vault("one", "{local: {path: real}}"), vault("two", "{local: {path: link/sub}}")]))
+    result = run("validate", directory)
+    assert result.exit_code == 1
+    assert [e.split(": ")[1] for e in errors_of(result)] == ["Vault/one", "Vault/two"]
