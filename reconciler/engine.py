@@ -248,6 +248,7 @@ def make_plan(workspace: Workspace, aws: base.AwsContext, *, refresh_live: bool 
                   and d.mode in ("adopted", "read") and (scope is None or a in scope)}
         _, adopted = refresh(wanted, state_model.State.empty(), aws, scope, progress)
     desired, refreshed = resolve_values(desired, prior, refreshed, aws, scope)
+    prior = planner.with_learned(prior, refreshed)
     aws.desired = desired
     try:
         if refresh_live:

@@ -185,10 +185,17 @@ class SecretHandler:
         attrs = dict(entry.attributes)
         found = vaults.digest(latest.envelope)
         pending = entry.ids.get("pending") or {}
+        legacy = "versionKeys" not in entry.ids
         if found == pending.get("digest"):  # an interrupted write that did land
+            history = info.store.versions(entry.name) if legacy else None
             return planner.Refreshed({**pending["attributes"], "version": latest.number},
-                                     vaults.recorded_ids({**entry.ids, **pending.get("ids", {})}, latest))
+                                     vaults.recorded_ids({**entry.ids, **pending.get("ids", {})}, latest, history))
         ids = {**entry.ids, "version": latest.number}
+        learned: dict[str, Any] = {}
+        if legacy and latest.number > 1:
+            # recorded before reconciler tracked which key wraps each kept version (issue 6 item 2):
+            # older versions may still be under a previous key, so read them instead of guessing
+            learned["versionKeys"] = vaults.version_keys(info.store.versions(entry.name))
         if found != entry.ids.get("storedDigest"):
             attrs["value"] = f"{CHANGED}:{found[:12]}"
         else:
@@ -198,7 +205,7 @@ class SecretHandler:
                 if _can_resupply(aws, desired, lost, info):
                     attrs["value"] = LOST  # differs from any token: the plan writes the value again
         attrs["version"] = latest.number
-        return planner.Refreshed(attrs, ids)
+        return planner.Refreshed(attrs, {**ids, **learned}, learned=learned)
 
     def check(self, aws: base.AwsContext, desired: plan_model.Desired,
               entry: state_model.ResourceState | None) -> list[str]:
@@ -249,8 +256,10 @@ class SecretHandler:
                                              dict(entry.attributes if entry else attributes),
                                              desired.connection, desired.dependencies))
         stored = info.store.put(desired.name, text)
+        # a secret recorded before versionKeys: learn which key wraps each kept version from the store
+        history = None if "versionKeys" in previous or entry is None else info.store.versions(desired.name)
         return state_model.ResourceState(KIND, desired.name, "managed",
-                                         vaults.recorded_ids({**previous, **fingerprint_ids}, stored),
+                                         vaults.recorded_ids({**previous, **fingerprint_ids}, stored, history),
                                          attributes, desired.connection, desired.dependencies)
 
     def create(self, aws: base.AwsContext, desired: plan_model.Desired,

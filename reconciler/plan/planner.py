@@ -27,6 +27,17 @@ class Refreshed:
     attributes: Mapping[str, Any] | None
     ids: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     info: tuple[model.DriftItem, ...] = ()
+    learned: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # ids state lacks (older state)
+
+
+def with_learned(prior: state_model.State, refreshed: Mapping[str, Refreshed]) -> state_model.State:
+    """The prior state with the ids a refresh learned for entries recorded by
+    an older reconciler, so the plan's rules count on what is really there."""
+    for address, found in refreshed.items():
+        entry = prior.resources.get(address)
+        if found.learned and entry is not None:
+            prior = prior.with_resource(dataclasses.replace(entry, ids={**entry.ids, **found.learned}))
+    return prior
 
 
 def _severity(changes: Sequence[diff.AttributeChange], gone: bool) -> str:

@@ -299,3 +299,41 @@ def test_an_s3_rewrap_killed_between_versions_reads_the_newest_and_resumes(aws, 
     s3 = boto3.client("s3", region_name="us-east-1")
     assert len(s3.list_object_versions(Bucket="rcl-vault", Prefix="team/s")["Versions"]) == 3  # replaced ones pruned
     assert run("plan", directory, "--detailed-exitcode").exit_code == 0
+
+
+def test_state_from_before_version_keys_still_protects_keys_older_versions_need(aws, stack, monkeypatch):
+    """State written by reconciler before issue 6 has no versionKeys, and the old
+    provider change re-wrapped only the newest version: plan reads the store to
+    learn which key wraps each kept version instead of assuming the newest key."""
+    import hashlib
+    import json
+
+    directory = stack({"main.yaml": docs(key_doc(name="old"), key_doc(name="new"), vault_doc(provider="old"))})
+    write_versions(directory, monkeypatch, ["one", "two", "three"])
+    # what the old reconciler left: version 4 alone under the new key, the rest still under the old one
+    (directory / "main.yaml").write_text(docs(key_doc(name="old"), key_doc(name="new"), vault_doc(provider="new")))
+    monkeypatch.setenv("I6_VALUE", "three")
+    sealed = run("secret", "encrypt", "--vault", "main", "--name", "s", "--dir", directory, input="three")
+    assert sealed.exit_code == 0, sealed.output
+    envelope = sealed.stdout.strip()
+    store_file = directory / ".reconciler" / "vault" / "s.json"
+    entry = json.loads(store_file.read_text())
+    entry["versions"].append({"version": 4, "createdAt": "2026-11-24T00:00:00+00:00", "envelope": envelope})
+    store_file.write_text(json.dumps(entry))
+    state_file = directory / ".reconciler" / "state.json"
+    state = json.loads(state_file.read_text())
+    state["resources"]["Vault/main"]["attributes"]["provider"] = "new"
+    state["resources"]["Vault/main"]["ids"]["keyArn"] = arn_of(directory, "new")
+    ids = state["resources"]["Secret/s"]["ids"]
+    ids.pop("versionKeys")
+    ids.update(version=4, keyArn=arn_of(directory, "new"), storedDigest=hashlib.sha256(envelope.encode()).hexdigest())
+    state_file.write_text(json.dumps(state))
+    assert [arn for _, _, arn in history(directory, "main/s")] == [arn_of(directory, "new")] + [arn_of(directory, "old")] * 3
+
+    (directory / "main.yaml").write_text(docs(key_doc(name="new"), vault_doc(provider="new")))
+    refused = run("plan", directory)
+    assert refused.exit_code == 1
+    assert ("KmsProvider/old: the key still wraps 3 kept secret versions (Secret/s (3)); it cannot be "
+            "destroyed") in refused.output
+    assert run("apply", directory, "--auto-approve", "--allow-destroy").exit_code == 1
+    assert get(directory, "main/s", "--version", "1") == "one"  # the old key was not scheduled for deletion
