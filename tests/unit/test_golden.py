@@ -7,6 +7,7 @@ are given. ``RECONCILER_GOLDEN_UPDATE=1`` rewrites the expected files."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import pathlib
@@ -15,16 +16,18 @@ from typing import Any
 
 import pytest
 
-from reconciler import engine, errors
+from reconciler import engine, errors, graph, kinds
 from reconciler.manifest import model as manifest
 from reconciler.plan import model, planner
 from reconciler.render import structured, text
 from reconciler.state import model as state_model
+from tests.golden import fake_kind
 
 GOLDEN = pathlib.Path(__file__).resolve().parents[1] / "golden"
 UPDATE = os.environ.get("RECONCILER_GOLDEN_UPDATE") == "1"
 PLAN_ID = "00000000-0000-4000-8000-000000000000"
 NOW = "2026-01-15T12:00:00+00:00"
+RULES = {**kinds.RULES, fake_kind.KIND: fake_kind.RULES}  # the fake kind: for these plans only
 
 
 def cases() -> list[pathlib.Path]:
@@ -78,10 +81,16 @@ def golden_plan(case: pathlib.Path) -> model.Plan:
     desired = _desired(case)
     refreshed, adopted = _live(case, prior)
     refresh = options.get("refresh", True)
+    dependencies = graph.Graph()
+    for address, want in desired.items():
+        dependencies.add_node(address)
+        for dep in want.dependencies:
+            dependencies.add_edge(address, dep)
     plan = planner.make_plan(
-        plan_id=PLAN_ID, created_at=options.get("now", NOW), stack="golden", directory=f"/golden/{case.name}",
-        manifests_hash="golden", desired=desired, prior=prior, refreshed=refreshed if refresh else {},
-        adopted=adopted, refresh=refresh, targets=tuple(options.get("targets", ())))
+        plan_id=PLAN_ID, now=datetime.datetime.fromisoformat(options.get("now", NOW)), stack="golden",
+        directory=f"/golden/{case.name}", manifests_hash="golden", desired=desired, prior=prior,
+        refreshed=refreshed if refresh else {}, adopted=adopted, refresh=refresh,
+        targets=tuple(options.get("targets", ())), dependency_graph=dependencies, rules=RULES)
     return engine.hide_sensitive(plan)
 
 
