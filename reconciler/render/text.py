@@ -42,9 +42,10 @@ def render_drift(items: Sequence[model.DriftItem], *, color: bool = False) -> li
         note = f": {item.note}" if item.note else " (recorded -> live)"
         lines.append(f"  # {item.address} [{badge}]{note}")
         width = max((len(c.path) for c in item.changes), default=0)
+        indent = " " * (11 + width)
         for change in item.changes:
-            before = values.show(change.before, sensitive=change.sensitive)
-            after = values.show(change.after, sensitive=change.sensitive)
+            before = values.show(change.before, sensitive=change.sensitive, indent=indent)
+            after = values.show(change.after, sensitive=change.sensitive, indent=indent)
             lines.append(f"      ~ {change.path.ljust(width)} = {before} -> {after}")
         lines.append("")
     return lines
