@@ -127,3 +127,14 @@ Registry = Mapping[str, Rules]
 
 def rules_for(registry: Registry, kind: str) -> Rules:
     return registry.get(kind, DEFAULT)
+
+
+def permissions_of(desired: Mapping[str, model.Desired], prior: state_model.State,
+                   registry: Registry) -> tuple[Permission, ...]:
+    """Every permission the stack's kinds need (what the ``policy`` command
+    collects), merged: one entry per set of resources, actions sorted."""
+    merged: dict[tuple[str, ...], set[str]] = {}
+    for _address, want in sorted(desired.items()):
+        for permission in rules_for(registry, want.kind).permissions(want, desired, prior):
+            merged.setdefault(permission.resources, set()).update(permission.actions)
+    return tuple(Permission(tuple(sorted(found)), resources) for resources, found in sorted(merged.items()))

@@ -120,3 +120,7 @@ def test_golden_plan(case: pathlib.Path) -> None:
 
 def test_there_are_enough_golden_cases() -> None:
     assert len(cases()) >= 12
+
+
+def test_the_fake_kind_is_registered_for_the_golden_plans_only() -> None:
+    assert fake_kind.KIND not in kinds.RULES and fake_kind.KIND not in kinds.HANDLERS

@@ -155,3 +155,18 @@ def test_handlers_implement_only_what_they_can_and_the_executor_says_so_up_front
 def test_timed_rules_refuse_an_action_that_is_not_timed():
     with pytest.raises(ValueError, match="not a timed action"):
         plan_rules.Timed(Action.UPDATE, "why")
+
+
+def test_the_stack_permissions_are_collected_and_merged():
+    vault = model.Desired("Vault", "v", "managed", {"provider": "a", "store": {"local": {"path": "x"}}},
+                          {"region": "us-east-1"})
+    secret = model.Desired("Secret", "s", "managed", {"vault": "v"}, {"region": "us-east-1"})
+    key = desired("a")
+    stack = {d.address: d for d in (vault, secret, key)}
+    found = plan_rules.permissions_of(stack, state_model.State(), kinds.RULES)
+    by = {p.resources: p.actions for p in found}
+    assert set(by) == {("*",), ("arn:aws:kms:us-east-1:*:key/*",)}  # a local store needs nothing from AWS
+    assert by[("*",)] == ("kms:CreateKey",)
+    assert {"kms:GenerateDataKey", "kms:ScheduleKeyDeletion"} <= set(by[("arn:aws:kms:us-east-1:*:key/*",)])
+    assert list(by[("arn:aws:kms:us-east-1:*:key/*",)]) == sorted(set(by[("arn:aws:kms:us-east-1:*:key/*",)]))
+    assert plan_rules.permissions_of(stack, state_model.State(), {}) == ()
