@@ -520,7 +520,9 @@ class KmsRules(plan_rules.Rules):
                 notes.append(DELETION_NOTE.format(days=days))
             case plan_actions.Action.CREATE_THEN_DELETE | plan_actions.Action.DELETE_THEN_CREATE:
                 notes.append(REPLACE_NOTE)
-            case _:
+            case (plan_actions.Action.DELETE | plan_actions.Action.NOOP | plan_actions.Action.CREATE
+                  | plan_actions.Action.READ | plan_actions.Action.UPDATE | plan_actions.Action.ROTATE
+                  | plan_actions.Action.REVOKE):
                 pass
         if managed and not change.deposed and change.action in (
                 plan_actions.Action.DELETE, plan_actions.Action.CREATE_THEN_DELETE,

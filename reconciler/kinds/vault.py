@@ -471,7 +471,9 @@ class VaultRules(plan_rules.Rules):
                 if count:
                     notes.append(f"the vault still holds {_count(count, 'secret')}: "
                                  "their stored versions are deleted")
-            case _:
+            case (plan_actions.Action.NOOP | plan_actions.Action.CREATE | plan_actions.Action.READ
+                  | plan_actions.Action.CREATE_THEN_DELETE | plan_actions.Action.DELETE_THEN_CREATE
+                  | plan_actions.Action.ROTATE | plan_actions.Action.REVOKE):
                 pass
         return plan_rules.Review(notes=tuple(notes))
 
