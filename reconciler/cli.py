@@ -18,7 +18,7 @@ from typing import Any
 import click
 import jsonschema
 
-from reconciler import __version__, engine, errors, secret_access
+from reconciler import __version__, engine, errors, importer, planfile, secret_access
 from reconciler.manifest import model as manifest
 from reconciler.manifest import schema
 from reconciler.render import structured, text
@@ -141,14 +141,14 @@ def plan(directory: str, out: str | None, fmt: str, detailed_exitcode: bool,
          targets: tuple[str, ...], no_refresh: bool, regenerate_lost: bool) -> None:
     """Show what apply would change."""
     if out:
-        engine.check_plan_path(out)  # before any AWS call, not after a long refresh
+        planfile.check_plan_path(out)  # before any AWS call, not after a long refresh
     workspace = engine.open_stack(directory)
     _warn(workspace.warnings)
     the_plan = engine.make_plan(workspace, engine.new_context(workspace), refresh_live=not no_refresh,
                                 targets=targets, progress=_progress(), regenerate_lost=regenerate_lost)
     click.echo(_render_plan(the_plan, fmt), nl=False)
     if out:
-        engine.save_plan(the_plan, out)
+        planfile.save_plan(the_plan, out)
         click.echo(f"\nSaved the plan to {out}; apply it with: reconciler apply {out}", err=True)
     if detailed_exitcode and the_plan.has_changes:
         sys.exit(2)
@@ -173,7 +173,7 @@ def apply_command(target_path: str, auto_approve: bool, allow_destroy: bool, tar
     path = pathlib.Path(target_path)
     if not path.exists():
         raise errors.ConfigError(f"{target_path}: no such plan file or stack directory")
-    saved = engine.load_plan(path) if path.is_file() else None
+    saved = planfile.load_plan(path) if path.is_file() else None
     if saved is not None and targets:
         raise errors.ConfigError("--target cannot be combined with a saved plan (it was targeted when made)")
     if saved is not None and regenerate_lost:
@@ -185,7 +185,7 @@ def apply_command(target_path: str, auto_approve: bool, allow_destroy: bool, tar
     with workspace.backend.lock("apply", timeout=lock_timeout):
         state = workspace.backend.read()
         if saved is not None:
-            engine.check_saved_plan(saved, workspace, state)
+            planfile.check_saved_plan(saved, workspace, state)
             the_plan = saved
         else:
             the_plan = engine.make_plan(workspace, aws, targets=targets, state=state, progress=progress,
@@ -212,11 +212,11 @@ def apply_command(target_path: str, auto_approve: bool, allow_destroy: bool, tar
 @click.option("--lock-timeout", default=0.0, type=float, show_default=True, metavar="SECONDS")
 def import_command(address: str, aws_id: str, directory: str, lock_timeout: float) -> None:
     """Adopt an existing key (id, ARN or alias) as a declared KmsProvider."""
-    engine.check_import_address(address)
+    importer.check_import_address(address)
     workspace = engine.open_stack(directory)
     aws = engine.new_context(workspace)
     with workspace.backend.lock("import", timeout=lock_timeout):
-        entry = engine.import_resource(workspace, aws, address, aws_id)
+        entry = importer.import_resource(workspace, aws, address, aws_id)
     click.echo(f"Imported {entry.ids.get('arn')} as {address}; run plan to see what would change.")
 
 

@@ -1,54 +1,35 @@
-"""The core stays pure: manifest, graph, plan, state model, render and the
-envelope format import no boto3, botocore, click or moto (kopf-style layer
-check, by reading the imports)."""
+"""The layers hold (import-linter contracts in .importlinter): the pure core
+imports no AWS, CLI or sandbox code; cli -> engine -> executor -> kinds ->
+{stores, crypto} -> aws; only the sandbox imports moto; only aws/ imports boto3."""
 
 from __future__ import annotations
 
-import ast
 import pathlib
+import shutil
+import subprocess
+import sys
 
-import pytest
-
-PACKAGE = pathlib.Path(__file__).resolve().parents[2] / "reconciler"
-CORE = ["manifest", "graph.py", "plan", "state/model.py", "render", "crypto/envelope.py"]
-FORBIDDEN = ("boto3", "botocore", "click", "moto")
-
-
-def imports(path: pathlib.Path) -> set[str]:
-    names = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module)
-    return names
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
-def core_files() -> list[pathlib.Path]:
-    files = []
-    for entry in CORE:
-        path = PACKAGE / entry
-        files.extend(sorted(path.rglob("*.py")) if path.is_dir() else [path])
-    return files
+def _lint(config: pathlib.Path) -> subprocess.CompletedProcess[str]:
+    lint = shutil.which("lint-imports") or str(pathlib.Path(sys.executable).parent / "lint-imports")
+    return subprocess.run([lint, "--config", str(config), "--no-cache"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
 
 
-@pytest.mark.parametrize("path", core_files(), ids=lambda p: str(p.relative_to(PACKAGE)))
-def test_core_module_imports_no_aws_or_cli(path):
-    bad = {name for name in imports(path) if name.split(".")[0] in FORBIDDEN}
-    if path.name == "text.py":
-        bad.discard("click")  # the text view colours with click, imported lazily on a terminal only
-    assert not bad, f"{path} imports {sorted(bad)}"
+def test_import_contracts_are_kept():
+    done = _lint(ROOT / ".importlinter")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "0 broken" in done.stdout
 
 
-def test_only_the_sandbox_imports_moto():
-    for path in PACKAGE.rglob("*.py"):
-        if "sandbox" in path.parts:
-            continue
-        assert not {n for n in imports(path) if n.split(".")[0] == "moto"}, path
-
-
-def test_only_the_aws_package_creates_clients():
-    for path in PACKAGE.rglob("*.py"):
-        if path.parent.name == "aws":
-            continue
-        assert "boto3" not in {n.split(".")[0] for n in imports(path)}, path
+def test_a_broken_contract_is_caught(tmp_path):
+    """The check can fail: a contract the code breaks today is reported."""
+    config = tmp_path / "broken.ini"
+    config.write_text("[importlinter]\nroot_package = reconciler\ninclude_external_packages = True\n\n"
+                      "[importlinter:contract:x]\nname = kinds may not import aws\ntype = forbidden\n"
+                      "source_modules =\n    reconciler.kinds\nforbidden_modules =\n    reconciler.aws\n")
+    done = _lint(config)
+    assert done.returncode == 1
+    assert "kinds may not import aws BROKEN" in done.stdout

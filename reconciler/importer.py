@@ -1,0 +1,64 @@
+"""`import KIND/NAME AWS_ID`: adopt an existing AWS object into state as a
+declared resource, managed from then on."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from reconciler import engine, errors, kinds
+from reconciler.kinds import base
+from reconciler.state import model as state_model
+
+IMPORTABLE = ("KmsProvider",)
+IMPORTABLE_WHY = {
+    "Vault": "a vault owns no AWS object of its own; declare it and apply",
+    "Secret": "a secret's value comes from its manifest; declare it and apply",
+    "Stack": "the Stack document is configuration, not an AWS object",
+}
+
+
+def check_import_address(address: str) -> None:
+    """KIND/NAME of a kind that can be imported; checked before anything is read."""
+    kind, _, name = address.partition("/")
+    if not kind or not name or "/" in name:
+        raise errors.ConfigError(f"{address}: expected KIND/NAME, such as KmsProvider/app-data")
+    if kind not in IMPORTABLE:
+        why = IMPORTABLE_WHY.get(kind, "no such kind")
+        raise errors.ConfigError(f"{address}: {kind} cannot be imported ({why}); importable kinds: "
+                                 f"{', '.join(IMPORTABLE)}")
+
+
+def import_resource(workspace: engine.Workspace, aws: base.AwsContext, address: str, aws_id: str) -> state_model.ResourceState:
+    """Adopt an existing AWS object as the declared resource ``address``: it is
+    read and recorded in state as managed, so the next plan converges it to the
+    manifest (and protect / deletionWindowDays then apply to it). The caller
+    holds the state lock."""
+    config = workspace.config
+    check_import_address(address)
+    resource = config.resources.get(address)
+    if resource is None:
+        raise errors.ConfigError(f"{address}: declare it in the manifests before importing it")
+    if "keyId" in resource.spec:
+        raise errors.ConfigError(f"{address}: it already adopts its key with keyId; import is for a "
+                                 "KmsProvider that declares the key to create (remove keyId)")
+    state = workspace.backend.read()
+    if address in state.resources:
+        raise errors.ConfigError(f"{address} is already in state ({state.resources[address].ids.get('arn')})")
+    taken = [a for a, e in state.resources.items() if e.ids.get("keyId") and aws_id in (
+        e.ids.get("keyId"), e.ids.get("arn"))]
+    if taken:
+        raise errors.ConfigError(f"{aws_id} is already in state as {taken[0]}")
+    want = engine.desired_of(config, resolve_values=False)[address]
+    lookup = dataclasses.replace(want, mode="managed", lookup={"keyId": aws_id})
+    try:
+        adopter = kinds.handler_for(resource.kind)
+        assert isinstance(adopter, base.Adopts)  # check_import_address: importable kinds adopt
+        entry = adopter.read(aws, lookup)
+    except errors.ReconcilerError as exc:
+        raise errors.prefixed(exc, f"{address}: ") from None
+    attributes = dict(entry.attributes)
+    for field in ("protect", "deletionWindowDays"):
+        attributes[field] = want.attributes[field]
+    entry = dataclasses.replace(entry, mode="managed", attributes=attributes, dependencies=want.dependencies)
+    workspace.backend.write(state.with_resource(entry))
+    return entry
