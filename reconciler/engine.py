@@ -308,7 +308,7 @@ def drift(workspace: Workspace, aws: base.AwsContext,
     aws.desired, aws.state = desired, prior
     refreshed, _ = refresh({a: d for a, d in desired.items() if a in prior.resources}, prior, aws,
                            None, progress)
-    return list(hide_sensitive_drift(planner.detect_drift(prior, refreshed, desired, kinds.RULES)))
+    return list(hide_sensitive_drift(planner.detect_drift(prior, refreshed, desired, rules=kinds.RULES)))
 
 
 def new_context(workspace: Workspace | None = None) -> base.AwsContext:

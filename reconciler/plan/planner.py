@@ -21,7 +21,6 @@ from reconciler.state import model as state_model
 Action = actions.Action
 Refreshed = model.Refreshed  # where kinds and the engine have always found it
 Severity = kind_rules.Severity
-NO_RULES: kind_rules.Registry = {}
 
 
 def _severity(rules: kind_rules.Rules, changes: Sequence[diff.AttributeChange]) -> Severity:
@@ -30,8 +29,8 @@ def _severity(rules: kind_rules.Rules, changes: Sequence[diff.AttributeChange]) 
 
 
 def detect_drift(prior: state_model.State, refreshed: Mapping[str, Refreshed],
-                 desired: Mapping[str, model.Desired] | None = None,
-                 rules: kind_rules.Registry = NO_RULES) -> list[model.DriftItem]:
+                 desired: Mapping[str, model.Desired] | None = None, *,
+                 rules: kind_rules.Registry) -> list[model.DriftItem]:
     """Prior (last applied) vs live, for every resource that was refreshed. An
     object its kind finds unusable is one critical item (what to do in its
     note), not also attribute changes."""
@@ -92,9 +91,10 @@ def make_plan(*, plan_id: str, now: datetime.datetime, stack: str, directory: st
               refreshed: Mapping[str, Refreshed], adopted: Mapping[str, Refreshed],
               refresh: bool, targets: Sequence[str] = (),
               dependency_graph: graph.Graph | None = None,
-              rules: kind_rules.Registry = NO_RULES) -> model.Plan:
+              rules: kind_rules.Registry) -> model.Plan:
     """Compute the plan at ``now`` (timed actions fall due by it). ``adopted``
     holds what was read for adopted resources that are not yet in state.
+    ``rules``: each kind's (required: a kind's refusals are safety rules).
     Raises PlanError listing every refusal."""
     problems: list[str] = []
     scope: set[str] = set(desired) | set(prior.resources) | set(prior.deposed)
@@ -105,7 +105,7 @@ def make_plan(*, plan_id: str, now: datetime.datetime, stack: str, directory: st
         g = dependency_graph or graph.Graph()
         scope = g.ancestors(targets) | set(targets)
 
-    drift = [d for d in detect_drift(prior, refreshed, desired, rules) if d.address in scope] if refresh else []
+    drift = [d for d in detect_drift(prior, refreshed, desired, rules=rules) if d.address in scope] if refresh else []
     changes: dict[str, model.ResourceChange] = {}
     for address in [a for a in _forward(desired).topological_order() if a in scope] + sorted(scope - set(desired)):
         change = _plan_one(address, desired, prior, refreshed, adopted, changes, rules, problems)

@@ -77,7 +77,8 @@ def test_text_shows_each_action_as_sensitive():
 def test_drift_report_of_a_secret_only_in_state_shows_no_token(renderer):
     prior = state_model.State("l", 1, {"Secret/x": secret("x", CANARY + "-old")})
     items = planner.detect_drift(prior, {"Secret/x": planner.Refreshed({"vault": "main", "description": "",
-                                                                      "value": CANARY + "-live"})})
+                                                                      "value": CANARY + "-live"})},
+                                  rules=kinds.RULES)
     items = list(engine.hide_sensitive_drift(items))
     shown = {"text": text.render_drift_report, "json": structured.drift_json,
              "markdown": structured.drift_markdown}[renderer](items)

@@ -31,7 +31,7 @@ def key_state(arn: str = "arn:k") -> state_model.ResourceState:
 def plan_of(want, prior, live=None):
     return planner.make_plan(plan_id="p", now=NOW, stack="s", directory="/d", manifests_hash="h",
                              desired={d.address: d for d in want}, prior=prior, refreshed=live or {},
-                             adopted={}, refresh=True)
+                             adopted={}, refresh=True, rules={})
 
 
 def test_a_reference_is_json_and_parses_back():
