@@ -151,8 +151,9 @@ def _plan_one(address: str, desired: Mapping[str, model.Desired], prior: state_m
             return None
         live = found.attributes
     if want.mode in ("adopted", "read") and entry is not None and live is None:
-        problems.append(f"{address}: the adopted object ({_lookup_text(want)}) no longer exists; "
-                        "remove it from the manifests or point keyId at the right key")
+        noun = kind_rules.rules_for(rules, want.kind).noun
+        problems.append(f"{address}: the adopted object ({_lookup_text(want)}) no longer exists; remove it "
+                        f"from the manifests or point {' / '.join(want.lookup) or 'it'} at the right {noun}")
         return None
     named = refreshed[address].ids if entry is not None and address in refreshed else {}
     other = entry is not None and any(entry.ids.get(k) != v for k, v in named.items())

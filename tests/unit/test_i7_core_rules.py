@@ -170,3 +170,15 @@ def test_the_stack_permissions_are_collected_and_merged():
     assert {"kms:GenerateDataKey", "kms:ScheduleKeyDeletion"} <= set(by[("arn:aws:kms:us-east-1:*:key/*",)])
     assert list(by[("arn:aws:kms:us-east-1:*:key/*",)]) == sorted(set(by[("arn:aws:kms:us-east-1:*:key/*",)]))
     assert plan_rules.permissions_of(stack, state_model.State(), {}) == ()
+
+
+def test_a_vanished_adopted_object_is_named_by_its_lookup_and_its_kind_noun():
+    want = model.Desired("KmsProvider", "a", "adopted", {"description": "d"}, {}, lookup={"keyId": "alias/x"})
+    prior = state_model.State("l", 1).with_resource(
+        state_model.ResourceState("KmsProvider", "a", "adopted", {"keyId": "k"}, {"description": "d"}, {}))
+    gone = {"KmsProvider/a": planner.Refreshed(None)}
+    with pytest.raises(errors.PlanError, match=r"KmsProvider/a: the adopted object \(keyId alias/x\) no longer exists; "
+                                               r"remove it from the manifests or point keyId at the right key$"):
+        plan_with(kinds.RULES, [want], prior, gone)
+    with pytest.raises(errors.PlanError, match="point keyId at the right object$"):
+        plan_with({}, [want], prior, gone)
