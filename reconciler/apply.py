@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from reconciler import errors, kinds
 from reconciler.kinds import base
-from reconciler.plan import actions, model
+from reconciler.plan import actions, model, refs
 from reconciler.state import backend as state_backend
 from reconciler.state import model as state_model
 
@@ -33,7 +33,9 @@ def check_preconditions(plan: model.Plan, *, allow_destroy: bool) -> None:
             f"this plan destroys or replaces {', '.join(needs)}; re-run apply with --allow-destroy "
             "if that is intended")
     for change in plan.actionable:
-        kinds.handler_for(change.kind)
+        lacking = base.missing(kinds.handler_for(change.kind), change.action)
+        if lacking:
+            raise errors.PlanError(f"{change.address}: {lacking}")
 
 
 def apply_plan(plan: model.Plan, backend: state_backend.Backend, aws: base.AwsContext, *, allow_destroy: bool,
@@ -51,8 +53,8 @@ def apply_plan(plan: model.Plan, backend: state_backend.Backend, aws: base.AwsCo
 
     for index, change in enumerate(plan.actionable, 1):
         handler = kinds.handler_for(change.kind)
-        desired = plan.desired.get(change.address)
-        entry = state.resources.get(change.address)
+        desired = plan.desired.get(change.resource_address)
+        entry = state.resources.get(change.resource_address)
         started = time.monotonic()
         progress(f"[{index}/{total}] {change.action.symbol} {change.address}: {change.action.value}...")
 
@@ -60,24 +62,29 @@ def apply_plan(plan: model.Plan, backend: state_backend.Backend, aws: base.AwsCo
             save(state.with_resource(resource))
 
         try:
+            if desired is not None:  # references to what this apply made before are known now
+                desired = refs.resolve_desired(desired, state)
             match change.action:
                 case Action.CREATE:
-                    assert desired is not None
+                    assert desired is not None and isinstance(handler, base.Creates)
                     result = handler.create(aws, desired, checkpoint)
                     save(state.with_resource(result))  # `state` as the checkpoints left it
                 case Action.READ:
-                    assert desired is not None
+                    assert desired is not None and isinstance(handler, base.Adopts)
                     result = handler.read(aws, desired)
                     save(state.with_resource(result))
                 case Action.UPDATE:
-                    assert desired is not None
+                    assert desired is not None and isinstance(handler, base.Updates)
                     if entry is None:  # adopting and updating in one go
+                        if not isinstance(handler, base.Adopts):
+                            raise errors.PlanError(base.missing(handler, Action.READ) or "")
                         entry = handler.read(aws, desired)
                         checkpoint(entry)
                     result = handler.update(aws, desired, entry, change, checkpoint)
                     save(state.with_resource(result))
-                case Action.REPLACE:
+                case Action.CREATE_THEN_DELETE:
                     assert desired is not None and entry is not None
+                    assert isinstance(handler, base.Replaces) and isinstance(handler, base.Deletes)
                     deposed = state_model.Deposed.of(entry)
                     for stale in state.deposed.get(change.address, ()):
                         if stale.resource.ids == entry.ids:  # left by a run stopped right here
@@ -92,7 +99,19 @@ def apply_plan(plan: model.Plan, backend: state_backend.Backend, aws: base.AwsCo
                     save(state.with_resource(result))
                     handler.delete(aws, entry)
                     save(state.without_deposed(change.address, deposed.id))
+                case Action.DELETE_THEN_CREATE:
+                    assert desired is not None and entry is not None
+                    assert isinstance(handler, base.Deletes) and isinstance(handler, base.Creates)
+                    handler.delete(aws, entry)
+                    save(state.without_resource(change.address))  # gone: a crash here plans a create
+                    result = handler.create(aws, desired, checkpoint)
+                    save(state.with_resource(result))
+                case Action.ROTATE | Action.REVOKE:
+                    assert desired is not None and entry is not None and isinstance(handler, base.RunsTimed)
+                    result = handler.run_timed(aws, desired, entry, change, checkpoint)
+                    save(state.with_resource(result))
                 case Action.DELETE if change.deposed:
+                    assert isinstance(handler, base.Deletes)
                     address = change.resource_address
                     gone = state.deposed_object(address, change.deposed)
                     current = state.resources.get(address)
@@ -100,7 +119,7 @@ def apply_plan(plan: model.Plan, backend: state_backend.Backend, aws: base.AwsCo
                         handler.delete(aws, gone.resource)
                     save(state.without_deposed(address, change.deposed))
                 case Action.DELETE:
-                    assert entry is not None
+                    assert entry is not None and isinstance(handler, base.Deletes)
                     handler.delete(aws, entry)
                     save(state.without_resource(change.address))
                 case Action.NOOP:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import datetime
 import json
 import os
 import pathlib
@@ -13,11 +12,11 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 
 from reconciler import apply as executor
-from reconciler import errors, kinds
+from reconciler import clock, errors, kinds
 from reconciler.aws import s3, session
 from reconciler.kinds import base
 from reconciler.manifest import model as manifest
-from reconciler.plan import diff
+from reconciler.plan import actions, diff
 from reconciler.plan import model as plan_model
 from reconciler.plan import planner
 from reconciler.state import backend as state_backend
@@ -103,7 +102,10 @@ def refresh(desired: Mapping[str, plan_model.Desired], prior: state_model.State,
                 entry = prior.resources[address]
                 return address, kinds.handler_for(entry.kind).refresh(aws, entry, desired.get(address))
             want = desired[address]
-            return address, kinds.handler_for(want.kind).lookup(aws, want)
+            adopter = kinds.handler_for(want.kind)
+            if not isinstance(adopter, base.Adopts):
+                raise errors.PlanError(base.missing(adopter, actions.Action.READ) or "")
+            return address, adopter.lookup(aws, want)
         except errors.ReconcilerError as exc:
             raise errors.prefixed(exc, f"{address}: ") from None
 
@@ -171,10 +173,6 @@ def _auth_problem(exc: session.AuthError, address: str, config: manifest.Config 
         where = stack.document.position(("spec", "auth", *exc.field))
         return f"{where}: {address}: {exc.message} (auth inherited from Stack/{stack.name})"
     return f"{address}: {exc.message}"
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 def resolve_values(desired: Mapping[str, plan_model.Desired], prior: state_model.State,
@@ -254,10 +252,10 @@ def make_plan(workspace: Workspace, aws: base.AwsContext, *, refresh_live: bool 
         if refresh_live:
             check_live(desired, prior, aws, scope)
         return hide_sensitive(planner.make_plan(
-            plan_id=str(uuid.uuid4()), created_at=_now(), stack=config.stack.name,
+            plan_id=str(uuid.uuid4()), now=clock.now(), stack=config.stack.name,
             directory=str(config.source.directory.resolve()), manifests_hash=config.source.content_hash,
             desired=desired, prior=prior, refreshed=refreshed, adopted=adopted, refresh=refresh_live,
-            targets=tuple(targets), dependency_graph=graph))
+            targets=tuple(targets), dependency_graph=graph, rules=kinds.RULES))
     except errors.PlanError as exc:
         raise errors.PlanError("\n".join(_placed(line, config) for line in exc.message.splitlines())) from None
 
@@ -271,7 +269,8 @@ def _sensitive_of(kind: str) -> frozenset[str]:
 
 def _hidden_changes(changes: Sequence[diff.AttributeChange], sensitive: frozenset[str],
                     ) -> tuple[diff.AttributeChange, ...]:
-    return tuple(diff.AttributeChange(c.path, values.masked_value(c.before), values.masked_value(c.after), True)
+    return tuple(dataclasses.replace(c, before=values.masked_value(c.before), after=values.masked_value(c.after),
+                                     sensitive=True, op=c.operation)
                  if c.sensitive or c.top in sensitive else c for c in changes)
 
 
@@ -310,7 +309,7 @@ def drift(workspace: Workspace, aws: base.AwsContext,
     aws.desired, aws.state = desired, prior
     refreshed, _ = refresh({a: d for a, d in desired.items() if a in prior.resources}, prior, aws,
                            None, progress)
-    return list(hide_sensitive_drift(planner.detect_drift(prior, refreshed, desired)))
+    return list(hide_sensitive_drift(planner.detect_drift(prior, refreshed, desired, rules=kinds.RULES)))
 
 
 def new_context(workspace: Workspace | None = None) -> base.AwsContext:

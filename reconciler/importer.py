@@ -51,7 +51,9 @@ def import_resource(workspace: engine.Workspace, aws: base.AwsContext, address: 
     want = engine.desired_of(config, resolve_values=False)[address]
     lookup = dataclasses.replace(want, mode="managed", lookup={"keyId": aws_id})
     try:
-        entry = kinds.handler_for(resource.kind).read(aws, lookup)
+        adopter = kinds.handler_for(resource.kind)
+        assert isinstance(adopter, base.Adopts)  # check_import_address: importable kinds adopt
+        entry = adopter.read(aws, lookup)
     except errors.ReconcilerError as exc:
         raise errors.prefixed(exc, f"{address}: ") from None
     attributes = dict(entry.attributes)

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from reconciler import errors
 from reconciler.kinds import base, kms, secret, vault
+from reconciler.plan import rules as plan_rules
 
 HANDLERS: dict[str, base.Handler] = {
     "KmsProvider": kms.KmsProviderHandler(),
     "Vault": vault.VaultHandler(),
     "Secret": secret.SecretHandler(),
+}
+
+RULES: dict[str, plan_rules.Rules] = {  # what the planner knows of each kind (pure)
+    "KmsProvider": kms.RULES,
+    "Vault": vault.RULES,
+    "Secret": secret.RULES,
 }
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pathlib
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from reconciler.aws import kms as kms_adapter
 from reconciler.aws import session
 from reconciler.manifest import model as manifest
+from reconciler.plan import actions
 from reconciler.plan import model as plan_model
 from reconciler.plan import planner
 from reconciler.state import model as state_model
@@ -61,6 +62,10 @@ class AwsContext:
 
 
 class Handler(Protocol):
+    """What every reconciled kind implements: its desired form and how to read it
+    back. What it can do to AWS objects is in the capability protocols below;
+    the executor checks them for every change before the first write."""
+
     kind: str
 
     def desired(self, resource: manifest.Resource, config: manifest.Config, *,
@@ -73,9 +78,6 @@ class Handler(Protocol):
                 desired: plan_model.Desired | None) -> planner.Refreshed:
         """Live attributes of a resource in state (None when it is gone)."""
 
-    def lookup(self, aws: AwsContext, desired: plan_model.Desired) -> planner.Refreshed:
-        """Find an object to adopt, by ``desired.lookup``."""
-
     def check(self, aws: AwsContext, desired: plan_model.Desired,
               entry: state_model.ResourceState | None) -> list[str]:
         """Problems live AWS raises against this desired resource that must
@@ -83,18 +85,82 @@ class Handler(Protocol):
         stack does not manage): one line each, starting with the address.
         Called at plan time, after refresh, for every desired resource."""
 
+
+@runtime_checkable
+class Creates(Protocol):
     def create(self, aws: AwsContext, desired: plan_model.Desired,
                checkpoint: Checkpoint) -> state_model.ResourceState: ...
 
-    def read(self, aws: AwsContext, desired: plan_model.Desired) -> state_model.ResourceState: ...
 
+@runtime_checkable
+class Updates(Protocol):
     def update(self, aws: AwsContext, desired: plan_model.Desired, entry: state_model.ResourceState,
                change: plan_model.ResourceChange, checkpoint: Checkpoint) -> state_model.ResourceState: ...
+
+
+@runtime_checkable
+class Replaces(Protocol):
+    """Makes the successor of an object while the old one still exists (create-then-delete)."""
 
     def replace(self, aws: AwsContext, desired: plan_model.Desired, entry: state_model.ResourceState,
                 checkpoint: Checkpoint) -> state_model.ResourceState: ...
 
+
+@runtime_checkable
+class Deletes(Protocol):
     def delete(self, aws: AwsContext, entry: state_model.ResourceState) -> None: ...
+
+
+@runtime_checkable
+class Adopts(Protocol):
+    """Takes over (or only reads) an object that exists outside this stack."""
+
+    def lookup(self, aws: AwsContext, desired: plan_model.Desired) -> planner.Refreshed:
+        """Find an object to adopt, by ``desired.lookup``."""
+
+    def read(self, aws: AwsContext, desired: plan_model.Desired) -> state_model.ResourceState: ...
+
+
+@runtime_checkable
+class RunsTimed(Protocol):
+    """Carries out the actions its rules' ``timed`` hook plans (rotate, revoke)."""
+
+    def run_timed(self, aws: AwsContext, desired: plan_model.Desired, entry: state_model.ResourceState,
+                  change: plan_model.ResourceChange, checkpoint: Checkpoint) -> state_model.ResourceState: ...
+
+
+def needs(action: actions.Action, *, adopting: bool = False) -> tuple[type, ...]:
+    """The capabilities a kind needs to carry out ``action`` (``adopting``: an
+    update of an object not yet in state reads it in first)."""
+    match action:
+        case actions.Action.NOOP:
+            return ()
+        case actions.Action.CREATE:
+            return (Creates,)
+        case actions.Action.READ:
+            return (Adopts,)
+        case actions.Action.UPDATE:
+            return (Updates, Adopts) if adopting else (Updates,)
+        case actions.Action.CREATE_THEN_DELETE:
+            return (Replaces, Deletes)
+        case actions.Action.DELETE_THEN_CREATE:
+            return (Deletes, Creates)
+        case actions.Action.DELETE:
+            return (Deletes,)
+        case actions.Action.ROTATE | actions.Action.REVOKE:
+            return (RunsTimed,)
+
+
+def missing(handler: object, action: actions.Action, *, adopting: bool = False) -> str | None:
+    """Why ``handler`` cannot carry out ``action`` (the first capability it lacks), or None."""
+    for capability in needs(action, adopting=adopting):
+        if not isinstance(handler, capability):
+            return f"a {getattr(handler, 'kind', '?')} cannot be {_DONE[capability]} ({action.value})"
+    return None
+
+
+_DONE: dict[type, str] = {Creates: "created", Updates: "updated", Replaces: "replaced",
+                          Deletes: "deleted", Adopts: "adopted or read", RunsTimed: "rotated or revoked"}
 
 
 class ResolvesValues(Protocol):

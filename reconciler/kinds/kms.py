@@ -22,10 +22,13 @@ from typing import Any
 from reconciler import errors
 from reconciler.aws import kms as kms_adapter
 from reconciler.kinds import base
+from reconciler.kinds import vault as vault_kind
 from reconciler.manifest import model as manifest
+from reconciler.plan import actions as plan_actions
 from reconciler.plan import diff
 from reconciler.plan import model as plan_model
 from reconciler.plan import planner
+from reconciler.plan import rules as plan_rules
 from reconciler.state import model as state_model
 
 KIND = "KmsProvider"
@@ -459,3 +462,107 @@ def _converge_grants(kms: kms_adapter.KmsAdapter, key_id: str, want: Mapping[str
     for name, grant in sorted(want.items()):
         if name not in kept:
             kms.create_grant(key_id, name, grant["granteePrincipal"], grant["operations"])
+
+
+# -- plan rules (pure: the planner calls them through plan.rules.Rules) ---------------------
+DELETION_NOTE = ("the key is scheduled for deletion in {days} days, never deleted outright; "
+                 "cancel with `aws kms cancel-key-deletion` within the window")
+REPLACE_NOTE = "a new key is created first; the old one is then scheduled for deletion"
+READ_ACTIONS = ("kms:DescribeKey", "kms:ListAliases", "kms:ListResourceTags", "kms:GetKeyRotationStatus",
+                "kms:GetKeyPolicy", "kms:ListGrants")
+WRITE_ACTIONS = ("kms:TagResource", "kms:UntagResource", "kms:UpdateKeyDescription", "kms:EnableKey",
+                 "kms:CancelKeyDeletion", "kms:ScheduleKeyDeletion", "kms:EnableKeyRotation",
+                 "kms:DisableKeyRotation", "kms:PutKeyPolicy", "kms:CreateGrant", "kms:RevokeGrant",
+                 "kms:ReplicateKey", "kms:CreateAlias", "kms:UpdateAlias", "kms:DeleteAlias")
+
+
+def _vault_users(address: str, desired: Mapping[str, plan_model.Desired]) -> list[str]:
+    return sorted(w.address for w in desired.values()
+                  if w.kind == vault_kind.KIND and f"{KIND}/{w.attributes.get('provider')}" == address)
+
+
+def _still_wrapped(change: plan_model.ResourceChange, context: plan_rules.PlanContext) -> list[str]:
+    """A key that kept secret versions still need (an interrupted re-wrap, or
+    versions recorded before every version was re-wrapped) is not destroyed:
+    deletes run after every re-wrap and move of the plan, replaces before them."""
+    entry = context.prior.resources.get(change.address)
+    if entry is None or not entry.ids.get("arn"):
+        return []
+    key = str(entry.ids["arn"]).rsplit("/", 1)[-1]
+    deleting = change.action is plan_actions.Action.DELETE
+    moving = vault_kind.moving_away(context.changes, context.prior) if deleting else set()
+    needs = {s.address: n for s in context.prior.resources.values()
+             if s.kind == "Secret" and s.address not in moving
+             and (n := vault_kind.kept_by_key(s, context.prior).get(key, 0))}
+    if not needs:
+        return []
+    total = sum(needs.values())
+    which = ", ".join(f"{a} ({n})" for a, n in sorted(needs.items())[:5]) + (", ..." if len(needs) > 5 else "")
+    what = "destroyed" if deleting else "replaced"
+    return [f"{change.address}: the key still wraps {total} kept secret version{'s' if total != 1 else ''} "
+            f"({which}); it cannot be {what} until they are re-wrapped under another key (apply the "
+            "vault's provider change first: it re-wraps every kept version)"]
+
+
+class KmsRules(plan_rules.Rules):
+    """Keys are replaced new-first and only ever scheduled for deletion; a key
+    that wraps a vault's data, or kept secret versions, is never destroyed."""
+
+    noun = "key"
+    replace_order = plan_actions.Action.CREATE_THEN_DELETE  # the successor exists before the old key goes
+    protected_replace_hint = ("replacing it would schedule the old key's deletion. Declare a new KmsProvider "
+                              "instead, or set protect: false and apply with --allow-destroy")
+
+    def review(self, change: plan_model.ResourceChange, context: plan_rules.PlanContext) -> plan_rules.Review:
+        notes: list[str] = []
+        problems: list[str] = []
+        managed = change.mode == "managed"
+        match change.action:
+            case plan_actions.Action.DELETE if managed:
+                days = (change.before or {}).get("deletionWindowDays", 30)
+                notes.append(DELETION_NOTE.format(days=days))
+            case plan_actions.Action.CREATE_THEN_DELETE | plan_actions.Action.DELETE_THEN_CREATE:
+                notes.append(REPLACE_NOTE)
+            case (plan_actions.Action.DELETE | plan_actions.Action.NOOP | plan_actions.Action.CREATE
+                  | plan_actions.Action.READ | plan_actions.Action.UPDATE | plan_actions.Action.ROTATE
+                  | plan_actions.Action.REVOKE):
+                pass
+        if managed and not change.deposed and change.action in (
+                plan_actions.Action.DELETE, plan_actions.Action.CREATE_THEN_DELETE,
+                plan_actions.Action.DELETE_THEN_CREATE):
+            users = _vault_users(change.address, context.desired)
+            if users:
+                problems.append(f"{change.address}: the key wraps the data of {', '.join(users)}; it cannot be "
+                                "destroyed or replaced while a vault uses it (move the vault to another "
+                                "provider first: that re-wraps its secrets)")
+            else:
+                problems.extend(_still_wrapped(change, context))
+        return plan_rules.Review(tuple(notes), tuple(problems))
+
+    def severity(self, path: str, before: Any, after: Any) -> plan_rules.Severity:
+        """A key (or replica) no longer Enabled breaks everything it wraps."""
+        if path.endswith("keyState") and after != "Enabled":
+            return plan_rules.Severity.CRITICAL
+        return plan_rules.Severity.WARNING
+
+    def permissions(self, desired: plan_model.Desired, stack: Mapping[str, plan_model.Desired],
+                    prior: state_model.State) -> tuple[plan_rules.Permission, ...]:
+        region = str(desired.connection.get("region") or "*")
+        entry = prior.resources.get(desired.address)
+        key = str(entry.ids["arn"]) if entry is not None and entry.ids.get("arn") else f"arn:aws:kms:{region}:*:key/*"
+        if desired.mode == "read":
+            return (plan_rules.Permission(READ_ACTIONS, (key,)),)
+        found: list[plan_rules.Permission] = []
+        if desired.mode == "managed" and entry is None:
+            found.append(plan_rules.Permission(("kms:CreateKey",), ("*",)))
+        keys = [key, *(key.replace(f":{region}:", f":{r}:", 1) for r in sorted(desired.attributes.get("replicas") or {}))]
+        found.append(plan_rules.Permission(READ_ACTIONS + WRITE_ACTIONS, tuple(keys)))
+        alias = desired.attributes.get("alias")
+        if alias:
+            regions = [region, *sorted(desired.attributes.get("replicas") or {})]
+            found.append(plan_rules.Permission(("kms:CreateAlias", "kms:UpdateAlias", "kms:DeleteAlias"),
+                                               tuple(f"arn:aws:kms:{r}:*:{alias}" for r in regions)))
+        return tuple(found)
+
+
+RULES = KmsRules()

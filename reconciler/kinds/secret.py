@@ -36,8 +36,10 @@ from reconciler.crypto import envelope as env
 from reconciler.kinds import base
 from reconciler.kinds import vault as vaults
 from reconciler.manifest import model as manifest
+from reconciler.plan import actions as plan_actions
 from reconciler.plan import model as plan_model
 from reconciler.plan import planner
+from reconciler.plan import rules as plan_rules
 from reconciler.state import model as state_model
 
 KIND = "Secret"
@@ -211,12 +213,6 @@ class SecretHandler:
               entry: state_model.ResourceState | None) -> list[str]:
         return []
 
-    def lookup(self, aws: base.AwsContext, desired: plan_model.Desired) -> planner.Refreshed:
-        raise errors.PlanError(f"{desired.address}: secrets cannot be adopted")
-
-    def read(self, aws: base.AwsContext, desired: plan_model.Desired) -> state_model.ResourceState:
-        raise errors.PlanError(f"{desired.address}: secrets cannot be adopted")
-
     def _write(self, aws: base.AwsContext, desired: plan_model.Desired, entry: state_model.ResourceState | None,
                checkpoint: base.Checkpoint) -> state_model.ResourceState:
         info = vaults.resolve(aws, desired.attributes["vault"])
@@ -281,10 +277,6 @@ class SecretHandler:
             checkpoint(moved)  # moved with its history; then the new value on top
             entry = moved
         return self._write(aws, desired, entry, checkpoint)
-
-    def replace(self, aws: base.AwsContext, desired: plan_model.Desired, entry: state_model.ResourceState,
-                checkpoint: base.Checkpoint) -> state_model.ResourceState:
-        raise errors.PlanError(f"{desired.address}: secrets are updated in place, never replaced")
 
     def delete(self, aws: base.AwsContext, entry: state_model.ResourceState) -> None:
         """Every place the entry is: a move to another vault may be halfway."""
@@ -488,3 +480,86 @@ def _can_resupply(aws: base.AwsContext, desired: plan_model.Desired | None, lost
         arn = env.Envelope.parse(source["encrypted"].strip()).key_arn
         return not vaults.same_key(arn, lost) and aws.keyring.key_exists(arn, connection=info.connection)
     return False
+
+
+# -- plan rules (pure: the planner calls them through plan.rules.Rules) ---------------------
+def _resupply_hint(entry: state_model.ResourceState) -> str:
+    """How a lost secret gets a value again, by the source its token names."""
+    token = str(entry.attributes.get("value", ""))
+    if token.startswith("env:"):
+        return ("`reconciler apply` writes it again from its fromEnv variable once the vault has a "
+                "working key")
+    if token.startswith("envelope:"):
+        return ("encrypt the value again (`reconciler secret encrypt`) and replace its `encrypted:` "
+                "envelope, then apply")
+    if token.startswith("generation:"):
+        return "`reconciler apply --regenerate-lost` generates a new value (whoever used the old one needs the new)"
+    return "re-supply its value"
+
+
+def _lost_note(arn: str, provider: str, entry: state_model.ResourceState) -> str:
+    return (f"its envelope no longer decrypts: key {arn}{f' ({provider})' if provider else ''} no longer "
+            f"exists, so every stored version is lost; re-supply the value: {_resupply_hint(entry)}")
+
+
+class SecretRules(plan_rules.Rules):
+    """A secret whose key cannot decrypt it any more is one critical item; one
+    moving to another vault says how many versions move."""
+
+    noun = "secret"
+
+    def drift_note(self, entry: state_model.ResourceState) -> str:
+        return "the stored entry was changed outside reconciler"
+
+    def interrupted(self, entry: state_model.ResourceState) -> bool:
+        return bool(entry.ids.get("pending")) and not entry.ids.get("storedDigest")
+
+    def unreadable(self, entry: state_model.ResourceState, prior: state_model.State,
+                   refreshed: Mapping[str, plan_model.Refreshed]) -> plan_model.DriftItem | None:
+        """Critical when the envelope's key cannot decrypt any more. A key that is
+        gone (the secret's refresh says so for keys no KmsProvider holds) loses
+        the value for good: the note says how to re-supply it."""
+        found = refreshed.get(entry.address)
+        lost = (found.ids or {}).get("lostKey") if found is not None else None
+        critical = plan_rules.Severity.CRITICAL.value
+        if lost:
+            return plan_model.DriftItem(entry.address, critical, (), note=_lost_note(str(lost), "", entry))
+        vault = prior.resources.get(f"{vaults.KIND}/{entry.attributes.get('vault')}")
+        if vault is None:
+            return None
+        provider = f"KmsProvider/{vault.attributes.get('provider')}"
+        live = refreshed.get(provider)
+        state = (live.attributes or {}).get("keyState") if live else None
+        if live is None or state == "Enabled":
+            return None
+        arn = prior.resources[provider].ids.get("arn", provider) if provider in prior.resources else provider
+        own = entry.ids.get("keyArn")
+        if own and not vaults.same_key(str(own), str(arn)):
+            return None  # the envelope is under another key than the vault's
+        if live.attributes is None:
+            return plan_model.DriftItem(entry.address, critical, (), note=_lost_note(str(arn), provider, entry))
+        how = ("cancel the deletion (`reconciler apply` does, or `aws kms cancel-key-deletion`) and "
+               "enable it" if state == "PendingDeletion" else
+               "re-enable it (`reconciler apply` does, or `aws kms enable-key`)")
+        return plan_model.DriftItem(entry.address, critical, (), note=(
+            f"its envelope no longer decrypts: key {arn} ({provider}) is {state}; {how}"))
+
+    def review(self, change: plan_model.ResourceChange, context: plan_rules.PlanContext) -> plan_rules.Review:
+        before, after = change.before or {}, change.after or {}
+        if change.action is not plan_actions.Action.UPDATE or before.get("vault") == after.get("vault") \
+                or not change.before or not change.after:
+            return plan_rules.Review()
+        entry = context.prior.resources.get(change.address)
+        count = sum(vaults.kept_by_key(entry, context.prior).values()) if entry is not None else 0
+        return plan_rules.Review(notes=(
+            f"move {count} version{'s' if count != 1 else ''} from Vault/{before.get('vault')} "
+            f"to Vault/{after.get('vault')} (values kept, re-sealed for the new vault)",))
+
+    def permissions(self, desired: plan_model.Desired, stack: Mapping[str, plan_model.Desired],
+                    prior: state_model.State) -> tuple[plan_rules.Permission, ...]:
+        """A secret's reads and writes are its vault's: its store and its key."""
+        vault = stack.get(f"{vaults.KIND}/{desired.attributes['vault']}")
+        return vaults.RULES.permissions(vault, stack, prior) if vault is not None else ()
+
+
+RULES = SecretRules()

@@ -27,7 +27,9 @@ from reconciler.aws import s3, secretsmanager, ssm
 from reconciler.crypto import envelope as env
 from reconciler.kinds import base
 from reconciler.manifest import model as manifest
+from reconciler.plan import actions as plan_actions
 from reconciler.plan import model as plan_model
+from reconciler.plan import rules as plan_rules
 from reconciler.plan import planner
 from reconciler.state import model as state_model
 from reconciler.stores import base as store_base
@@ -332,12 +334,6 @@ class VaultHandler:
         store = open_store(aws, spec, desired.attributes.get("keepVersions", store_base.DEFAULT_KEEP))
         return [f"{desired.address}: {problem}" for problem in store.problems()]
 
-    def lookup(self, aws: base.AwsContext, desired: plan_model.Desired) -> planner.Refreshed:
-        raise errors.PlanError(f"{desired.address}: vaults cannot be adopted")
-
-    def read(self, aws: base.AwsContext, desired: plan_model.Desired) -> state_model.ResourceState:
-        raise errors.PlanError(f"{desired.address}: vaults cannot be adopted")
-
     def _entry(self, aws: base.AwsContext, desired: plan_model.Desired) -> state_model.ResourceState:
         key_arn, _spec, _conn = provider_key(aws, desired.attributes["provider"])
         return state_model.ResourceState(KIND, desired.name, "managed", {"keyArn": key_arn},
@@ -373,12 +369,121 @@ class VaultHandler:
             if copied.wrote or ids != dict(secret.ids):
                 checkpoint(dataclasses.replace(secret, ids=ids))
 
-    def replace(self, aws: base.AwsContext, desired: plan_model.Desired, entry: state_model.ResourceState,
-                checkpoint: base.Checkpoint) -> state_model.ResourceState:
-        raise errors.PlanError(f"{desired.address}: vaults are updated in place, never replaced")
-
     def delete(self, aws: base.AwsContext, entry: state_model.ResourceState) -> None:
         for secret in secrets_of(aws.state, entry.name):
             vault, attributes = stored_location(aws, secret, settled=True)
             if vault == entry.name:
                 resolve(aws, vault, attributes=attributes).store.delete(secret.name)
+
+
+# -- plan rules (pure: the planner calls them through plan.rules.Rules) ---------------------
+def kept_by_key(entry: state_model.ResourceState, prior: state_model.State) -> dict[str, int]:
+    """How many kept versions of a recorded secret each key wraps (``versionKeys``,
+    clipped to the versions its vault keeps), by key id (a replica counts as its primary)."""
+    ids = entry.ids
+    newest = int(ids.get("version") or 0)
+    vault = prior.resources.get(f"{KIND}/{entry.attributes.get('vault')}")
+    keep = int((vault.attributes if vault else {}).get("keepVersions", store_base.DEFAULT_KEEP))
+    spans = ids.get("versionKeys") or ({ids["keyArn"]: [1, newest]} if ids.get("keyArn") and newest else {})
+    oldest = newest - keep + 1
+    counts: dict[str, int] = {}
+    for arn, (first, last) in spans.items():
+        count = min(last, newest) - max(first, oldest) + 1
+        if count > 0:
+            key = str(arn).rsplit("/", 1)[-1]
+            counts[key] = counts.get(key, 0) + count
+    return counts
+
+
+def moving_away(changes: Mapping[str, plan_model.ResourceChange], prior: state_model.State) -> set[str]:
+    """Secrets whose versions this plan re-wraps, moves or deletes before any key is deleted."""
+    moving: set[str] = set()
+    for change in changes.values():
+        paths = {c.top for c in change.changes}
+        if change.kind == KIND and change.action is plan_actions.Action.UPDATE and paths & {"provider", "store"}:
+            moving.update(e.address for e in secrets_of(prior, change.name))
+        if change.kind == "Secret" and (change.action is plan_actions.Action.DELETE or
+                                        (change.action is plan_actions.Action.UPDATE and "vault" in paths)):
+            moving.add(change.address)
+    return moving
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}{'s' if n != 1 else ''}"
+
+
+def _store_permissions(store: Mapping[str, Any], region: str) -> tuple[plan_rules.Permission, ...]:
+    """What a store's reads and writes need (a local store: nothing from AWS)."""
+    match dict(store):
+        case {"s3": spec}:
+            bucket, prefix = spec["bucket"], spec.get("prefix", "")
+            return (plan_rules.Permission(("s3:GetObject", "s3:GetObjectVersion", "s3:PutObject",
+                                           "s3:DeleteObject", "s3:DeleteObjectVersion"),
+                                          (f"arn:aws:s3:::{bucket}/{prefix}*",)),
+                    plan_rules.Permission(("s3:ListBucket", "s3:ListBucketVersions", "s3:GetBucketVersioning"),
+                                          (f"arn:aws:s3:::{bucket}",)))
+        case {"secretsmanager": spec}:
+            where = spec.get("region") or region
+            return (plan_rules.Permission(("secretsmanager:CreateSecret", "secretsmanager:PutSecretValue",
+                                           "secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret",
+                                           "secretsmanager:ListSecretVersionIds",
+                                           "secretsmanager:UpdateSecretVersionStage",
+                                           "secretsmanager:DeleteSecret"),
+                                          (f"arn:aws:secretsmanager:{where}:*:secret:{spec['prefix']}*",)),)
+        case {"ssm": spec}:
+            where = spec.get("region") or region
+            path = "/" + str(spec["path"]).strip("/")
+            return (plan_rules.Permission(("ssm:PutParameter", "ssm:GetParameter", "ssm:GetParameterHistory",
+                                           "ssm:GetParametersByPath", "ssm:DeleteParameter",
+                                           "ssm:LabelParameterVersion"),
+                                          (f"arn:aws:ssm:{where}:*:parameter{path}/*",)),)
+        case _:
+            return ()
+
+
+def key_arn_of(provider: str, prior: state_model.State, region: str) -> str:
+    """The ARN of a KmsProvider's key as state records it; any key of the region before it exists."""
+    entry = prior.resources.get(f"KmsProvider/{provider}")
+    if entry is not None and entry.ids.get("arn"):
+        return str(entry.ids["arn"])
+    return f"arn:aws:kms:{region}:*:key/*"
+
+
+class VaultRules(plan_rules.Rules):
+    """A vault moving to another key or store, or deleted, says how many secrets that touches."""
+
+    noun = "vault"
+
+    def review(self, change: plan_model.ResourceChange, context: plan_rules.PlanContext) -> plan_rules.Review:
+        count = len(secrets_of(context.prior, change.name))
+        paths = {c.top for c in change.changes}
+        notes: list[str] = []
+        match change.action:
+            case plan_actions.Action.UPDATE:
+                if "provider" in paths:
+                    notes.append(f"re-wrap {_count(count, 'secret')} under "
+                                 f"KmsProvider/{(change.after or {}).get('provider')}, every kept version "
+                                 "(numbers and dates kept); the old key is left untouched")
+                if "store" in paths:
+                    notes.append(f"copy {_count(count, 'secret')} to the new store, every kept "
+                                 "version (numbers and dates kept); the old store is left untouched")
+            case plan_actions.Action.DELETE:
+                if count:
+                    notes.append(f"the vault still holds {_count(count, 'secret')}: "
+                                 "their stored versions are deleted")
+            case (plan_actions.Action.NOOP | plan_actions.Action.CREATE | plan_actions.Action.READ
+                  | plan_actions.Action.CREATE_THEN_DELETE | plan_actions.Action.DELETE_THEN_CREATE
+                  | plan_actions.Action.ROTATE | plan_actions.Action.REVOKE):
+                pass
+        return plan_rules.Review(notes=tuple(notes))
+
+    def permissions(self, desired: plan_model.Desired, stack: Mapping[str, plan_model.Desired],
+                    prior: state_model.State) -> tuple[plan_rules.Permission, ...]:
+        region = str(desired.connection.get("region") or "*")
+        key = key_arn_of(str(desired.attributes["provider"]), prior, region)
+        return (plan_rules.Permission(("kms:GenerateDataKey", "kms:Encrypt", "kms:Decrypt", "kms:GetPublicKey",
+                                       "kms:DescribeKey"), (key,)),
+                *_store_permissions(desired.attributes["store"], region))
+
+
+RULES = VaultRules()

@@ -75,6 +75,7 @@ class ResourceChange:
     requires_allow_destroy: bool = False
     sensitive: tuple[str, ...] = ()  # top-level attributes never to be shown
     deposed: str = ""  # the deposed id, when the change deletes a deposed object of ``kind/name``
+    subject: str = ""  # what a timed action (rotate, revoke) acts on, when not the whole resource
 
     @property
     def resource_address(self) -> str:
@@ -88,17 +89,16 @@ class ResourceChange:
                 "changes": [c.to_json() for c in self.changes],
                 "replacePaths": list(self.replace_paths), "notes": list(self.notes),
                 "requiresAllowDestroy": self.requires_allow_destroy,
-                "sensitive": list(self.sensitive), "deposed": self.deposed}
+                "sensitive": list(self.sensitive), "deposed": self.deposed, "subject": self.subject}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ResourceChange:
-        changes = tuple(diff.AttributeChange(c["path"], c.get("before"), c.get("after"),
-                                             c.get("sensitive", False)) for c in data["changes"])
+        changes = tuple(diff.AttributeChange.from_json(c) for c in data["changes"])
         return cls(data["address"], data["kind"], data["name"], actions.Action(data["action"]),
                    data["mode"], data["before"], data["after"], changes,
                    tuple(data.get("replacePaths", ())), tuple(data.get("notes", ())),
                    data.get("requiresAllowDestroy", False), tuple(data.get("sensitive", ())),
-                   data.get("deposed", ""))
+                   data.get("deposed", ""), data.get("subject", ""))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -117,10 +117,21 @@ class DriftItem:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> DriftItem:
-        changes = tuple(diff.AttributeChange(c["path"], c.get("before"), c.get("after"),
-                                             c.get("sensitive", False)) for c in data["changes"])
+        changes = tuple(diff.AttributeChange.from_json(c) for c in data["changes"])
         return cls(data["address"], data["severity"], changes, data.get("gone", False),
                    data.get("note", ""))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Refreshed:
+    """What a refresh found for one resource in state: its live attributes, or
+    ``None`` when the object no longer exists; and what the kind reports about
+    live objects it does not manage (``info`` drift, e.g. grants AWS services made)."""
+
+    attributes: Mapping[str, Any] | None
+    ids: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    info: tuple[DriftItem, ...] = ()
+    learned: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # ids state lacks (older state)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

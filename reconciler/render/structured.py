@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from reconciler.plan import model
+from reconciler.plan import actions, model
 from reconciler.render import text, values
 
 
@@ -30,6 +30,16 @@ def _cell(value: str) -> str:
     return value.replace("|", "\\|").replace("\n", " ")
 
 
+def _what_changes(change: model.ResourceChange) -> str:
+    """The table's last column: changed attributes, or why a timed action is due."""
+    match change.action:
+        case actions.Action.ROTATE | actions.Action.REVOKE:
+            return "; ".join(change.notes) or "—"
+        case actions.Action.UPDATE | actions.Action.CREATE_THEN_DELETE | actions.Action.DELETE_THEN_CREATE \
+                | actions.Action.READ | actions.Action.CREATE | actions.Action.DELETE | actions.Action.NOOP:
+            return ", ".join(f"`{c.path}`" for c in change.changes) or "—"
+
+
 def plan_markdown(plan: model.Plan) -> str:
     lines = [f"### reconciler plan for stack `{plan.stack}`", ""]
     if plan.drift:
@@ -45,7 +55,7 @@ def plan_markdown(plan: model.Plan) -> str:
     lines.append("| action | resource | changed attributes |")
     lines.append("|---|---|---|")
     for change in plan.actionable:
-        attrs = ", ".join(f"`{c.path}`" for c in change.changes) or "—"
+        attrs = _what_changes(change)
         lines.append(f"| `{change.action.symbol}` {change.action.value} | `{change.address}` | {_cell(attrs)} |")
     lines.append("")
     lines.append("<details><summary>Details</summary>")

@@ -1,4 +1,4 @@
-"""Terraform-like text: ``+ ~ -/+ - <=`` with attribute-level diffs."""
+"""Terraform-like text: ``+ ~ +/- -/+ - <= !`` with attribute-level diffs."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from reconciler.plan import actions, diff, model
 from reconciler.render import values
 
 Action = actions.Action
-_COLOURS = {"+": "green", "~": "yellow", "-/+": "magenta", "-": "red", "<=": "cyan", "!": "magenta"}
+_COLOURS = {"+": "green", "~": "yellow", "+/-": "magenta", "-/+": "magenta", "-": "red", "<=": "cyan",
+            "!": "magenta"}
 
 
 def _styler(color: bool) -> Callable[[str, str], str]:
@@ -20,11 +21,16 @@ def _styler(color: bool) -> Callable[[str, str], str]:
 
 
 def summary_line(plan: model.Plan) -> str:
+    """Every action counted: the four Terraform users expect always, the rest when present."""
     counts = plan.counts()
-    parts = [f"{counts['create']} to create", f"{counts['update']} to update",
-             f"{counts['replace']} to replace", f"{counts['delete']} to destroy"]
-    if counts["read"]:
-        parts.append(f"{counts['read']} to read")
+    first, second = counts[Action.CREATE_THEN_DELETE.value], counts[Action.DELETE_THEN_CREATE.value]
+    orders = [f"{n} {order}" for n, order in ((first, "create before destroy"), (second, "destroy before create"))
+              if n]
+    replace = f"{first + second} to replace" + (f" ({', '.join(orders)})" if orders else "")
+    parts = [f"{counts['create']} to create", f"{counts['update']} to update", replace,
+             f"{counts['delete']} to destroy"]
+    parts.extend(f"{counts[a.value]} to {a.value}" for a in (Action.READ, Action.ROTATE, Action.REVOKE)
+                 if counts[a.value])
     return "Plan: " + ", ".join(parts) + "."
 
 
@@ -36,9 +42,10 @@ def render_drift(items: Sequence[model.DriftItem], *, color: bool = False) -> li
         note = f": {item.note}" if item.note else " (recorded -> live)"
         lines.append(f"  # {item.address} [{badge}]{note}")
         width = max((len(c.path) for c in item.changes), default=0)
+        indent = " " * (11 + width)
         for change in item.changes:
-            before = values.show(change.before, sensitive=change.sensitive)
-            after = values.show(change.after, sensitive=change.sensitive)
+            before = values.show(change.before, sensitive=change.sensitive, indent=indent)
+            after = values.show(change.after, sensitive=change.sensitive, indent=indent)
             lines.append(f"      ~ {change.path.ljust(width)} = {before} -> {after}")
         lines.append("")
     return lines
@@ -60,10 +67,13 @@ def _change_lines(change: model.ResourceChange, style: Callable[[str, str], str]
                 indent = " " * (10 + width)
                 shown_value = value if value == values.SENSITIVE else values.show(value, indent=indent)
                 lines.append(f"      {sign} {path.ljust(width)} = {shown_value}")
-        case Action.UPDATE | Action.REPLACE | Action.READ:
+        case Action.UPDATE | Action.CREATE_THEN_DELETE | Action.DELETE_THEN_CREATE | Action.READ:
             width = max((len(c.path) for c in change.changes), default=0)
             for c in change.changes:
                 lines.append(_attribute_line(c, width, change))
+        case Action.ROTATE | Action.REVOKE:
+            if change.subject:
+                lines.append(f"      ! {change.subject}")
         case Action.NOOP | Action.CREATE | Action.DELETE:
             pass
     if change.requires_allow_destroy:
@@ -81,13 +91,15 @@ def _attribute_line(c: diff.AttributeChange, width: int, change: model.ResourceC
     forces = "   # forces replacement" if c.path in change.replace_paths else ""
     before = values.show(c.before, sensitive=sensitive, indent=indent)
     after = values.show(c.after, sensitive=sensitive, indent=indent)
-    if c.before is None:
-        return f"      + {c.path.ljust(width)} = {after}{forces}"
-    if c.after is None:
-        return f"      - {c.path.ljust(width)} = {before}{forces}"
-    if sensitive:
-        return f"      ~ {c.path.ljust(width)} = {values.SENSITIVE_CHANGE}{forces}"
-    return f"      ~ {c.path.ljust(width)} = {before} -> {after}{forces}"
+    match c.operation:
+        case diff.DiffOperation.ADD:
+            return f"      + {c.path.ljust(width)} = {after}{forces}"
+        case diff.DiffOperation.REMOVE:
+            return f"      - {c.path.ljust(width)} = {before}{forces}"
+        case diff.DiffOperation.CHANGE if sensitive:
+            return f"      ~ {c.path.ljust(width)} = {values.SENSITIVE_CHANGE}{forces}"
+        case diff.DiffOperation.CHANGE:
+            return f"      ~ {c.path.ljust(width)} = {before} -> {after}{forces}"
 
 
 def render_plan(plan: model.Plan, *, color: bool = False) -> str:

@@ -6,6 +6,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from reconciler.plan import refs
+
 SENSITIVE = "(sensitive)"
 SENSITIVE_CHANGE = "(sensitive, will change)"
 
@@ -15,6 +17,9 @@ def show(value: Any, *, sensitive: bool = False, indent: str = "") -> str:
         return SENSITIVE
     if value is None:
         return "null"
+    if refs.is_unknown(value):
+        return refs.KNOWN_AFTER_APPLY
+    value = known(value)
     text = json.dumps(value, sort_keys=True)
     if len(text) <= 70 or not isinstance(value, (dict, list)):
         return text
@@ -30,11 +35,22 @@ def flatten(attributes: dict[str, Any] | None, prefix: str = "") -> list[tuple[s
     for key in sorted(attributes):
         value = attributes[key]
         path = f"{prefix}{key}"
-        if isinstance(value, dict) and value and key != "policy":
+        if isinstance(value, dict) and value and key != "policy" and not refs.is_unknown(value):
             rows.extend(flatten(value, path + "."))
         else:
             rows.append((path, value))
     return rows
+
+
+def known(value: Any) -> Any:
+    """``value`` with every value known only after apply shown as such (inside documents too)."""
+    if refs.is_unknown(value):
+        return refs.KNOWN_AFTER_APPLY
+    if isinstance(value, Mapping):
+        return {k: known(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [known(v) for v in value]
+    return value
 
 
 def masked_value(value: Any) -> Any:

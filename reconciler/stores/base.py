@@ -9,7 +9,7 @@ import datetime
 import json
 from typing import Any, Protocol
 
-from reconciler import errors
+from reconciler import clock, errors
 
 DEFAULT_KEEP = 10
 
@@ -22,7 +22,8 @@ class Version:
 
 
 def now() -> str:
-    return stamp(datetime.datetime.now(datetime.UTC))
+    """A new version's date, by the one clock (tests set it)."""
+    return stamp(clock.now())
 
 
 def stamp(when: datetime.datetime | str | None) -> str:

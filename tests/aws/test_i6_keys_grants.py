@@ -47,7 +47,7 @@ def test_grants_not_created_by_the_stack_are_info_drift_and_never_revoked(aws, s
     drift = json.loads(run("drift", directory, "--format", "json").output)
     (item,) = drift["drift"]
     assert (item["address"], item["severity"]) == ("KmsProvider/main", "info")
-    assert item["changes"] == [{"path": f"grants.grant-id:{ebs}", "before": None, "after": {
+    assert item["changes"] == [{"path": f"grants.grant-id:{ebs}", "op": "add", "before": None, "after": {
         "granteePrincipal": f"{ROLE}aws-service-role/ebs.amazonaws.com",
         "operations": ["Decrypt", "GenerateDataKeyWithoutPlaintext"]}}]
     assert item["note"].startswith("grants this stack did not create")

@@ -37,7 +37,7 @@ def test_alias_moved_out_of_band_is_drift_and_the_vault_keeps_its_key(aws, stack
     assert drift.exit_code == 2, drift.output
     moved, recorded = json.loads(drift.output)["drift"]
     assert recorded["address"] == "KmsProvider/key"
-    assert {"path": "alias", "before": "alias/shared/app", "after": None} in recorded["changes"]
+    assert {"path": "alias", "op": "change", "before": "alias/shared/app", "after": None} in recorded["changes"]
     assert moved == alias_moved(first, second)
 
     applied = run("apply", directory, "--auto-approve")
@@ -54,7 +54,7 @@ def test_alias_moved_out_of_band_is_drift_and_the_vault_keeps_its_key(aws, stack
 
 def alias_moved(first: str, second: str) -> dict:
     return {"address": "KmsProvider/key", "severity": "warning", "gone": False,
-            "changes": [{"path": "keyId(alias/shared/app)", "before": first, "after": second}],
+            "changes": [{"path": "keyId(alias/shared/app)", "op": "change", "before": first, "after": second}],
             "note": f"keyId alias/shared/app now points at key {second}; this stack keeps using key "
                     f"{first}, recorded at adoption (set keyId to the key id you mean to use)"}
 

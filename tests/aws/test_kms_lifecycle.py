@@ -125,7 +125,8 @@ def test_key_pending_deletion_is_critical_and_cancelled_by_apply(aws, stack):
     assert drift.exit_code == 2
     report = json.loads(drift.output)
     assert report["critical"] == 1
-    assert {"path": "keyState", "before": "Enabled", "after": "PendingDeletion"} in report["drift"][0]["changes"]
+    assert {"path": "keyState", "op": "change", "before": "Enabled", "after": "PendingDeletion"} in \
+        report["drift"][0]["changes"]
     assert run("apply", directory, "--auto-approve").exit_code == 0
     assert kms.describe_key(KeyId=kid)["KeyMetadata"]["KeyState"] == "Enabled"
 
@@ -162,7 +163,7 @@ def test_changing_description_and_removing_alias(aws, stack):
     (directory / "key.yaml").write_text(SYMMETRIC.replace("  alias: team/main\n", "")
                                         .replace("main key", "renamed"))
     plan = run("plan", directory)
-    assert '      - alias       = "alias/team/main"\n' in plan.output
+    assert '      ~ alias       = "alias/team/main" -> null\n' in plan.output  # no alias: null, not missing
     assert '      ~ description = "main key" -> "renamed"\n' in plan.output
     assert run("apply", directory, "--auto-approve").exit_code == 0
     kms = boto3.client("kms", region_name="us-east-1")

@@ -67,7 +67,7 @@ def test_replacing_an_unprotected_key_creates_then_schedules_the_old(aws, stack)
     (directory / "key.yaml").write_text(SYMMETRIC.replace("  rotation: {enabled: true, periodDays: 180}\n",
                                                           "  spec: RSA_3072\n"))
     plan = run("plan", directory)
-    assert "-/+ KmsProvider/main" in plan.output and "forces replacement" in plan.output
+    assert "+/- KmsProvider/main" in plan.output and "forces replacement" in plan.output  # created first
     assert run("apply", directory, "--auto-approve").exit_code == 1  # needs --allow-destroy
     assert run("apply", directory, "--auto-approve", "--allow-destroy").exit_code == 0
     new = key_id(directory)

@@ -224,7 +224,7 @@ def test_store_drift_and_unreadable_key_are_reported(aws, stack, canary_env):
     assert drift.exit_code == 2
     report = {d["address"]: d for d in json.loads(drift.output)["drift"]}
     assert report["Secret/a"]["note"] == "the stored entry was changed outside reconciler"
-    assert report["Secret/a"]["changes"] == [{"path": "value", "sensitive": True}]
+    assert report["Secret/a"]["changes"] == [{"path": "value", "op": "change", "sensitive": True}]
     assert report["Secret/b"]["gone"] and report["Secret/b"]["severity"] == "critical"
     assert run("apply", directory, "--auto-approve").exit_code == 0
     assert get(directory, "main/a") == CANARY

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 
 import pytest
 
-from reconciler import errors, graph
+from reconciler import errors, graph, kinds
 from reconciler.plan import actions, diff, model, planner
 from reconciler.render import structured, text
 from reconciler.state import model as state_model
@@ -48,7 +49,7 @@ def test_diff_limited_to_keys_and_sensitive_marked():
     changes = diff.diff({"a": 1, "secret": "old", "ignored": 1}, {"a": 2, "secret": "new"},
                         keys={"a", "secret"}, sensitive=frozenset({"secret"}))
     assert [(c.path, c.sensitive) for c in changes] == [("a", False), ("secret", True)]
-    assert changes[1].to_json() == {"path": "secret", "sensitive": True}
+    assert changes[1].to_json() == {"path": "secret", "op": "change", "sensitive": True}
 
 
 # -- planner --------------------------------------------------------------------------
@@ -64,11 +65,14 @@ def entry(name: str, **attributes) -> state_model.ResourceState:
                                      {"region": "us-east-1"})
 
 
+NOW = datetime.datetime(2026, 1, 15, 12, tzinfo=datetime.UTC)
+
+
 def plan_of(want, prior, live=None, adopted=None, targets=(), g=None):
-    return planner.make_plan(plan_id="p", created_at="now", stack="s", directory="/d", manifests_hash="h",
+    return planner.make_plan(plan_id="p", now=NOW, stack="s", directory="/d", manifests_hash="h",
                              desired={d.address: d for d in want}, prior=prior,
                              refreshed=live or {}, adopted=adopted or {}, refresh=True,
-                             targets=targets, dependency_graph=g)
+                             targets=targets, dependency_graph=g, rules=kinds.RULES)
 
 
 def test_plan_create_update_noop_and_drift():
@@ -95,7 +99,7 @@ def test_plan_replace_of_protected_is_refused_and_unprotected_needs_allow_destro
     live = {"KmsProvider/a": planner.Refreshed(dict(entry("a", protect=False).attributes))}
     plan = plan_of([desired("a", keySpec="RSA_2048", protect=False)], prior, live)
     (change,) = plan.actionable
-    assert change.action is Action.REPLACE and change.replace_paths == ("keySpec",)
+    assert change.action is Action.CREATE_THEN_DELETE and change.replace_paths == ("keySpec",)
     assert change.requires_allow_destroy
 
 

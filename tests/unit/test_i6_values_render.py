@@ -8,10 +8,11 @@ import json
 
 import pytest
 
-from reconciler import engine
+from reconciler import engine, kinds
 from reconciler.plan import model, planner
 from reconciler.render import structured, text
 from reconciler.state import model as state_model
+from tests.unit.test_core import NOW
 
 CANARY = "env:CANARY-derived-token"
 CONNECTION = {"region": "us-east-1"}
@@ -40,8 +41,9 @@ def every_action_plan() -> model.Plan:
     refreshed = {a: planner.Refreshed(dict(e.attributes), dict(e.ids)) for a, e in prior.resources.items()}
     refreshed["Secret/drifted-deleted"] = planner.Refreshed(
         {**prior.resources["Secret/drifted-deleted"].attributes, "value": CANARY + "-live"})
-    plan = planner.make_plan(plan_id="p", created_at="now", stack="s", directory="/d", manifests_hash="h",
-                             desired=desired, prior=prior, refreshed=refreshed, adopted={}, refresh=True)
+    plan = planner.make_plan(plan_id="p", now=NOW, stack="s", directory="/d", manifests_hash="h",
+                             desired=desired, prior=prior, refreshed=refreshed, adopted={}, refresh=True,
+                             rules=kinds.RULES)
     return engine.hide_sensitive(plan)
 
 
@@ -75,7 +77,8 @@ def test_text_shows_each_action_as_sensitive():
 def test_drift_report_of_a_secret_only_in_state_shows_no_token(renderer):
     prior = state_model.State("l", 1, {"Secret/x": secret("x", CANARY + "-old")})
     items = planner.detect_drift(prior, {"Secret/x": planner.Refreshed({"vault": "main", "description": "",
-                                                                      "value": CANARY + "-live"})})
+                                                                      "value": CANARY + "-live"})},
+                                  rules=kinds.RULES)
     items = list(engine.hide_sensitive_drift(items))
     shown = {"text": text.render_drift_report, "json": structured.drift_json,
              "markdown": structured.drift_markdown}[renderer](items)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import pytest
 
-from reconciler import errors
+from reconciler import errors, kinds
 from reconciler.plan import model, planner
 from reconciler.state import model as state_model
+from tests.unit.test_core import NOW
 
 OLD = "arn:aws:kms:us-east-1:111122223333:key/old-key"
 NEW = "arn:aws:kms:us-east-1:111122223333:key/new-key"
@@ -55,9 +56,9 @@ def prior_with(*secrets: state_model.ResourceState, vault_provider: str = "new")
 
 
 def plan_of(want: list[model.Desired], prior: state_model.State) -> model.Plan:
-    return planner.make_plan(plan_id="p", created_at="now", stack="s", directory="/d", manifests_hash="h",
+    return planner.make_plan(plan_id="p", now=NOW, stack="s", directory="/d", manifests_hash="h",
                              desired={d.address: d for d in want}, prior=prior, refreshed={}, adopted={},
-                             refresh=True)
+                             refresh=True, rules=kinds.RULES)
 
 
 def vault_wanted(provider: str = "new", vault: str = "main") -> model.Desired:

@@ -1,0 +1,140 @@
+"""What a kind tells the planner: its rules as values and pure callables,
+handed in by the engine (a registry by kind), so the planner knows no kind
+by name and plan/ imports nothing from kinds/. A kind subclasses ``Rules``
+and overrides only the hooks it has; the defaults are a kind without rules."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import enum
+from collections.abc import Mapping
+from typing import Any
+
+from reconciler.plan import actions, model
+from reconciler.state import model as state_model
+
+Action = actions.Action
+
+
+class Severity(enum.StrEnum):
+    INFO = "info"  # reported, nothing to fix
+    WARNING = "warning"
+    CRITICAL = "critical"  # something no longer works (a key disabled, a value lost)
+
+    @property
+    def rank(self) -> int:
+        match self:
+            case Severity.INFO:
+                return 0
+            case Severity.WARNING:
+                return 1
+            case Severity.CRITICAL:
+                return 2
+
+
+def worst(severities: list[Severity]) -> Severity:
+    """The most severe of several (a drift item is as severe as its worst attribute)."""
+    return max(severities, key=lambda s: s.rank, default=Severity.WARNING)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Timed:
+    """An action time asks for (rotation due, lease expired), not the manifests."""
+
+    action: Action  # ROTATE or REVOKE
+    reason: str  # shown as the change's note: why now
+    subject: str = ""  # what it acts on, when not the whole resource (a lease id, an access key id)
+
+    def __post_init__(self) -> None:
+        if not self.action.timed:
+            raise ValueError(f"{self.action} is not a timed action")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Permission:
+    """IAM actions a kind's AWS calls need, on exact resource ARNs where known."""
+
+    actions: tuple[str, ...]
+    resources: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"actions": list(self.actions), "resources": list(self.resources)}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Review:
+    """A kind's verdict on one planned change: notes to show, problems that refuse the plan."""
+
+    notes: tuple[str, ...] = ()
+    problems: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PlanContext:
+    """Everything a kind's plan rules may look at: the whole plan, not only its own change."""
+
+    desired: Mapping[str, model.Desired]
+    prior: state_model.State
+    changes: Mapping[str, model.ResourceChange]  # by resource address, before the kinds' reviews
+    now: datetime.datetime
+
+
+class Rules:
+    """A kind without rules of its own: every hook is a no-op, none raises."""
+
+    noun = "object"  # how plan refusals name one object of the kind ("key")
+    replace_order = Action.CREATE_THEN_DELETE  # where AWS allows old and new to coexist
+    protected_replace_hint = "set protect: false and apply with --allow-destroy"
+
+    def review(self, change: model.ResourceChange, context: PlanContext) -> Review:
+        """Notes and refusals for a change, knowing the rest of the plan."""
+        return Review()
+
+    def severity(self, path: str, before: Any, after: Any) -> Severity:
+        """How bad one drifted attribute is (recorded ``before``, live ``after``)."""
+        return Severity.WARNING
+
+    def drift_note(self, entry: state_model.ResourceState) -> str:
+        """What attribute drift of this kind means, in words."""
+        return ""
+
+    def interrupted(self, entry: state_model.ResourceState) -> bool:
+        """A recorded object a crash left before it was written: its absence is not drift."""
+        return False
+
+    def unreadable(self, entry: state_model.ResourceState, prior: state_model.State,
+                   refreshed: Mapping[str, model.Refreshed]) -> model.DriftItem | None:
+        """One critical item standing in for attribute drift: the object is there but
+        unusable (a secret whose key is gone or disabled), and what to do about it."""
+        return None
+
+    def timed(self, desired: model.Desired, entry: state_model.ResourceState,
+              now: datetime.datetime) -> tuple[Timed, ...]:
+        """Actions due at ``now`` for a resource in state (rotation due, lease expired)."""
+        return ()
+
+    def permissions(self, desired: model.Desired, stack: Mapping[str, model.Desired],
+                    prior: state_model.State) -> tuple[Permission, ...]:
+        """The IAM actions and resources this kind's AWS calls need for ``desired``
+        (``stack``: every desired resource; ``prior``: state, for ARNs already known)."""
+        return ()
+
+
+DEFAULT = Rules()
+Registry = Mapping[str, Rules]
+
+
+def rules_for(registry: Registry, kind: str) -> Rules:
+    return registry.get(kind, DEFAULT)
+
+
+def permissions_of(desired: Mapping[str, model.Desired], prior: state_model.State,
+                   registry: Registry) -> tuple[Permission, ...]:
+    """Every permission the stack's kinds need (what the ``policy`` command
+    collects), merged: one entry per set of resources, actions sorted."""
+    merged: dict[tuple[str, ...], set[str]] = {}
+    for _address, want in sorted(desired.items()):
+        for permission in rules_for(registry, want.kind).permissions(want, desired, prior):
+            merged.setdefault(permission.resources, set()).update(permission.actions)
+    return tuple(Permission(tuple(sorted(found)), resources) for resources, found in sorted(merged.items()))

@@ -1,0 +1,1 @@
+"""Golden plans: one folder per case, run by tests/unit/test_golden.py (no AWS)."""
