@@ -509,6 +509,7 @@ class KmsRules(plan_rules.Rules):
     that wraps a vault's data, or kept secret versions, is never destroyed."""
 
     noun = "key"
+    offers_protect = True
     replace_order = plan_actions.Action.CREATE_THEN_DELETE  # the successor exists before the old key goes
     protected_replace_hint = ("replacing it would schedule the old key's deletion. Declare a new KmsProvider "
                               "instead, or set protect: false and apply with --allow-destroy")

@@ -19,11 +19,11 @@ def protect_of(attributes: Mapping[str, Any]) -> bool:
     return bool(attributes.get(PROTECT, PROTECT_DEFAULT))
 
 
-def protected(attributes: Mapping[str, Any] | None) -> bool:
-    """Whether destroying or replacing is refused. A kind that offers ``protect``
-    records it in every desired and refreshed object (``protect_of``); attributes
-    without it belong to a kind with nothing to protect."""
-    return attributes is not None and PROTECT in attributes and protect_of(attributes)
+def protected(attributes: Mapping[str, Any] | None, *, offers: bool) -> bool:
+    """Whether destroying or replacing is refused. ``offers``: the kind offers
+    ``protect`` (its rules say so); then a missing value is the default, True,
+    whatever wrote the attributes (an older state, a plan without refresh)."""
+    return attributes is not None and offers and protect_of(attributes)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

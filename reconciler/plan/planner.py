@@ -153,7 +153,7 @@ def _plan_one(address: str, desired: Mapping[str, model.Desired], prior: state_m
         live = entry.attributes if entry is not None else None
     if want is None:
         assert entry is not None
-        return _plan_delete(entry, live, problems)
+        return _plan_delete(entry, live, kind_rules.rules_for(rules, entry.kind), problems)
     if entry is None and want.mode in ("adopted", "read"):
         found = adopted.get(address)
         if found is None or found.attributes is None:
@@ -231,12 +231,13 @@ def _lookup_text(want: model.Desired) -> str:
 
 
 def _plan_delete(entry: state_model.ResourceState, live: Mapping[str, Any] | None,
-                 problems: list[str]) -> model.ResourceChange:
+                 rules: kind_rules.Rules, problems: list[str]) -> model.ResourceChange:
     if entry.mode in ("adopted", "read"):
         return model.ResourceChange(entry.address, entry.kind, entry.name, Action.DELETE, entry.mode,
                                     entry.attributes, None,
                                     notes=("adopted: removed from state only; the AWS object is kept",))
-    if model.protected(live) or model.protected(entry.attributes):
+    if model.protected(live, offers=rules.offers_protect) or \
+            model.protected(entry.attributes, offers=rules.offers_protect):
         problems.append(
             f"{entry.address}: refusing to destroy a protected resource (protect: true). To destroy it, "
             "first apply it with protect: false, then remove it and apply with --allow-destroy")
@@ -264,7 +265,8 @@ def _plan_deposed(prior: state_model.State, scope: set[str], rules: kind_rules.R
         for deposed in objects:
             if current is not None and current.ids == deposed.resource.ids:
                 continue
-            change = _plan_delete(deposed.resource, None, problems)
+            change = _plan_delete(deposed.resource, None, kind_rules.rules_for(rules, deposed.resource.kind),
+                                  problems)
             changes.append(dataclasses.replace(
                 change, address=deposed_address(address, deposed.id), deposed=deposed.id,
                 notes=(DEPOSED_NOTE, *change.notes)))
@@ -301,7 +303,8 @@ def _plan_upsert(want: model.Desired, entry: state_model.ResourceState | None,
         return model.ResourceChange(**base, action=action, before=live, after=want.attributes)
     replace_paths = tuple(c.path for c in changes if c.top in want.replace_on)
     if replace_paths and want.mode == "managed":
-        if model.protected(live) or model.protected(want.attributes):
+        if model.protected(live, offers=rules.offers_protect) or \
+                model.protected(want.attributes, offers=rules.offers_protect):
             noun = rules.noun
             problems.append(
                 f"{want.address}: changing {', '.join(replace_paths)} replaces the {noun}, and the {noun} "
@@ -314,7 +317,7 @@ def _plan_upsert(want: model.Desired, entry: state_model.ResourceState | None,
     notes: list[str] = ["adopt into state, then update"] if entry is None else []
     destroys = [c.path for c in changes if c.top in want.destroy_on and c.operation is diff.DiffOperation.REMOVE]
     if destroys:
-        if model.protected(want.attributes):
+        if model.protected(want.attributes, offers=rules.offers_protect):
             problems.append(f"{want.address}: removing {', '.join(destroys)} destroys it, and the resource "
                             "is protected (protect: true); set protect: false first")
         notes.append(f"removing {', '.join(destroys)} schedules its deletion")

@@ -86,6 +86,7 @@ class Rules:
     noun = "object"  # how plan refusals name one object of the kind ("key")
     replace_order = Action.CREATE_THEN_DELETE  # where AWS allows old and new to coexist
     protected_replace_hint = "set protect: false and apply with --allow-destroy"
+    offers_protect = False  # whether `protect` (default true) guards its objects
 
     def review(self, change: model.ResourceChange, context: PlanContext) -> Review:
         """Notes and refusals for a change, knowing the rest of the plan."""

@@ -49,5 +49,17 @@ def test_one_default_true():
     assert model.PROTECT_DEFAULT is True
     assert model.protect_of({}) is True
     assert model.protect_of({"protect": False}) is False
-    assert model.protected({"protect": True}) and not model.protected({"protect": False})
-    assert not model.protected({"vault": "main"})  # a kind without protect has nothing to protect
+    assert model.protected({"protect": True}, offers=True)
+    assert not model.protected({"protect": False}, offers=True)
+    assert model.protected({}, offers=True)  # recorded without it (older state, --no-refresh): protected
+    assert not model.protected({"vault": "main"}, offers=False)  # a kind without protect has nothing to protect
+
+
+def test_a_key_recorded_without_protect_is_protected_by_a_plan_without_refresh(aws, stack):
+    directory = stack({"key.yaml": SYMMETRIC})
+    assert run("apply", directory, "--auto-approve").exit_code == 0
+    forget_protect(directory)
+    (directory / "key.yaml").unlink()
+    plan = run("plan", directory, "--no-refresh")
+    assert plan.exit_code == 1
+    assert "KmsProvider/main: refusing to destroy a protected resource (protect: true)" in plan.output

@@ -48,6 +48,7 @@ def test_a_kind_without_rules_gets_no_kind_notes_and_kms_rules_add_them():
 class Gadgets(plan_rules.Rules):
     noun = "gadget"
     replace_order = Action.DELETE_THEN_CREATE
+    offers_protect = True
     protected_replace_hint = "make a new gadget"
 
     def review(self, change, context):
