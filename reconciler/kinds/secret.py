@@ -546,6 +546,14 @@ class SecretRules(plan_rules.Rules):
 
     def review(self, change: plan_model.ResourceChange, context: plan_rules.PlanContext) -> plan_rules.Review:
         before, after = change.before or {}, change.after or {}
+        if after.get("value") == UNRESOLVED and change.action in (plan_actions.Action.CREATE,
+                                                                   plan_actions.Action.UPDATE):
+            want = context.desired.get(change.address)
+            variable = (want.lookup.get("source") or {}).get("fromEnv") if want is not None else None
+            return plan_rules.Review(notes=(
+                f"the value of {variable or 'its variable'} is read again at apply: the vault's key is made "
+                "by this plan, so nothing can fingerprint the value now, and a saved plan cannot tell "
+                "whether it changed before apply",))
         if change.action is not plan_actions.Action.UPDATE or before.get("vault") == after.get("vault") \
                 or not change.before or not change.after:
             return plan_rules.Review()

@@ -192,3 +192,19 @@ def test_no_refresh_plan_compares_fromenv_values_too(aws, stack, monkeypatch):
     monkeypatch.setenv("APP_PASSWORD", "changed")
     plan = run("plan", directory, "--no-refresh", "--detailed-exitcode")
     assert plan.exit_code == 2 and "~ value = (sensitive, will change)" in plan.stdout
+
+
+def test_a_plan_that_makes_the_vault_key_says_the_value_is_read_at_apply(aws, stack, monkeypatch, tmp_path):
+    """No KMS key exists yet to fingerprint the value under: the plan says so
+    instead of pretending a saved plan could catch a change."""
+    monkeypatch.setenv("APP_PASSWORD", "planned-value")
+    directory = fromenv_stack(stack)
+    plan = run("plan", directory)
+    assert plan.exit_code == 0, plan.output
+    assert ("the value of APP_PASSWORD is read again at apply: the vault's key is made by this plan, "
+            "so nothing can fingerprint the value now") in " ".join(plan.output.split())
+    assert run("apply", directory, "--auto-approve").exit_code == 0
+    monkeypatch.setenv("APP_PASSWORD", "another-value")
+    again = run("plan", directory)
+    assert "read again at apply" not in again.output  # the key exists now: the value is fingerprinted
+    assert "~ Secret/pw" in again.output
