@@ -13,9 +13,9 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 
 from reconciler import apply as executor
-from reconciler import errors, kinds
-from reconciler.aws import s3, session
-from reconciler.kinds import base
+from reconciler import errors, kinds, resume
+from reconciler.aws import factory, s3, session
+from reconciler.kinds import base, context
 from reconciler.manifest import model as manifest
 from reconciler.plan import diff
 from reconciler.plan import model as plan_model
@@ -240,6 +240,7 @@ def make_plan(workspace: Workspace, aws: base.AwsContext, *, refresh_live: bool 
             graph.add_edge(address, dep)
     scope = (graph.ancestors(targets) | set(targets)) if targets else None
     check_connections({a: d for a, d in desired.items() if scope is None or a in scope}, aws, config)
+    prior, recovered = resume.recover(prior, aws, progress)  # open journal entries first
     if refresh_live:
         refreshed, adopted = refresh(desired, prior, aws, scope, progress)
     else:
@@ -252,11 +253,11 @@ def make_plan(workspace: Workspace, aws: base.AwsContext, *, refresh_live: bool 
     try:
         if refresh_live:
             check_live(desired, prior, aws, scope)
-        return hide_sensitive(planner.make_plan(
+        return hide_sensitive(resume.noted(planner.make_plan(
             plan_id=str(uuid.uuid4()), created_at=_now(), stack=config.stack.name,
             directory=str(config.source.directory.resolve()), manifests_hash=config.source.content_hash,
             desired=desired, prior=prior, refreshed=refreshed, adopted=adopted, refresh=refresh_live,
-            targets=tuple(targets), dependency_graph=graph))
+            targets=tuple(targets), dependency_graph=graph), recovered))
     except errors.PlanError as exc:
         raise errors.PlanError("\n".join(_placed(line, config) for line in exc.message.splitlines())) from None
 
@@ -307,6 +308,7 @@ def drift(workspace: Workspace, aws: base.AwsContext,
     prior = workspace.backend.read()
     desired = desired_of(workspace.config, resolve_values=False)
     aws.desired, aws.state = desired, prior
+    prior, _ = resume.recover(prior, aws, progress)  # an interrupted write that landed is not drift
     refreshed, _ = refresh({a: d for a, d in desired.items() if a in prior.resources}, prior, aws,
                            None, progress)
     return list(hide_sensitive_drift(planner.detect_drift(prior, refreshed, desired)))
@@ -359,19 +361,22 @@ def check_saved_plan(plan: plan_model.Plan, workspace: Workspace, state: state_m
                                "run plan again")
 
 
-def new_context(workspace: Workspace | None = None) -> base.AwsContext:
+def new_context(workspace: Workspace | None = None) -> context.ApplyContext:
+    """One run's context: a fresh client factory (so its clients see hooks registered now)."""
     if workspace is None:
-        return base.AwsContext(session.ClientFactory())
+        return context.ApplyContext(factory.Adapters(session.ClientFactory()))
     config = workspace.config
-    return base.AwsContext(session.ClientFactory(), stack=config.stack.name,
-                           directory=config.source.directory,
-                           default_connection={"region": config.stack.region,
-                                               "auth": dict(config.stack.auth or {"defaultChain": {}})})
+    return context.ApplyContext(factory.Adapters(session.ClientFactory(), config.source.directory),
+                                stack=config.stack.name, directory=config.source.directory,
+                                default_connection={"region": config.stack.region,
+                                                    "auth": dict(config.stack.auth or {"defaultChain": {}})})
 
 
 def apply(plan: plan_model.Plan, workspace: Workspace, aws: base.AwsContext, *, allow_destroy: bool,
           progress: Progress = _quiet) -> executor.ApplyResult:
     check_connections(plan.desired, aws, workspace.config)
+    aws.desired = plan.desired
+    resume.recover_written(workspace.backend, aws, progress)  # open journal entries first, written
     preflight(plan, workspace, aws)
     return executor.apply_plan(plan, workspace.backend, aws, allow_destroy=allow_destroy,
                                progress=progress)
