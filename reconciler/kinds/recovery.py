@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import hashlib
+import json
 from typing import Protocol
 
 from reconciler.kinds import context
@@ -52,14 +54,21 @@ class Recovery:
         match self.outcome:
             case Outcome.RESUMED:
                 assert self.resource is not None
-                for extra in self.deposed:
-                    state = state.with_deposed(self.journal.address, state_model.Deposed.of(extra))
+                for extra in self.deposed:  # the same id at plan and at apply: the plan's delete finds it
+                    deposed = state_model.Deposed(_stable_id(extra), extra)
+                    if state.deposed_object(self.journal.address, deposed.id) is None:
+                        state = state.with_deposed(self.journal.address, deposed)
                 return state.with_resource(self.resource).without_journal(self.journal.operation_id)
             case Outcome.ROLLED_BACK:
                 state = state.without_journal(self.journal.operation_id)
                 return state.without_resource(self.journal.address) if self.forget else state
             case Outcome.CONTINUES:
                 return state
+
+
+def _stable_id(resource: state_model.ResourceState) -> str:
+    """A deposed id derived from the object's ids."""
+    return hashlib.sha256(json.dumps(dict(resource.ids), sort_keys=True).encode()).hexdigest()[:8]
 
 
 class Recovers(Protocol):
