@@ -9,6 +9,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from reconciler import errors
 from reconciler.aws import adapter, kms, session
 
 GLOBAL_REGION = "us-east-1"  # where the global services' (IAM, STS) clients are made
@@ -47,9 +48,16 @@ class Adapters:
 
 
 class Iam(adapter.Adapter):
-    """IAM (global): the calls the coming IamRole / AccessKeyRotation kinds add here."""
+    """IAM (global): the coming IamRole / AccessKeyRotation kinds add their calls here."""
 
     service = "iam"
+
+    def role_arn(self, name: str) -> str | None:
+        """The ARN of role ``name``, or None if there is no such role."""
+        try:
+            return str(self._call("GetRole", RoleName=name)["Role"]["Arn"])
+        except errors.AwsNotFound:
+            return None
 
 
 class Sts(adapter.Adapter):

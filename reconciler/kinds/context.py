@@ -2,7 +2,10 @@
 keyring, and an explicit apply context: the stack's name, directory and
 default connection, the desired resources, the state as it stands (kept
 current by the executor), the references resolved so far, and the journal
-of multi-step work (recorded through the executor's state writer)."""
+of multi-step work (recorded through the executor's state writer).
+References between resources resolve against that state (``outputs``), so
+a value known only after apply (a key created earlier in the same apply)
+is there by the time a dependent runs (dependency order)."""
 
 from __future__ import annotations
 
@@ -38,7 +41,6 @@ class ApplyContext:
         self.default_connection = dict(default_connection or {})
         self.desired: Mapping[str, plan_model.Desired] = {}
         self.state: state_model.State = state_model.State.empty()
-        self.references: dict[str, Mapping[str, Any]] = {}  # address -> ids known after its apply
         self.regenerate_lost = False  # plan option: new values for generated secrets whose key is gone
         self.persist: Persist | None = None
         self.keyring = keyrings.Keyring(self.adapters)
@@ -54,6 +56,14 @@ class ApplyContext:
 
     def check_connection(self, connection: Mapping[str, Any]) -> None:
         self.adapters.check(connection.get("auth"), connection.get("region"))
+
+    def outputs(self, address: str) -> Mapping[str, Any] | None:
+        """What another resource can refer to: the ids and attributes state
+        records for ``address`` (None while it is not applied yet)."""
+        entry = self.state.resources.get(address)
+        if entry is None:
+            return None
+        return {**entry.attributes, **entry.ids}
 
     # -- the journal ----------------------------------------------------------------
     def begin(self, address: str, operation: state_model.Operation, step: str,
