@@ -63,7 +63,7 @@ class Recovery:
                 state = state.without_journal(self.journal.operation_id)
                 return state.without_resource(self.journal.address) if self.forget else state
             case Outcome.CONTINUES:
-                return state
+                return state.with_journal(self.journal.retried())
 
 
 def _stable_id(resource: state_model.ResourceState) -> str:

@@ -99,8 +99,12 @@ class JournalEntry:
         return dataclasses.replace(self, step=step, data=data)
 
     def failed(self, error: str) -> JournalEntry:
-        """Another attempt that did not finish (one line, no secret: an error message)."""
-        return dataclasses.replace(self, attempts=self.attempts + 1, last_error=error)
+        """This attempt stopped on ``error`` (one line, no secret: an error message)."""
+        return dataclasses.replace(self, last_error=error)
+
+    def retried(self) -> JournalEntry:
+        """Picked up again by a later run."""
+        return dataclasses.replace(self, attempts=self.attempts + 1)
 
     def to_json(self) -> dict[str, Any]:
         return {"operationId": self.operation_id, "address": self.address, "operation": self.operation.value,

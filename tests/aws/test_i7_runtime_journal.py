@@ -6,6 +6,9 @@ catches SIGKILL), right after AWS answered and before the state write."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import textwrap
 import urllib.request
 from collections.abc import Iterator
@@ -14,8 +17,9 @@ import boto3
 import pytest
 
 from reconciler.aws import session
+from tests.aws.test_i6_keys_quota import inject, json_error  # noqa: F401  (fixture)
 from tests.aws.test_vaults import STORES, docs, vault_doc
-from tests.conftest import run, state_of
+from tests.conftest import ROOT, run, state_of
 
 KEY = """\
     apiVersion: reconciler/v1
@@ -211,3 +215,54 @@ def _stored(name: str) -> bytes | None:
         return bytes(sm.get_secret_value(SecretId=f"rcl/team/{name}")["SecretBinary"])
     except sm.exceptions.ResourceNotFoundException:
         return None
+
+
+def test_a_failed_store_write_keeps_its_entry_with_the_error_then_is_rolled_back(aws, stack, inject):
+    directory = _full_stack(stack, "failing")
+    inject("before-send.secrets-manager.CreateSecret", json_error("InternalServiceError", "try later"))
+    failed = run("apply", directory, "--auto-approve")
+    assert failed.exit_code == 1 and "Traceback" not in failed.output
+    [entry] = state_of(directory)["journal"]
+    assert (entry["address"], entry["operation"], entry["step"], entry["attempts"]) == (
+        "Secret/made", "write", "storing", 1)
+    assert entry["lastError"].startswith("secretsmanager:CreateSecret failed (InternalServiceError)")
+    assert "Secret/made" not in state_of(directory)["resources"]
+    inject.clear()
+    plan = run("plan", directory)
+    assert (f"rolled back interrupted write of Secret/made (operation {entry['operationId']}): nothing was "
+            "stored") in " ".join(plan.output.split())
+    assert run("apply", directory, "--auto-approve").exit_code == 0
+    recorded = state_of(directory)
+    assert recorded["journal"] == [] and {"Secret/made", "Secret/other"} <= set(recorded["resources"])
+    assert run("plan", directory, "--detailed-exitcode").exit_code == 0
+
+
+KILL_AT_CREATE_KEY = textwrap.dedent("""\
+    import os, signal, sys
+    from reconciler import cli
+    from reconciler.aws import session
+    def die(**_kwargs):
+        os.kill(os.getpid(), signal.SIGKILL)  # CreateKey answered; the state write never happens
+    session.register_hook("after-call.kms.CreateKey", die)
+    sys.argv = ["reconciler", "apply", sys.argv[1], "--auto-approve"]
+    cli.main()
+    """)
+
+
+def test_a_process_killed_between_create_key_and_the_state_write_leaves_no_orphan(aws, stack):
+    directory = stack({"key.yaml": KEY})
+    killed = subprocess.run([sys.executable, "-c", KILL_AT_CREATE_KEY, str(directory)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    [key] = live_keys()
+    [entry] = state_of(directory)["journal"]
+    assert state_of(directory)["resources"] == {}
+    plan = run("plan", directory)
+    assert f"found key {key}" in " ".join(plan.output.split())
+    applied = run("apply", directory, "--auto-approve")  # the OS released the dead process's lock
+    assert applied.exit_code == 0, applied.output
+    assert live_keys() == [key]
+    recorded = state_of(directory)
+    assert recorded["resources"]["KmsProvider/main"]["ids"]["keyId"] == key and recorded["journal"] == []
+    tags = boto3.client("kms", region_name="us-east-1").list_resource_tags(KeyId=key)["Tags"]
+    assert {"TagKey": "reconciler:operation", "TagValue": entry["operationId"]} in tags

@@ -37,7 +37,7 @@ def test_journal_entries_are_typed_and_survive_the_state_file():
     assert loaded.journal == (entry,)
     [found] = loaded.journal
     assert isinstance(found.operation, Operation) and found.operation is Operation.CREATE
-    assert (found.attempts, found.last_error) == (2, "kms:CreateKey failed (KMSInternalException)")
+    assert (found.attempts, found.last_error) == (1, "kms:CreateKey failed (KMSInternalException)")
     assert json.loads(state_model.dumps(state))["journal"][0]["operationId"] == entry.operation_id
 
 
@@ -110,11 +110,13 @@ def test_a_rolled_back_entry_is_closed_and_an_older_placeholder_forgotten():
     assert forgotten.journal == () and "Secret/s" not in forgotten.resources
 
 
-def test_a_continued_entry_stays_open():
+def test_a_continued_entry_stays_open_and_counts_the_run_that_picks_it_up():
     entry = _entry("Secret/s", Operation.MOVE)
     state = state_model.State().with_journal(entry)
     outcome = recovery.Recovery.continues(entry, "resuming with its change", at="Vault/main")
-    assert outcome.applied(state) == state and outcome.address == "Vault/main"
+    assert outcome.address == "Vault/main"
+    [picked] = outcome.applied(state).journal
+    assert (picked.operation_id, picked.attempts) == (entry.operation_id, 2)  # one more run works on it
 
 
 def _plan(*changes: plan_model.ResourceChange) -> plan_model.Plan:
