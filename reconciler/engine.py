@@ -361,8 +361,7 @@ def check_saved_plan(plan: plan_model.Plan, workspace: Workspace, state: state_m
                                "run plan again")
 
 
-def new_context(workspace: Workspace | None = None) -> context.ApplyContext:
-    """One run's context: a fresh client factory (so its clients see hooks registered now)."""
+def new_context(workspace: Workspace | None = None) -> base.AwsContext:
     if workspace is None:
         return context.ApplyContext(factory.Adapters(session.ClientFactory()))
     config = workspace.config
