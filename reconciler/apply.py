@@ -1,7 +1,9 @@
 """The executor: walks a plan's changes in order and saves state after every
 completed action (and at checkpoints inside multi-step ones), so a crash
 keeps what was done. A replace records the old object as *deposed* before the
-kind creates its successor, and forgets it only once its deletion succeeded."""
+kind creates its successor, and forgets it only once its deletion succeeded.
+Kinds journal multi-step work (State.journal) through the same state writer
+(``ApplyContext.persist``); an action that completes closes its entries."""
 
 from __future__ import annotations
 
@@ -123,11 +125,10 @@ def apply_plan(plan: model.Plan, backend: state_backend.Backend, aws: base.AwsCo
     return ApplyResult(state, tuple(done))
 
 
-
 def _record_failure(save: Callable[[state_model.State], None], state: state_model.State, address: str,
                     exc: errors.ReconcilerError) -> None:
-    """An open journal entry of ``address`` counts the failed attempt and why
-    (the error's first line: no secret ever reaches an error)."""
+    """An open journal entry of ``address`` keeps why its step stopped (the
+    error's first line: no secret ever reaches an error), for the next run."""
     entry = state.journal_of(address)
     if entry is None:
         return
