@@ -339,7 +339,8 @@ def _move(aws: base.AwsContext, desired: plan_model.Desired, entry: state_model.
         data = {"digest": vaults.digest(versions[-1].envelope), "attributes": dict(entry.attributes),
                 "copies": {str(v.number): vaults.digest(v.envelope) for v in versions},
                 "move": {"to": to, "copied": True}}
-        journal = (aws.advance(copied.journal, "copied", data) if copied.journal is not None else
+        journal = copied.journal or journal  # this run's copy, else an earlier run's that copied it all
+        journal = (aws.advance(journal, "copied", data) if journal is not None else
                    aws.begin(entry.address, state_model.Operation.MOVE, "copied", data))
     if settled.store.describe() != target.store.describe():  # never the entry just written
         settled.store.delete(entry.name)

@@ -55,8 +55,8 @@ def recorded_ids(ids: Mapping[str, Any], stored: store_base.Version,
     stored and the attributes it stands for), then stores, then records the
     result: a run killed in between leaves an entry the next run recognises as
     ours (``SecretHandler.recover``) instead of reporting it as drift (so a
-    generated value is never generated twice). A write lands in the secret's declared vault,
-    so a location left by a move (``at``) no longer applies."""
+    generated value is never generated twice). A write lands in the secret's
+    declared vault, so a location left by a move (``at``) no longer applies."""
     rest = {k: v for k, v in ids.items() if k not in ("pending", "at")}
     key_arn = env.Envelope.parse(stored.envelope).key_arn
     if kept is not None:
@@ -375,8 +375,9 @@ class VaultHandler:
             ids = {**recorded_ids(secret.ids, copied.versions[-1], copied.versions),
                    **resealed_ids(aws, secret.ids, old, new), "at": at}
             moved = dataclasses.replace(secret, ids=ids)
-            if copied.journal is not None:
-                aws.settle(copied.journal, moved)  # recorded where it now is, and the copy closed, at once
+            journal = copied.journal or aws.state.journal_of(secret.address, state_model.Operation.COPY)
+            if journal is not None:
+                aws.settle(journal, moved)  # recorded where it now is, and the copy closed, at once
             elif ids != dict(secret.ids):
                 checkpoint(moved)
 

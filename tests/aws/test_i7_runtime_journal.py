@@ -18,7 +18,7 @@ import pytest
 
 from reconciler.aws import session
 from tests.aws.test_i6_keys_quota import inject, json_error  # noqa: F401  (fixture)
-from tests.aws.test_vaults import STORES, docs, vault_doc
+from tests.aws.test_vaults import STORES, docs, get, key_doc, secret_doc, vault_doc
 from tests.conftest import ROOT, run, state_of
 
 KEY = """\
@@ -39,16 +39,20 @@ class Killed(BaseException):
     """The process dying: no `except Exception` of ours can swallow it."""
 
 
+READS = ("Describe", "Get", "List")
+
+
 class KillAfter:
     """An after-call hook that kills the run right after AWS answered call
-    number ``at`` (``operation``: only counting that operation's calls)."""
+    number ``at`` (``operation``: only counting that operation's calls;
+    ``writes``: only counting calls that change something)."""
 
-    def __init__(self, at: int, operation: str = "") -> None:
-        self.at, self.operation, self.seen = at, operation, 0
+    def __init__(self, at: int, operation: str = "", writes: bool = False) -> None:
+        self.at, self.operation, self.writes, self.seen = at, operation, writes, 0
         self.killed_at = ""
 
     def __call__(self, model, **_kwargs) -> None:
-        if self.operation and model.name != self.operation:
+        if (self.operation and model.name != self.operation) or (self.writes and model.name.startswith(READS)):
             return
         self.seen += 1
         if self.seen == self.at:
@@ -60,8 +64,8 @@ class KillAfter:
 def kill_after() -> Iterator:
     hooks: list[KillAfter] = []
 
-    def install(at: int, operation: str = "") -> KillAfter:
-        hook = KillAfter(at, operation)
+    def install(at: int, operation: str = "", writes: bool = False) -> KillAfter:
+        hook = KillAfter(at, operation, writes)
         session.register_hook("after-call", hook)
         hooks.append(hook)
         return hook
@@ -266,3 +270,48 @@ def test_a_process_killed_between_create_key_and_the_state_write_leaves_no_orpha
     assert recorded["resources"]["KmsProvider/main"]["ids"]["keyId"] == key and recorded["journal"] == []
     tags = boto3.client("kms", region_name="us-east-1").list_resource_tags(KeyId=key)["Tags"]
     assert {"TagKey": "reconciler:operation", "TagValue": entry["operationId"]} in tags
+
+
+def _two_vaults(provider: str, vault: str) -> str:
+    """Two keys, two vaults (Secrets Manager, SSM) and one generated secret."""
+    return docs(key_doc(), key_doc(name="new"),
+                vault_doc(STORES["secretsmanager"], provider=provider),
+                vault_doc(STORES["ssm"], name="other").replace("  default: true\n", ""),
+                secret_doc("s", "generate: {length: 16}", vault=vault))
+
+
+@pytest.mark.parametrize("change", ["re-wrap", "move"])
+def test_killed_after_any_call_of_a_rewrap_or_move_the_next_apply_finishes_it(aws, stack, calls, tmp_path,
+                                                                              kill_after, change):
+    """A vault's provider change (journal ``copy``) and a secret's move to
+    another vault (``move``), killed after each AWS call that changes
+    something: the next apply finishes it, the value kept (never
+    regenerated), the journal closed."""
+    after = _two_vaults("new", "main") if change == "re-wrap" else _two_vaults("key", "other")
+    rehearsal = stack({"main.yaml": _two_vaults("key", "main")})
+    assert run("apply", rehearsal, "--auto-approve").exit_code == 0
+    (rehearsal / "main.yaml").write_text(after)
+    calls.clear()
+    assert run("apply", rehearsal, "--auto-approve").exit_code == 0
+    writes = [op for _s, op, _r in calls.calls if not op.startswith(READS)]
+    assert ({"PutSecretValue"} if change == "re-wrap" else {"PutParameter", "DeleteSecret"}) <= set(writes)
+    for k in range(1, len(writes) + 1):
+        _reset(aws)
+        directory = tmp_path / f"{change}-{k}"
+        directory.mkdir()
+        (directory / "stack.yaml").write_text((rehearsal / "stack.yaml").read_text())
+        (directory / "main.yaml").write_text(_two_vaults("key", "main"))
+        assert run("apply", directory, "--auto-approve").exit_code == 0
+        value = get(directory, "main/s")
+        (directory / "main.yaml").write_text(after)
+        hook = kill_after(k, writes=True)
+        with pytest.raises(Killed):
+            run("apply", directory, "--auto-approve")
+        session.unregister_hook("after-call", hook)
+        assert hook.killed_at == writes[k - 1]
+        finished = run("apply", directory, "--auto-approve")
+        assert finished.exit_code == 0, (k, hook.killed_at, finished.output)
+        assert state_of(directory)["journal"] == [], (k, hook.killed_at)
+        where = "main/s" if change == "re-wrap" else "other/s"
+        assert get(directory, where) == value, (k, hook.killed_at)  # moved or re-wrapped, never regenerated
+        assert run("plan", directory, "--detailed-exitcode").exit_code == 0, (k, hook.killed_at)
