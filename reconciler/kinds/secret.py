@@ -269,7 +269,7 @@ class SecretHandler:
             case state_model.Operation.MOVE:
                 return recovery.Recovery.continues(journal, f"resuming {what} with its change")
             case state_model.Operation.CREATE:
-                return recovery.Recovery.continues(journal, f"{what} is not one a Secret makes")
+                return recovery.Recovery.continues(journal, f"{what} left open: a Secret journals no create")
         data = journal.data
         vault = str(data["attributes"]["vault"])
         latest = vaults.resolve(aws, vault).store.latest(journal.address.split("/", 1)[1])
