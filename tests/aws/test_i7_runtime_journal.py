@@ -315,3 +315,22 @@ def test_killed_after_any_call_of_a_rewrap_or_move_the_next_apply_finishes_it(aw
         where = "main/s" if change == "re-wrap" else "other/s"
         assert get(directory, where) == value, (k, hook.killed_at)  # moved or re-wrapped, never regenerated
         assert run("plan", directory, "--detailed-exitcode").exit_code == 0, (k, hook.killed_at)
+
+
+def test_ownership_tags_survive_tag_changes_and_are_never_the_users_drift(aws, stack):
+    directory = stack({"key.yaml": KEY})
+    assert run("apply", directory, "--auto-approve").exit_code == 0
+    key = state_of(directory)["resources"]["KmsProvider/main"]["ids"]["keyId"]
+    (directory / "key.yaml").write_text(KEY.replace("tags: {team: platform}", "tags: {team: infra, env: prod}"))
+    plan = run("plan", directory)
+    assert "reconciler:" not in plan.output  # only the user's tags are compared
+    assert run("apply", directory, "--auto-approve").exit_code == 0
+    kms = boto3.client("kms", region_name="us-east-1")
+    tags = {t["TagKey"]: t["TagValue"] for t in kms.list_resource_tags(KeyId=key)["Tags"]}
+    assert {k: v for k, v in tags.items() if not k.startswith("reconciler:")} == {"team": "infra", "env": "prod"}
+    assert (tags["reconciler:stack"], tags["reconciler:address"]) == ("test", "KmsProvider/main")
+    assert "reconciler:operation" in tags  # kept: it names the operation that created the key
+    assert state_of(directory)["resources"]["KmsProvider/main"]["attributes"]["tags"] == {
+        "team": "infra", "env": "prod"}
+    assert run("drift", directory).exit_code == 0
+    assert run("plan", directory, "--detailed-exitcode").exit_code == 0
