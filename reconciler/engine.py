@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from reconciler import apply as executor
 from reconciler import errors, kinds, resume
-from reconciler.aws import factory, s3, session
+from reconciler.aws import factory, session
 from reconciler.kinds import base, context
 from reconciler.manifest import model as manifest
 from reconciler.plan import diff
@@ -54,9 +54,8 @@ def backend_for(config: manifest.Config) -> state_backend.Backend:
             if not region:
                 raise errors.ConfigError(f"Stack/{config.stack.name}: the s3 backend needs a region "
                                          "(backend.s3.region or spec.region)")
-            client = session.ClientFactory().client("s3", region, session.anchored(config.stack.auth,
-                                                                                   config.source.directory))
-            return s3_state.S3Backend(s3.S3Objects(client, region, spec["bucket"]), spec["key"])
+            adapters = factory.Adapters(session.ClientFactory(), config.source.directory)
+            return s3_state.S3Backend(adapters.s3_objects(region, config.stack.auth, spec["bucket"]), spec["key"])
         case other:
             raise errors.ConfigError(f"Stack/{config.stack.name}: unknown backend {sorted(other)}")
 
