@@ -1,7 +1,9 @@
 """The executor: walks a plan's changes in order and saves state after every
 completed action (and at checkpoints inside multi-step ones), so a crash
 keeps what was done. A replace records the old object as *deposed* before the
-kind creates its successor, and forgets it only once its deletion succeeded."""
+kind creates its successor, and forgets it only once its deletion succeeded.
+Kinds journal multi-step work (State.journal) through the same state writer
+(``ApplyContext.persist``); an action that completes closes its entries."""
 
 from __future__ import annotations
 
@@ -48,8 +50,12 @@ def apply_plan(plan: model.Plan, backend: state_backend.Backend, aws: base.AwsCo
 
     def save(new_state: state_model.State) -> None:
         nonlocal state
+        if new_state == state:
+            return  # already written (a kind that settled its journal recorded this very result)
         state = backend.write(new_state)
         aws.state = state
+
+    aws.persist = save  # the journal of multi-step work is written through the same writer
 
     for index, change in enumerate(plan.actionable, 1):
         handler = kinds.handler_for(change.kind)
@@ -125,12 +131,27 @@ def apply_plan(plan: model.Plan, backend: state_backend.Backend, aws: base.AwsCo
                 case Action.NOOP:
                     continue
         except errors.ReconcilerError as exc:
+            _record_failure(save, state, change.resource_address, exc)
             applied = f"{len(done)} of {total} changes were applied and recorded in state"
             raise errors.prefixed(
                 exc, f"{change.address}: ", f" ({applied}; run plan to see what is left)") from None
+        if state.journal_of(change.resource_address) is not None and not change.deposed:
+            save(state.without_journal_of(change.resource_address))  # its multi-step work is complete
         done.append((change.address, change.action))
         progress(f"[{index}/{total}] {change.action.symbol} {change.address}: done "
                  f"({time.monotonic() - started:.1f}s)")
     save(state.with_applied_plan(plan.id))
     return ApplyResult(state, tuple(done))
 
+
+def _record_failure(save: Callable[[state_model.State], None], state: state_model.State, address: str,
+                    exc: errors.ReconcilerError) -> None:
+    """An open journal entry of ``address`` keeps why its step stopped (the
+    error's first line: no secret ever reaches an error), for the next run."""
+    entry = state.journal_of(address)
+    if entry is None:
+        return
+    try:
+        save(state.with_journal(entry.failed(exc.message.splitlines()[0] if exc.message else type(exc).__name__)))
+    except errors.ReconcilerError:
+        pass  # the original failure is what the user needs to see

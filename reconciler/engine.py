@@ -12,9 +12,9 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 
 from reconciler import apply as executor
-from reconciler import clock, errors, kinds
-from reconciler.aws import s3, session
-from reconciler.kinds import base
+from reconciler import clock, errors, kinds, resume
+from reconciler.aws import factory, session
+from reconciler.kinds import base, context
 from reconciler.manifest import model as manifest
 from reconciler.plan import actions, diff
 from reconciler.plan import model as plan_model
@@ -53,9 +53,8 @@ def backend_for(config: manifest.Config) -> state_backend.Backend:
             if not region:
                 raise errors.ConfigError(f"Stack/{config.stack.name}: the s3 backend needs a region "
                                          "(backend.s3.region or spec.region)")
-            client = session.ClientFactory().client("s3", region, session.anchored(config.stack.auth,
-                                                                                   config.source.directory))
-            return s3_state.S3Backend(s3.S3Objects(client, region, spec["bucket"]), spec["key"])
+            adapters = factory.Adapters(session.ClientFactory(), config.source.directory)
+            return s3_state.S3Backend(adapters.s3_objects(region, config.stack.auth, spec["bucket"]), spec["key"])
         case other:
             raise errors.ConfigError(f"Stack/{config.stack.name}: unknown backend {sorted(other)}")
 
@@ -238,6 +237,7 @@ def make_plan(workspace: Workspace, aws: base.AwsContext, *, refresh_live: bool 
             graph.add_edge(address, dep)
     scope = (graph.ancestors(targets) | set(targets)) if targets else None
     check_connections({a: d for a, d in desired.items() if scope is None or a in scope}, aws, config)
+    prior, recovered = resume.recover(prior, aws, progress)  # open journal entries first
     if refresh_live:
         refreshed, adopted = refresh(desired, prior, aws, scope, progress)
     else:
@@ -251,11 +251,11 @@ def make_plan(workspace: Workspace, aws: base.AwsContext, *, refresh_live: bool 
     try:
         if refresh_live:
             check_live(desired, prior, aws, scope)
-        return hide_sensitive(planner.make_plan(
+        return hide_sensitive(resume.noted(planner.make_plan(
             plan_id=str(uuid.uuid4()), now=clock.now(), stack=config.stack.name,
             directory=str(config.source.directory.resolve()), manifests_hash=config.source.content_hash,
             desired=desired, prior=prior, refreshed=refreshed, adopted=adopted, refresh=refresh_live,
-            targets=tuple(targets), dependency_graph=graph, rules=kinds.RULES))
+            targets=tuple(targets), dependency_graph=graph, rules=kinds.RULES), recovered))
     except errors.PlanError as exc:
         raise errors.PlanError("\n".join(_placed(line, config) for line in exc.message.splitlines())) from None
 
@@ -307,6 +307,7 @@ def drift(workspace: Workspace, aws: base.AwsContext,
     prior = workspace.backend.read()
     desired = desired_of(workspace.config, resolve_values=False)
     aws.desired, aws.state = desired, prior
+    prior, _ = resume.recover(prior, aws, progress)  # an interrupted write that landed is not drift
     refreshed, _ = refresh({a: d for a, d in desired.items() if a in prior.resources}, prior, aws,
                            None, progress)
     return list(hide_sensitive_drift(planner.detect_drift(prior, refreshed, desired, rules=kinds.RULES)))
@@ -314,17 +315,19 @@ def drift(workspace: Workspace, aws: base.AwsContext,
 
 def new_context(workspace: Workspace | None = None) -> base.AwsContext:
     if workspace is None:
-        return base.AwsContext(session.ClientFactory())
+        return context.ApplyContext(factory.Adapters(session.ClientFactory()))
     config = workspace.config
-    return base.AwsContext(session.ClientFactory(), stack=config.stack.name,
-                           directory=config.source.directory,
-                           default_connection={"region": config.stack.region,
-                                               "auth": dict(config.stack.auth or {"defaultChain": {}})})
+    return context.ApplyContext(factory.Adapters(session.ClientFactory(), config.source.directory),
+                                stack=config.stack.name, directory=config.source.directory,
+                                default_connection={"region": config.stack.region,
+                                                    "auth": dict(config.stack.auth or {"defaultChain": {}})})
 
 
 def apply(plan: plan_model.Plan, workspace: Workspace, aws: base.AwsContext, *, allow_destroy: bool,
           progress: Progress = _quiet) -> executor.ApplyResult:
     check_connections(plan.desired, aws, workspace.config)
+    aws.desired = plan.desired
+    resume.recover_written(workspace.backend, aws, progress)  # open journal entries first, written
     preflight(plan, workspace, aws)
     return executor.apply_plan(plan, workspace.backend, aws, allow_destroy=allow_destroy,
                                progress=progress)

@@ -35,6 +35,18 @@ class KmsAdapter(adapter.Adapter):
     def tags(self, key_id: str) -> dict[str, str]:
         return {t["TagKey"]: t["TagValue"] for t in self._pages("ListResourceTags", "Tags", KeyId=key_id)}
 
+    def keys_tagged(self, tag: str, value: str) -> list[str]:
+        """Ids of the keys in this region carrying ``tag: value`` (ListKeys, then
+        ListResourceTags per key: only for an interrupted create, so rare)."""
+        found = []
+        for key in self._pages("ListKeys", "Keys"):
+            try:
+                if self.tags(key["KeyId"]).get(tag) == value:
+                    found.append(str(key["KeyId"]))
+            except errors.AwsNotFound:
+                continue  # deleted meanwhile
+        return found
+
     def grants(self, key_id: str) -> list[Mapping[str, Any]]:
         return self._pages("ListGrants", "Grants", KeyId=key_id)
 

@@ -20,9 +20,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from reconciler import errors
+from reconciler.aws import factory
 from reconciler.aws import kms as kms_adapter
 from reconciler.crypto import envelope as env
-from reconciler.kinds import base
 
 T = TypeVar("T")
 _OAEP = padding.OAEP(mgf=padding.MGF1(algorithm=hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
@@ -40,8 +40,10 @@ def in_region(arn: str, region: str) -> str:
 
 
 class Keyring:
-    def __init__(self, aws: base.AwsContext) -> None:
-        self.aws = aws
+    """Takes the adapter factory, not the apply context: crypto sits below kinds."""
+
+    def __init__(self, adapters: factory.Adapters) -> None:
+        self.adapters = adapters
         self._public: dict[str, rsa.RSAPublicKey] = {}
         self._lock = threading.Lock()
         self._small: dict[str, bytes | errors.ReconcilerError] = {}  # envelope text -> key (or why not)
@@ -51,7 +53,7 @@ class Keyring:
         self._small_lock = threading.Lock()
 
     def _crypto(self, connection: Mapping[str, Any], arn: str) -> kms_adapter.KmsCrypto:
-        return kms_adapter.KmsCrypto(self.aws.kms(connection, region_of(arn)))
+        return kms_adapter.KmsCrypto(self.adapters.kms(region_of(arn), connection.get("auth")))
 
     def _public_key(self, connection: Mapping[str, Any], arn: str) -> rsa.RSAPublicKey:
         with self._lock:
@@ -140,7 +142,8 @@ class Keyring:
         """Whether a KMS key still exists (DescribeKey, once per key per run)."""
         with self._small_lock:
             if arn not in self._keys:
-                self._keys[arn] = self.aws.kms(connection, region_of(arn)).describe_key(arn) is not None
+                kms = self.adapters.kms(region_of(arn), connection.get("auth"))
+                self._keys[arn] = kms.describe_key(arn) is not None
             return self._keys[arn]
 
 

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import pathlib
-from collections.abc import Callable, Mapping
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
 
-from reconciler.aws import kms as kms_adapter
-from reconciler.aws import session
+from reconciler.kinds import context
 from reconciler.manifest import model as manifest
 from reconciler.plan import actions
 from reconciler.plan import model as plan_model
@@ -17,48 +15,7 @@ from reconciler.state import model as state_model
 Checkpoint = Callable[[state_model.ResourceState], None]
 
 
-class AwsContext:
-    """What a kind's AWS side runs with: one adapter per service, region and
-    auth; the stack's name, directory and default connection; the desired
-    resources and the state as it stands (kept current during apply)."""
-
-    def __init__(self, factory: session.ClientFactory, *, stack: str = "",
-                 directory: pathlib.Path | None = None,
-                 default_connection: Mapping[str, Any] | None = None) -> None:
-        self.factory = factory
-        self.stack = stack
-        self.directory = directory or pathlib.Path(".")
-        self.default_connection = dict(default_connection or {})
-        self.desired: Mapping[str, plan_model.Desired] = {}
-        self.state: state_model.State = state_model.State.empty()
-        self._keyring: Any = None
-        self.regenerate_lost = False  # plan option: new values for generated secrets whose key is gone
-
-    @property
-    def keyring(self) -> Any:
-        if self._keyring is None:
-            from reconciler.crypto import keyring  # the keyring builds on this context
-
-            self._keyring = keyring.Keyring(self)
-        return self._keyring
-
-    def client(self, service: str, connection: Mapping[str, Any] | None = None,
-               region: str | None = None) -> Any:
-        connection = connection or self.default_connection
-        return self.factory.client(service, region or connection["region"], self._auth(connection))
-
-    def kms(self, connection: Mapping[str, Any], region: str | None = None) -> kms_adapter.KmsAdapter:
-        region = region or connection["region"]
-        return kms_adapter.KmsAdapter(self.factory.client("kms", region, self._auth(connection)), region)
-
-    def check_connection(self, connection: Mapping[str, Any]) -> None:
-        """Resolve a connection's auth now (env refs, token file, source
-        credentials): session.AuthError names the field at fault."""
-        self.factory.session(self._auth(connection), connection.get("region"))
-
-    def _auth(self, connection: Mapping[str, Any]) -> Mapping[str, Any] | None:
-        """The connection's auth, its paths relative to the stack directory."""
-        return session.anchored(connection.get("auth"), self.directory)
+AwsContext = context.ApplyContext  # the name kinds have always used (see kinds/context.py)
 
 
 class Handler(Protocol):

@@ -21,7 +21,7 @@ from typing import Any
 
 from reconciler import errors
 from reconciler.aws import kms as kms_adapter
-from reconciler.kinds import base
+from reconciler.kinds import base, recovery
 from reconciler.kinds import vault as vault_kind
 from reconciler.manifest import model as manifest
 from reconciler.plan import actions as plan_actions
@@ -39,6 +39,8 @@ EXCLUSIVE = "exclusiveGrants"  # a setting kept in state only, and only when tru
 FOREIGN_GRANTS_NOTE = ("grants this stack did not create (AWS services such as EBS, RDS or Secrets Manager "
                        "make their own); reported, never revoked unless exclusiveGrants: true")
 DEFAULT_ROTATION_DAYS = 365
+TAG_PREFIX = "reconciler:"
+STACK_TAG, ADDRESS_TAG, OPERATION_TAG = "reconciler:stack", "reconciler:address", "reconciler:operation"
 ADOPTED_AS = "adoptedAs"  # in ids: the keyId (id, ARN or alias) an adopted key was adopted by
 
 
@@ -159,7 +161,7 @@ class KmsProviderHandler:
             "usage": meta.get("KeyUsage"), "multiRegion": bool(meta.get("MultiRegion", False)),
             "description": meta.get("Description", ""), "keyState": meta.get("KeyState"),
             "alias": _pick_alias(kms.aliases_of(key_id), wanted_alias, read_only=read_only),
-            "tags": kms.tags(key_id),
+            "tags": _user_tags(kms.tags(key_id)),
         }
         if attrs["keySpec"] == SYMMETRIC:
             enabled, period = kms.rotation(key_id)
@@ -181,7 +183,7 @@ class KmsProviderHandler:
                 replicas[region] = {
                     "alias": _pick_alias(regional.aliases_of(key_id), wanted_alias, read_only=read_only),
                     "description": replica.get("Description", ""),
-                    "tags": regional.tags(key_id), "keyState": replica.get("KeyState")}
+                    "tags": _user_tags(regional.tags(key_id)), "keyState": replica.get("KeyState")}
             attrs["replicas"] = replicas
         return attrs, ids, foreign
 
@@ -266,27 +268,71 @@ class KmsProviderHandler:
     # -- writing -----------------------------------------------------------------
     def create(self, aws: base.AwsContext, desired: plan_model.Desired,
                checkpoint: base.Checkpoint) -> state_model.ResourceState:
+        """Journaled (SPEC 3): the intent is recorded, then CreateKey tags the key
+        with the operation id, then the key is recorded and the entry closed in
+        one state write; a run killed in between is found by ``recover``."""
         want = desired.attributes
+        created = _as_created(want)
+        journal = aws.begin(desired.address, state_model.Operation.CREATE, "create-key",
+                            {"connection": dict(desired.connection), "attributes": created,
+                             "dependencies": list(desired.dependencies)})
         kms = aws.kms(desired.connection)
-        meta = kms.create_key(key_spec=want["keySpec"], usage=want["usage"],
-                              description=want["description"], multi_region=want["multiRegion"],
-                              tags=want["tags"], policy=want.get("policy"))
-        ids = {"keyId": meta["KeyId"], "arn": meta["Arn"]}
-        created = {field: want[field] for field in ("region", "keySpec", "usage", "multiRegion",
-                                                    "description", "tags", *LOCAL_ONLY)}
-        created.update(alias=None, keyState="Enabled")
-        if "rotation" in want:
-            created["rotation"] = _rotation(None)
-        if "policy" in want:
-            created["policy"] = want["policy"]
-        if "grants" in want:
-            created["grants"] = {}
-        if want["multiRegion"]:
-            created["replicas"] = {}
-        entry = state_model.ResourceState(KIND, desired.name, "managed", ids, created,
-                                          desired.connection, desired.dependencies)
-        checkpoint(entry)  # the key exists now: never lose track of it
-        return self._converge(aws, desired, entry, created, checkpoint)
+        try:
+            meta = kms.create_key(key_spec=want["keySpec"], usage=want["usage"],
+                                  description=want["description"], multi_region=want["multiRegion"],
+                                  tags={**want["tags"], **ownership(aws.stack, desired.address,
+                                                                    journal.operation_id)},
+                                  policy=want.get("policy"))
+        except errors.AwsError:
+            self._settle_failed(aws, journal)
+            raise
+        entry = state_model.ResourceState(KIND, desired.name, "managed", {"keyId": meta["KeyId"], "arn": meta["Arn"]},
+                                          created, desired.connection, desired.dependencies)
+        aws.settle(journal, entry)  # the key exists now: never lose track of it
+        return self._converge(aws, desired, entry, dict(created), checkpoint)
+
+    def _settle_failed(self, aws: base.AwsContext, journal: state_model.JournalEntry) -> None:
+        """After a failed CreateKey, look by the operation's tag now (a retried
+        call may have made the key before the one that failed): record what
+        was made, or roll the entry back; left open for the next plan when
+        even the look-up fails."""
+        try:
+            outcome = self.recover(aws, journal)
+        except errors.ReconcilerError:
+            return
+        aws.persist_outcome(outcome.applied(aws.state))
+
+    def recover(self, aws: base.AwsContext, journal: state_model.JournalEntry) -> recovery.Recovery:
+        """An interrupted create: the key its operation tagged, recorded as the
+        resource (the plan then converges it), or nothing was created."""
+        what = f"interrupted {journal.operation.value} of {journal.address} (operation {journal.operation_id})"
+        match journal.operation:
+            case state_model.Operation.CREATE:
+                pass
+            case state_model.Operation.WRITE | state_model.Operation.COPY | state_model.Operation.MOVE:
+                return recovery.Recovery.continues(journal, f"{what} left open: a key journals only its create")
+        data = journal.data
+        kms = aws.kms(data["connection"])
+        found = kms.keys_tagged(OPERATION_TAG, journal.operation_id)
+        if not found:
+            return recovery.Recovery.rolled_back(journal, f"rolled back {what}: no key was created")
+        metas = [m for m in map(kms.describe_key, found) if m is not None]
+        if not metas:
+            return recovery.Recovery.rolled_back(journal, f"rolled back {what}: no key was created")
+        kind, name = journal.address.split("/", 1)
+
+        def record(meta: Mapping[str, Any], attributes: Mapping[str, Any]) -> state_model.ResourceState:
+            return state_model.ResourceState(kind, name, "managed", {"keyId": meta["KeyId"], "arn": meta["Arn"]},
+                                             dict(attributes), data["connection"],
+                                             tuple(data.get("dependencies", ())))
+
+        entry = record(metas[0], data["attributes"])
+        # a retried CreateKey made more than one: the others are destroyed as deposed objects
+        duplicates = tuple(record(m, {**data["attributes"], plan_model.PROTECT: False}) for m in metas[1:])
+        extra = (f"; {len(duplicates)} duplicate key(s) made by the same operation are deposed, to be "
+                 "scheduled for deletion") if duplicates else ""
+        return recovery.Recovery.resumed(journal, entry, f"resuming {what}: found key {metas[0]['KeyId']}{extra}",
+                                         duplicates)
 
     def update(self, aws: base.AwsContext, desired: plan_model.Desired, entry: state_model.ResourceState,
                change: plan_model.ResourceChange, checkpoint: base.Checkpoint) -> state_model.ResourceState:
@@ -341,7 +387,8 @@ class KmsProviderHandler:
                 regional = aws.kms(desired.connection, region)
                 if region not in have:
                     kms.replicate_key(key_id, region, description=replica["description"],
-                                      tags=replica["tags"], policy=want.get("policy"))
+                                      tags={**replica["tags"], **ownership(aws.stack, desired.address)},
+                                      policy=want.get("policy"))
                     have[region] = {"alias": None, "description": replica["description"],
                                     "tags": replica["tags"], "keyState": "Enabled"}
                     checkpoint(dataclasses.replace(entry, attributes={**entry.attributes, "replicas": have}))
@@ -354,6 +401,35 @@ class KmsProviderHandler:
                 regional.schedule_deletion(key_id, int(want.get("deletionWindowDays", 30)))
         return dataclasses.replace(entry, mode=desired.mode, attributes=recorded,
                                    connection=desired.connection, dependencies=desired.dependencies)
+
+
+def ownership(stack: str, address: str, operation: str = "") -> dict[str, str]:
+    """The tags naming who made a key (SPEC 3): stack, address, creating operation."""
+    tags = {STACK_TAG: stack, ADDRESS_TAG: address}
+    if operation:
+        tags[OPERATION_TAG] = operation
+    return tags
+
+
+def _user_tags(tags: Mapping[str, str]) -> dict[str, str]:
+    """The tags the manifest manages: ours (``reconciler:*``) are never drift."""
+    return {k: v for k, v in tags.items() if not k.startswith(TAG_PREFIX)}
+
+
+def _as_created(want: Mapping[str, Any]) -> dict[str, Any]:
+    """The attributes a new key has once CreateKey returns (what it was given)."""
+    created = {field: want[field] for field in ("region", "keySpec", "usage", "multiRegion",
+                                                "description", "tags", *LOCAL_ONLY)}
+    created.update(alias=None, keyState="Enabled")
+    if "rotation" in want:
+        created["rotation"] = _rotation(None)
+    if "policy" in want:
+        created["policy"] = want["policy"]
+    if "grants" in want:
+        created["grants"] = {}
+    if want["multiRegion"]:
+        created["replicas"] = {}
+    return created
 
 
 def _adopted_as(entry: state_model.ResourceState | None, desired: plan_model.Desired) -> str:

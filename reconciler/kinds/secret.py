@@ -33,7 +33,7 @@ from typing import Any
 
 from reconciler import errors
 from reconciler.crypto import envelope as env
-from reconciler.kinds import base
+from reconciler.kinds import base, recovery
 from reconciler.kinds import vault as vaults
 from reconciler.manifest import model as manifest
 from reconciler.plan import actions as plan_actions
@@ -186,9 +186,9 @@ class SecretHandler:
             return planner.Refreshed(None)
         attrs = dict(entry.attributes)
         found = vaults.digest(latest.envelope)
-        pending = entry.ids.get("pending") or {}
+        pending = aws.journal_data(entry.address)
         legacy = "versionKeys" not in entry.ids
-        if found == pending.get("digest"):  # an interrupted write that did land
+        if found == pending.get("digest"):  # an interrupted copy or move that did land
             history = info.store.versions(entry.name) if legacy else None
             return planner.Refreshed({**pending["attributes"], "version": latest.number},
                                      vaults.recorded_ids({**entry.ids, **pending.get("ids", {})}, latest, history))
@@ -244,23 +244,51 @@ class SecretHandler:
             sealed = aws.keyring.encrypt(value, key_arn=info.key_arn, key_spec=info.key_spec,
                                          binding=binding, connection=info.connection)
         text = sealed.to_string()
-        previous = {k: v for k, v in (entry.ids if entry is not None else {}).items()
-                    if k not in ("fingerprintKey", "lostKey")}
-        kept = {k: v for k, v in (entry.ids if entry is not None else {}).items() if k != "lostKey"}
-        pending = {"digest": vaults.digest(text), "attributes": attributes, "ids": fingerprint_ids}
-        checkpoint(state_model.ResourceState(KIND, desired.name, "managed", {**kept, "pending": pending},
-                                             dict(entry.attributes if entry else attributes),
-                                             desired.connection, desired.dependencies))
+        journal = aws.begin(desired.address, state_model.Operation.WRITE, "storing", {
+            "digest": vaults.digest(text), "attributes": attributes, "ids": fingerprint_ids,
+            "connection": dict(desired.connection), "dependencies": list(desired.dependencies)})
         stored = info.store.put(desired.name, text)
         # a secret recorded before versionKeys: learn which key wraps each kept version from the store
-        history = None if "versionKeys" in previous or entry is None else info.store.versions(desired.name)
-        return state_model.ResourceState(KIND, desired.name, "managed",
-                                         vaults.recorded_ids({**previous, **fingerprint_ids}, stored, history),
-                                         attributes, desired.connection, desired.dependencies)
+        history = None if entry is None or "versionKeys" in entry.ids else info.store.versions(desired.name)
+        result = _written(desired.name, entry, journal.data, stored, history)
+        aws.settle(journal, result)
+        return result
 
     def create(self, aws: base.AwsContext, desired: plan_model.Desired,
                checkpoint: base.Checkpoint) -> state_model.ResourceState:
         return self._write(aws, desired, None, checkpoint)
+
+    def recover(self, aws: base.AwsContext, journal: state_model.JournalEntry) -> recovery.Recovery:
+        """A write that landed is recorded as written (a generated value is never
+        generated twice); one that did not is rolled back. A copy or move
+        continues with the change that started it (it skips what is there)."""
+        what = f"interrupted {journal.operation.value} of {journal.address} (operation {journal.operation_id})"
+        entry = aws.state.resources.get(journal.address)
+        match journal.operation:
+            case state_model.Operation.WRITE:
+                pass
+            case state_model.Operation.COPY:
+                vault = f"Vault/{journal.data.get('attributes', {}).get('vault')}"
+                return recovery.Recovery.continues(journal, f"resuming {what} with {vault}'s change",
+                                                   at=vault)
+            case state_model.Operation.MOVE:
+                return recovery.Recovery.continues(journal, f"resuming {what} with its change")
+            case state_model.Operation.CREATE:
+                return recovery.Recovery.continues(journal, f"{what} left open: a Secret journals no create")
+        data = journal.data
+        vault = str(data["attributes"]["vault"])
+        latest = vaults.resolve(aws, vault).store.latest(journal.address.split("/", 1)[1])
+        if latest is None or vaults.digest(latest.envelope) != data.get("digest"):
+            placeholder = entry is not None and not entry.ids.get("storedDigest")  # older states made one
+            return recovery.Recovery.rolled_back(journal, f"rolled back {what}: nothing was stored",
+                                                 forget=placeholder)
+        if "connection" not in data:  # an older state's entry: its record says how it is reached
+            if entry is None:
+                return recovery.Recovery.rolled_back(journal, f"rolled back {what}: no record to complete")
+            data = {**data, "connection": dict(entry.connection), "dependencies": list(entry.dependencies)}
+        name = journal.address.split("/", 1)[1]
+        return recovery.Recovery.resumed(journal, _written(name, entry, data, latest),
+                                         f"resuming {what}: the value was stored (version {latest.number})")
 
     def update(self, aws: base.AwsContext, desired: plan_model.Desired, entry: state_model.ResourceState,
                change: plan_model.ResourceChange, checkpoint: base.Checkpoint) -> state_model.ResourceState:
@@ -274,8 +302,7 @@ class SecretHandler:
                 return self._write(aws, desired, entry, checkpoint)  # nothing stored to move
             if "value" not in paths:
                 return moved
-            checkpoint(moved)  # moved with its history; then the new value on top
-            entry = moved
+            entry = moved  # moved with its history; then the new value on top
         return self._write(aws, desired, entry, checkpoint)
 
     def delete(self, aws: base.AwsContext, entry: state_model.ResourceState) -> None:
@@ -291,35 +318,53 @@ def _move(aws: base.AwsContext, desired: plan_model.Desired, entry: state_model.
           checkpoint: base.Checkpoint) -> state_model.ResourceState | None:
     """Move a secret to another vault with its value and every kept version
     (numbers and dates kept), re-sealed under the new vault's key and binding,
-    never regenerated. Journaled: the copy (``pending.move``), then ``copied``
-    once the new vault holds every version, then the old entry is deleted: a
-    run killed anywhere resumes, reading the versions where they are complete.
-    The result keeps the value as recorded (a new value is written after it).
+    never regenerated. Journaled (State.journal, ``move``): the copy, then
+    step ``copied`` once the new vault holds every version, then the old entry
+    is deleted and the moved record written as the entry closes: a run killed
+    anywhere resumes, reading the versions where they are complete. The
+    result keeps the value as recorded (a new value is written after it).
     None when the old vault holds nothing to move."""
     settled = vaults.stored_vault(aws, entry, settled=True)
     target = vaults.resolve(aws, desired.attributes["vault"])
-    move = (entry.ids.get("pending") or {}).get("move") or {}
+    journal = aws.state.journal_of(entry.address, state_model.Operation.MOVE)
+    move = (journal.data if journal is not None else {}).get("move") or {}
     to = vaults.location(target.name, _vault_attributes(aws, target.name))
-    if move.get("copied") and move.get("to") == to:
+    if journal is not None and move.get("copied") and move.get("to") == to:
         versions = target.store.versions(entry.name)
     else:  # from where the versions are complete: the old vault, or an earlier copy
-        copied = vaults.copy_history(aws, entry, vaults.stored_vault(aws, entry), target, checkpoint,
-                                     journal={"move": {"to": to}})
+        copied = vaults.copy_history(aws, entry, vaults.stored_vault(aws, entry), target,
+                                     state_model.Operation.MOVE, {"move": {"to": to}})
         if copied is None:
             return None
         versions = copied.versions
-        pending = {"digest": vaults.digest(versions[-1].envelope), "attributes": dict(entry.attributes),
-                   "copies": {str(v.number): vaults.digest(v.envelope) for v in versions},
-                   "move": {"to": to, "copied": True}}
-        entry = dataclasses.replace(entry, ids={**entry.ids, "pending": pending})
-        checkpoint(entry)
+        data = {"digest": vaults.digest(versions[-1].envelope), "attributes": dict(entry.attributes),
+                "copies": {str(v.number): vaults.digest(v.envelope) for v in versions},
+                "move": {"to": to, "copied": True}}
+        journal = copied.journal or journal  # this run's copy, else an earlier run's that copied it all
+        journal = (aws.advance(journal, "copied", data) if journal is not None else
+                   aws.begin(entry.address, state_model.Operation.MOVE, "copied", data))
     if settled.store.describe() != target.store.describe():  # never the entry just written
         settled.store.delete(entry.name)
     attributes = {**entry.attributes, "vault": target.name, "description": desired.attributes["description"]}
     ids = {**vaults.recorded_ids(entry.ids, versions[-1], versions),
            **vaults.resealed_ids(aws, entry.ids, settled, target)}
-    return state_model.ResourceState(KIND, desired.name, "managed", ids, attributes, desired.connection,
-                                     desired.dependencies)
+    moved = state_model.ResourceState(KIND, desired.name, "managed", ids, attributes, desired.connection,
+                                      desired.dependencies)
+    aws.settle(journal, moved)
+    return moved
+
+
+def _written(name: str, entry: state_model.ResourceState | None, data: Mapping[str, Any],
+             stored: Any, history: Any = None) -> state_model.ResourceState:
+    """The record of a secret once the journaled write ``data`` is ``stored``
+    (its newest version): the digest, version and keys it now has (``history``:
+    every kept version, for a secret recorded before versionKeys)."""
+    previous = {k: v for k, v in (entry.ids if entry is not None else {}).items()
+                if k not in ("fingerprintKey", "lostKey")}
+    return state_model.ResourceState(KIND, name, "managed",
+                                     vaults.recorded_ids({**previous, **data.get("ids", {})}, stored, history),
+                                     dict(data["attributes"]), data["connection"],
+                                     tuple(data.get("dependencies", ())))
 
 
 def _recorded_vault(aws: base.AwsContext, entry: state_model.ResourceState) -> vaults.VaultInfo:

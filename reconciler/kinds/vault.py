@@ -10,8 +10,8 @@ where it belongs is skipped).
 Where a recorded secret's versions are (``stored_location``): the vault as
 state records it, unless the secret's ids say otherwise: ``at`` (a vault
 move already moved this secret; the vault's own state follows once every
-secret is moved) or a ``pending`` move to another vault whose copy is
-complete. Each Secret's ids also record which keys its versions use
+secret is moved) or a move to another vault, open in State.journal, whose
+copy is complete. Each Secret's ids also record which keys its versions use
 (``versionKeys``: key ARN -> [first, last] version number), so a key that
 kept versions still need is never destroyed."""
 
@@ -53,12 +53,12 @@ def recorded_ids(ids: Mapping[str, Any], stored: store_base.Version,
     """A Secret's ids once ``stored`` is its newest entry (``kept``: every
     version the store now keeps, when the caller has them).
 
-    Every write first records ``pending`` (a journal entry, SPEC 3: the digest
-    about to be stored and the attributes it stands for), then stores, then
-    records the result: a run killed in between leaves an entry that refresh
-    recognises as ours instead of reporting it as drift (so a generated value
-    is never generated twice). A write lands in the secret's declared vault,
-    so a location left by a move (``at``) no longer applies."""
+    Every write first records a journal entry (SPEC 3: the digest about to be
+    stored and the attributes it stands for), then stores, then records the
+    result: a run killed in between leaves an entry the next run recognises as
+    ours (``SecretHandler.recover``) instead of reporting it as drift (so a
+    generated value is never generated twice). A write lands in the secret's
+    declared vault, so a location left by a move (``at``) no longer applies."""
     rest = {k: v for k, v in ids.items() if k not in ("pending", "at")}
     key_arn = env.Envelope.parse(stored.envelope).key_arn
     if kept is not None:
@@ -173,7 +173,7 @@ def stored_location(ctx: base.AwsContext, secret: state_model.ResourceState, *,
                     settled: bool = False) -> tuple[str, Mapping[str, Any]]:
     """The vault (name and attributes) holding a recorded secret's versions.
     ``settled``: ignore a move to another vault still in flight."""
-    move = (secret.ids.get("pending") or {}).get("move") or {}
+    move = ctx.journal_data(secret.address, state_model.Operation.MOVE).get("move") or {}
     at = secret.ids.get("at")
     if move.get("copied") and not settled:
         at = move["to"]
@@ -259,26 +259,30 @@ def resealed_ids(ctx: base.AwsContext, ids: Mapping[str, Any], source: VaultInfo
 @dataclasses.dataclass(frozen=True)
 class Copied:
     """A secret's history once copied: the versions the target keeps, and the
-    entry as last checkpointed (its ``pending`` journal, if anything was written)."""
+    journal entry of the copy (None when nothing had to be written)."""
 
     versions: list[store_base.Version]
-    entry: state_model.ResourceState
-    wrote: bool
+    journal: state_model.JournalEntry | None
+
+    @property
+    def wrote(self) -> bool:
+        return self.journal is not None
 
 
 def copy_history(ctx: base.AwsContext, secret: state_model.ResourceState, source: VaultInfo, target: VaultInfo,
-                 checkpoint: base.Checkpoint, *, journal: Mapping[str, Any] | None = None) -> Copied | None:
+                 operation: state_model.Operation, extra: Mapping[str, Any] | None = None) -> Copied | None:
     """Copy every kept version of ``secret`` from ``source`` to ``target`` with
     its number and date, re-sealed under the target's key and binding (in
-    place when both are one store: a re-wrap). Journaled first (the digest of
-    every envelope about to be written, in ``pending``), written oldest first,
+    place when both are one store: a re-wrap). Journaled first (State.journal:
+    the digest of every envelope about to be written), written oldest first,
     so a run killed halfway resumes where it stopped and never re-creates a
     value. None when the source holds nothing."""
     name = secret.name
     versions = source.store.versions(name)
     if not versions:
         return None
-    journaled = (secret.ids.get("pending") or {}).get("copies") or {}
+    open_entry = ctx.state.journal_of(secret.address, operation)
+    journaled = (open_entry.data if open_entry is not None else {}).get("copies") or {}
     there = {v.number: v for v in target.store.versions(name)}
     texts: dict[int, str] = {}
     todo = []
@@ -291,16 +295,16 @@ def copy_history(ctx: base.AwsContext, secret: state_model.ResourceState, source
             todo.append(version)
     copied = [store_base.Version(v.number, v.created_at, texts[v.number]) for v in versions]
     if not todo:
-        return Copied(copied, secret, False)
-    pending = {"digest": digest(copied[-1].envelope), "attributes": dict(secret.attributes),
-               "copies": {str(v.number): digest(v.envelope) for v in copied}, **(journal or {})}
-    secret = dataclasses.replace(secret, ids={**secret.ids, "pending": pending})
-    checkpoint(secret)
+        return Copied(copied, None)
+    data = {"digest": digest(copied[-1].envelope), "attributes": dict(secret.attributes),
+            "copies": {str(v.number): digest(v.envelope) for v in copied}, **(extra or {})}
+    journal = (ctx.advance(open_entry, "copying", data) if open_entry is not None else
+               ctx.begin(secret.address, operation, "copying", data))
     newest = versions[-1].number
     for version in todo:
         target.store.put_version(name, store_base.Version(version.number, version.created_at,
                                                           texts[version.number]), newest=version.number == newest)
-    return Copied(copied, secret, True)
+    return Copied(copied, journal)
 
 
 def secrets_of(state: state_model.State, vault: str) -> list[state_model.ResourceState]:
@@ -361,13 +365,17 @@ class VaultHandler:
             if vault != desired.name:
                 continue  # moving to another vault: that Secret's own change finishes it
             old = resolve(aws, vault, attributes=attributes)
-            copied = copy_history(aws, secret, old, new, checkpoint)
+            copied = copy_history(aws, secret, old, new, state_model.Operation.COPY)
             if copied is None:
                 continue  # missing entries are drift of the Secret, recreated by its own change
-            ids = {**recorded_ids(copied.entry.ids, copied.versions[-1], copied.versions),
+            ids = {**recorded_ids(secret.ids, copied.versions[-1], copied.versions),
                    **resealed_ids(aws, secret.ids, old, new), "at": at}
-            if copied.wrote or ids != dict(secret.ids):
-                checkpoint(dataclasses.replace(secret, ids=ids))
+            moved = dataclasses.replace(secret, ids=ids)
+            journal = copied.journal or aws.state.journal_of(secret.address, state_model.Operation.COPY)
+            if journal is not None:
+                aws.settle(journal, moved)  # recorded where it now is, and the copy closed, at once
+            elif ids != dict(secret.ids):
+                checkpoint(moved)
 
     def delete(self, aws: base.AwsContext, entry: state_model.ResourceState) -> None:
         for secret in secrets_of(aws.state, entry.name):

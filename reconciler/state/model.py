@@ -7,6 +7,7 @@ only AWS ids and non-secret attributes into ``attributes``.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
 import uuid
 from collections.abc import Mapping
@@ -64,13 +65,91 @@ class Deposed:
         return cls(str(data["id"]), ResourceState.from_json(data))
 
 
+class Operation(enum.StrEnum):
+    """What a journal entry records: multi-step work in flight."""
+
+    CREATE = "create"  # an AWS object about to be created (its creation tagged with the operation id)
+    WRITE = "write"  # a value about to be stored (Secret)
+    COPY = "copy"  # versions about to be re-sealed in place or copied to another store (Vault)
+    MOVE = "move"  # versions about to move to another vault (Secret)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class JournalEntry:
+    """Multi-step work in flight (SPEC 3): recorded before the first AWS call
+    that creates or stores something, dropped in the same state write that
+    records the result, so the next run finds an interruption and resumes or
+    rolls it back instead of creating a duplicate."""
+
+    operation_id: str
+    address: str
+    operation: Operation
+    step: str
+    data: Mapping[str, Any]
+    started_at: str
+    attempts: int = 1
+    last_error: str = ""
+
+    @classmethod
+    def begin(cls, address: str, operation: Operation, step: str, data: Mapping[str, Any],
+              started_at: str) -> JournalEntry:
+        return cls(uuid.uuid4().hex, address, operation, step, data, started_at)
+
+    def advanced(self, step: str, data: Mapping[str, Any]) -> JournalEntry:
+        return dataclasses.replace(self, step=step, data=data)
+
+    def failed(self, error: str) -> JournalEntry:
+        """This attempt stopped on ``error`` (one line, no secret: an error message)."""
+        return dataclasses.replace(self, last_error=error)
+
+    def retried(self) -> JournalEntry:
+        """Picked up again by a later run."""
+        return dataclasses.replace(self, attempts=self.attempts + 1)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"operationId": self.operation_id, "address": self.address, "operation": self.operation.value,
+                "step": self.step, "data": dict(self.data), "startedAt": self.started_at,
+                "attempts": self.attempts, "lastError": self.last_error}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> JournalEntry:
+        return cls(str(data["operationId"]), str(data["address"]), Operation(data["operation"]),
+                   str(data.get("step", "")), dict(data.get("data") or {}), str(data.get("startedAt", "")),
+                   int(data.get("attempts", 1)), str(data.get("lastError", "")))
+
+
+LEGACY_PENDING = "pending"  # Secret ids of older states: the journal before there was one
+
+
+def _legacy_journal(resources: Mapping[str, ResourceState]) -> tuple[dict[str, ResourceState], list[JournalEntry]]:
+    """Older states kept a Secret's write / copy / move journal in its ids
+    (``pending``): moved onto the journal, so one code path reads both."""
+    moved: dict[str, ResourceState] = {}
+    entries: list[JournalEntry] = []
+    for address, entry in resources.items():
+        pending = entry.ids.get(LEGACY_PENDING)
+        if not isinstance(pending, Mapping):
+            moved[address] = entry
+            continue
+        ids = {k: v for k, v in entry.ids.items() if k != LEGACY_PENDING}
+        if "move" in pending:
+            operation, step = Operation.MOVE, "copied" if pending["move"].get("copied") else "copying"
+        elif "copies" in pending:
+            operation, step = Operation.COPY, "copying"
+        else:
+            operation, step = Operation.WRITE, "storing"
+        entries.append(JournalEntry(f"legacy-{address}", address, operation, step, dict(pending), ""))
+        moved[address] = dataclasses.replace(entry, ids=ids)
+    return moved, entries
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class State:
     lineage: str | None = None  # None: no state written yet
     serial: int = 0
     resources: Mapping[str, ResourceState] = dataclasses.field(default_factory=dict)
     leases: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    journal: tuple[Mapping[str, Any], ...] = ()
+    journal: tuple[JournalEntry, ...] = ()
     applied_plans: tuple[str, ...] = ()
     deposed: Mapping[str, tuple[Deposed, ...]] = dataclasses.field(default_factory=dict)  # by address
 
@@ -104,6 +183,27 @@ class State:
     def deposed_object(self, address: str, deposed_id: str) -> Deposed | None:
         return next((d for d in self.deposed.get(address, ()) if d.id == deposed_id), None)
 
+    def with_journal(self, entry: JournalEntry) -> State:
+        """``entry`` recorded (replacing the entry of the same operation id)."""
+        kept = tuple(e for e in self.journal if e.operation_id != entry.operation_id)
+        return dataclasses.replace(self, journal=(*kept, entry))
+
+    def without_journal(self, operation_id: str) -> State:
+        return dataclasses.replace(self, journal=tuple(e for e in self.journal if e.operation_id != operation_id))
+
+    def without_journal_of(self, address: str) -> State:
+        """Every entry of ``address`` dropped: its action completed."""
+        if not any(e.address == address for e in self.journal):
+            return self
+        return dataclasses.replace(self, journal=tuple(e for e in self.journal if e.address != address))
+
+    def journal_of(self, address: str, *operations: Operation) -> JournalEntry | None:
+        """The open entry of ``address`` (of one of ``operations``, when given), newest first."""
+        for entry in reversed(self.journal):
+            if entry.address == address and (not operations or entry.operation in operations):
+                return entry
+        return None
+
     def with_applied_plan(self, plan_id: str) -> State:
         plans = (self.applied_plans + (plan_id,))[-MAX_APPLIED_PLANS:]
         return dataclasses.replace(self, applied_plans=plans)
@@ -119,7 +219,7 @@ class State:
             "serial": self.serial,
             "resources": {k: v.to_json() for k, v in sorted(self.resources.items())},
             "leases": dict(self.leases),
-            "journal": list(self.journal),
+            "journal": [e.to_json() for e in self.journal],
             "appliedPlans": list(self.applied_plans),
             "deposed": {k: [d.to_json() for d in v] for k, v in sorted(self.deposed.items())},
         }
@@ -137,8 +237,13 @@ class State:
             deposed = {k: tuple(Deposed.from_json(d) for d in v) for k, v in data.get("deposed", {}).items()}
         except (KeyError, TypeError, AttributeError) as exc:
             raise errors.StateError(f"{origin}: malformed resource entry ({exc})") from exc
+        try:
+            journal = [JournalEntry.from_json(e) for e in data.get("journal") or ()]
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise errors.StateError(f"{origin}: malformed journal entry ({exc})") from exc
+        resources, legacy = _legacy_journal(resources)
         return cls(data["lineage"], int(data["serial"]), resources, data.get("leases", {}),
-                   tuple(data.get("journal", ())), tuple(data.get("appliedPlans", ())),
+                   tuple(journal + legacy), tuple(data.get("appliedPlans", ())),
                    {k: v for k, v in deposed.items() if v})
 
 

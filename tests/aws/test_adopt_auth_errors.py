@@ -155,7 +155,9 @@ def test_access_denied_is_one_line_naming_resource_and_code(aws, stack, monkeypa
     assert "KmsProvider/main" in errors[0] and "AWS denied kms:CreateKey" in errors[0]
     assert "AccessDenied" in errors[0]
     assert "Traceback" not in result.output
-    assert not (directory / ".reconciler" / "state.json").exists()  # nothing half-changed
+    # nothing half-changed: the intent journaled before CreateKey was rolled back (issue 7 item 3)
+    recorded = state_of(directory)
+    assert recorded["resources"] == {} and recorded["journal"] == [] and recorded["deposed"] == {}
 
 
 @pytest.fixture()

@@ -108,7 +108,9 @@ def test_out_of_band_changes_are_detected_then_fixed(aws, stack):
     meta = kms.describe_key(KeyId=kid)["KeyMetadata"]
     assert meta["KeyState"] == "Enabled" and meta["Description"] == "main key"
     tags = {t["TagKey"]: t["TagValue"] for t in kms.list_resource_tags(KeyId=kid)["Tags"]}
+    ours = {k: tags.pop(k) for k in list(tags) if k.startswith("reconciler:")}  # issue 7 item 3: never drift
     assert tags == {"team": "platform", "env": "prod"}
+    assert ours["reconciler:stack"] == "test" and ours["reconciler:address"] == "KmsProvider/main"
     assert kms.get_key_rotation_status(KeyId=kid)["RotationPeriodInDays"] == 180
     assert [a["AliasName"] for a in kms.list_aliases(KeyId=kid)["Aliases"]] == ["alias/team/main"]
     assert run("plan", directory, "--detailed-exitcode").exit_code == 0

@@ -167,7 +167,9 @@ def test_generated_secret_whose_write_landed_unrecorded_is_not_generated_again(a
     assert run("drift", directory).exit_code == 0  # ours, not drift; s0002 was never started
     resumed = run("apply", directory, "--auto-approve")
     assert resumed.exit_code == 0, resumed.output
-    assert "Secret/s0001" not in resumed.output  # nothing left to do for it
+    # nothing left to do for it but record it, which the plan says (issue 7 item 3)
+    assert "resuming interrupted write of Secret/s0001" in resumed.output
+    assert "the value was stored (version 1)" in resumed.output
     assert get(directory, "main/s0001") == first
     assert len(run("secret", "history", "main/s0001", "--dir", directory).output.splitlines()) == 1
     assert run("plan", directory, "--detailed-exitcode").exit_code == 0

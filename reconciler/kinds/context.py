@@ -1,0 +1,98 @@
+"""What a kind's AWS side runs with: the adapters (aws/factory.py), the
+keyring, and an explicit apply context: the stack's name, directory and
+default connection, the desired resources, the state as it stands (kept
+current by the executor), the references resolved so far, and the journal
+of multi-step work (recorded through the executor's state writer).
+References between resources resolve against that state (``outputs``), so
+a value known only after apply (a key created earlier in the same apply)
+is there by the time a dependent runs (dependency order)."""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from reconciler import clock, errors
+from reconciler.aws import factory, kms, session
+from reconciler.crypto import keyring as keyrings
+from reconciler.plan import model as plan_model
+from reconciler.state import model as state_model
+
+Persist = Callable[[state_model.State], None]
+
+
+def now() -> str:
+    """When a journal entry starts: the one clock (``RECONCILER_NOW`` in tests)."""
+    return clock.stamp()
+
+
+class ApplyContext:
+    """One run's context. ``persist`` is set by the executor during apply (the
+    state writer); at plan time it is None and the journal cannot be written."""
+
+    def __init__(self, adapters: factory.Adapters | None = None, *, stack: str = "",
+                 directory: pathlib.Path | None = None,
+                 default_connection: Mapping[str, Any] | None = None) -> None:
+        self.directory = directory or pathlib.Path(".")
+        self.adapters = adapters or factory.Adapters(session.ClientFactory(), self.directory)
+        self.stack = stack
+        self.default_connection = dict(default_connection or {})
+        self.desired: Mapping[str, plan_model.Desired] = {}
+        self.state: state_model.State = state_model.State.empty()
+        self.regenerate_lost = False  # plan option: new values for generated secrets whose key is gone
+        self.persist: Persist | None = None
+        self.keyring = keyrings.Keyring(self.adapters)
+
+    # -- adapters by connection ---------------------------------------------------
+    def kms(self, connection: Mapping[str, Any], region: str | None = None) -> kms.KmsAdapter:
+        return self.adapters.kms(region or connection["region"], connection.get("auth"))
+
+    def client(self, service: str, connection: Mapping[str, Any] | None = None,
+               region: str | None = None) -> Any:
+        connection = connection or self.default_connection
+        return self.adapters.client(service, region or connection["region"], connection.get("auth"))
+
+    def check_connection(self, connection: Mapping[str, Any]) -> None:
+        self.adapters.check(connection.get("auth"), connection.get("region"))
+
+    def outputs(self, address: str) -> Mapping[str, Any] | None:
+        """What another resource can refer to: the ids and attributes state
+        records for ``address`` (None while it is not applied yet)."""
+        entry = self.state.resources.get(address)
+        if entry is None:
+            return None
+        return {**entry.attributes, **entry.ids}
+
+    # -- the journal ----------------------------------------------------------------
+    def begin(self, address: str, operation: state_model.Operation, step: str,
+              data: Mapping[str, Any]) -> state_model.JournalEntry:
+        """Record the intent before the AWS call that creates or stores something."""
+        entry = state_model.JournalEntry.begin(address, operation, step, data, now())
+        self._write(self.state.with_journal(entry))
+        return entry
+
+    def advance(self, entry: state_model.JournalEntry, step: str,
+                data: Mapping[str, Any]) -> state_model.JournalEntry:
+        moved = entry.advanced(step, data)
+        self._write(self.state.with_journal(moved))
+        return moved
+
+    def settle(self, entry: state_model.JournalEntry, resource: state_model.ResourceState | None) -> None:
+        """Record what the operation made and close it, in one state write."""
+        state = self.state if resource is None else self.state.with_resource(resource)
+        self._write(state.without_journal(entry.operation_id))
+
+    def persist_outcome(self, state: state_model.State) -> None:
+        """Write a state a kind's recovery computed (kinds/recovery.py)."""
+        self._write(state)
+
+    def journal_data(self, address: str, *operations: state_model.Operation) -> Mapping[str, Any]:
+        """The data of the open entry of ``address`` ({} when none)."""
+        entry = self.state.journal_of(address, *operations)
+        return entry.data if entry is not None else {}
+
+    def _write(self, state: state_model.State) -> None:
+        if self.persist is None:
+            raise errors.StateError("internal: the journal is written only during apply")
+        self.persist(state)
