@@ -556,9 +556,6 @@ class SecretRules(plan_rules.Rules):
     def drift_note(self, entry: state_model.ResourceState) -> str:
         return "the stored entry was changed outside reconciler"
 
-    def interrupted(self, entry: state_model.ResourceState) -> bool:
-        return bool(entry.ids.get("pending")) and not entry.ids.get("storedDigest")
-
     def unreadable(self, entry: state_model.ResourceState, prior: state_model.State,
                    refreshed: Mapping[str, plan_model.Refreshed]) -> plan_model.DriftItem | None:
         """Critical when the envelope's key cannot decrypt any more. A key that is
