@@ -49,7 +49,7 @@ def import_resource(workspace: engine.Workspace, aws: base.AwsContext, address: 
     if taken:
         raise errors.ConfigError(f"{aws_id} is already in state as {taken[0]}")
     want = engine.desired_of(config, resolve_values=False)[address]
-    lookup = dataclasses.replace(want, mode="managed", lookup={"keyId": aws_id})
+    lookup = dataclasses.replace(want, mode=state_model.Mode.MANAGED, lookup={"keyId": aws_id})
     try:
         adopter = kinds.handler_for(resource.kind)
         assert isinstance(adopter, base.Adopts)  # check_import_address: importable kinds adopt
@@ -59,6 +59,6 @@ def import_resource(workspace: engine.Workspace, aws: base.AwsContext, address: 
     attributes = dict(entry.attributes)
     for field in ("protect", "deletionWindowDays"):
         attributes[field] = want.attributes[field]
-    entry = dataclasses.replace(entry, mode="managed", attributes=attributes, dependencies=want.dependencies)
+    entry = dataclasses.replace(entry, mode=state_model.Mode.MANAGED, attributes=attributes, dependencies=want.dependencies)
     workspace.backend.write(state.with_resource(entry))
     return entry

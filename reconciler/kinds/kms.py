@@ -109,7 +109,7 @@ class KmsProviderHandler:
         if "keyId" in spec:
             lookup = {"keyId": spec["keyId"]}
             if not spec.get("manage"):
-                return plan_model.Desired(KIND, resource.name, "read", {}, connection, lookup=lookup)
+                return plan_model.Desired(KIND, resource.name, state_model.Mode.READ, {}, connection, lookup=lookup)
             attrs: dict[str, Any] = {"keyState": "Enabled"}
             for field in ("description", "tags", "policy"):
                 if field in spec:
@@ -122,7 +122,7 @@ class KmsProviderHandler:
                 attrs["alias"] = alias_name(spec["alias"])
             if "rotation" in spec:
                 attrs["rotation"] = _rotation(spec["rotation"])
-            return plan_model.Desired(KIND, resource.name, "adopted", attrs, connection, lookup=lookup)
+            return plan_model.Desired(KIND, resource.name, state_model.Mode.ADOPTED, attrs, connection, lookup=lookup)
 
         key_spec = spec.get("spec", SYMMETRIC)
         per_key = {"alias": alias_name(spec.get("alias")), "description": spec.get("description", ""),
@@ -141,7 +141,7 @@ class KmsProviderHandler:
             attrs[EXCLUSIVE] = True
         if attrs["multiRegion"]:
             attrs["replicas"] = {r: dict(per_key) for r in sorted(spec.get("replicaRegions") or [])}
-        return plan_model.Desired(KIND, resource.name, "managed", attrs, connection,
+        return plan_model.Desired(KIND, resource.name, state_model.Mode.MANAGED, attrs, connection,
                                   replace_on=REPLACE_ON, destroy_on=frozenset({"replicas"}))
 
     # -- reading -----------------------------------------------------------------
@@ -286,7 +286,7 @@ class KmsProviderHandler:
         except errors.AwsError:
             self._settle_failed(aws, journal)
             raise
-        entry = state_model.ResourceState(KIND, desired.name, "managed", {"keyId": meta["KeyId"], "arn": meta["Arn"]},
+        entry = state_model.ResourceState(KIND, desired.name, state_model.Mode.MANAGED, {"keyId": meta["KeyId"], "arn": meta["Arn"]},
                                           created, desired.connection, desired.dependencies)
         aws.settle(journal, entry)  # the key exists now: never lose track of it
         return self._converge(aws, desired, entry, dict(created), checkpoint)
@@ -322,7 +322,7 @@ class KmsProviderHandler:
         kind, name = journal.address.split("/", 1)
 
         def record(meta: Mapping[str, Any], attributes: Mapping[str, Any]) -> state_model.ResourceState:
-            return state_model.ResourceState(kind, name, "managed", {"keyId": meta["KeyId"], "arn": meta["Arn"]},
+            return state_model.ResourceState(kind, name, state_model.Mode.MANAGED, {"keyId": meta["KeyId"], "arn": meta["Arn"]},
                                              dict(attributes), data["connection"],
                                              tuple(data.get("dependencies", ())))
 

@@ -322,7 +322,7 @@ class VaultHandler:
                  "keepVersions": spec.get("keepVersions", store_base.DEFAULT_KEEP),
                  "description": spec.get("description", "")}
         connection = {"region": config.stack.region, "auth": dict(config.stack.auth or {"defaultChain": {}})}
-        return plan_model.Desired(KIND, resource.name, "managed", attrs, connection)
+        return plan_model.Desired(KIND, resource.name, state_model.Mode.MANAGED, attrs, connection)
 
     def refresh(self, aws: base.AwsContext, entry: state_model.ResourceState,
                 desired: plan_model.Desired | None) -> planner.Refreshed:
@@ -340,7 +340,7 @@ class VaultHandler:
 
     def _entry(self, aws: base.AwsContext, desired: plan_model.Desired) -> state_model.ResourceState:
         key_arn, _spec, _conn = provider_key(aws, desired.attributes["provider"])
-        return state_model.ResourceState(KIND, desired.name, "managed", {"keyArn": key_arn},
+        return state_model.ResourceState(KIND, desired.name, state_model.Mode.MANAGED, {"keyArn": key_arn},
                                          dict(desired.attributes), desired.connection, desired.dependencies)
 
     def create(self, aws: base.AwsContext, desired: plan_model.Desired,
