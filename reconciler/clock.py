@@ -17,13 +17,14 @@ def now() -> datetime.datetime:
         return datetime.datetime.now(datetime.UTC)
     try:
         when = datetime.datetime.fromisoformat(fixed)
-    except ValueError:
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=datetime.UTC)
+        return when.astimezone(datetime.UTC)
+    except (ValueError, OverflowError):
         from reconciler import errors
 
-        raise errors.ConfigError(f"{ENV}={fixed!r}: not an ISO-8601 time (such as 2026-01-15T12:00:00Z)") from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=datetime.UTC)
-    return when.astimezone(datetime.UTC)
+        raise errors.ConfigError(f"{ENV}={fixed!r}: not an ISO-8601 time in range (such as "
+                                 "2026-01-15T12:00:00Z)") from None
 
 
 def stamp() -> str:

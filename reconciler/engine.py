@@ -151,10 +151,11 @@ def drift(workspace: Workspace, aws: base.AwsContext,
     prior = workspace.backend.read()
     desired = desired_of(workspace.config, resolve_values=False)
     aws.desired, aws.state = desired, prior
-    prior, _ = resume.recover(prior, aws, progress)  # an interrupted write that landed is not drift
+    prior, recovered = resume.recover(prior, aws, progress)  # an interrupted write that landed is not drift
     refreshed, _ = refreshing.refresh({a: d for a, d in desired.items() if a in prior.resources}, prior, aws,
-                           None, progress)
-    return list(hide_sensitive_drift(planner.detect_drift(prior, refreshed, desired, rules=kinds.RULES)))
+                                      None, progress)
+    found = planner.detect_drift(prior, refreshed, desired, rules=kinds.RULES)
+    return list(hide_sensitive_drift([*found, *resume.left_open(recovered, None)]))
 
 
 def new_context(workspace: Workspace | None = None) -> base.AwsContext:
@@ -171,6 +172,7 @@ def apply(plan: plan_model.Plan, workspace: Workspace, aws: base.AwsContext, *, 
           progress: Progress = _quiet) -> executor.ApplyResult:
     refreshing.check_connections(plan.desired, aws, workspace.config)
     aws.desired = plan.desired
+    clock.now()  # a bad RECONCILER_NOW refuses the apply before its first write, not half-way
     resume.recover_written(workspace.backend, aws, progress)  # open journal entries first, written
     preflight(plan, workspace, aws)
     return executor.apply_plan(plan, workspace.backend, aws, allow_destroy=allow_destroy,

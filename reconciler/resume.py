@@ -35,6 +35,12 @@ def recover(state: state_model.State, aws: context.ApplyContext,
             outcome: recovery.Recovery = hook(aws, entry)
         except errors.ReconcilerError as exc:
             raise errors.prefixed(exc, f"{entry.address}: resuming operation {entry.operation_id}: ") from None
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise errors.StateError(
+                f"{entry.address}: journal entry {entry.operation_id} ({entry.operation.value}, step "
+                f"{entry.step}) is malformed ({type(exc).__name__}: {exc}); check what it was doing in "
+                "AWS, then remove it from the state's journal by hand (the previous state is in "
+                "state.json.backup)") from None
         state = outcome.applied(state)
         found.append(outcome)
         progress(outcome.note)
@@ -50,6 +56,23 @@ def recover_written(backend: state_backend.Backend, aws: context.ApplyContext,
     if recovered != state:
         aws.state = backend.write(recovered)
     return found
+
+
+def left_open(found: Sequence[recovery.Recovery], changing: set[str] | None) -> tuple[plan_model.DriftItem, ...]:
+    """Entries a change was to continue, as warnings naming the operation:
+    in a plan, those nothing changes any more (the manifest went back); for
+    drift (``changing`` None), every one as info: reconciler's own unfinished
+    work is not an out-of-band change, and a nightly drift check never pages
+    for it."""
+    why = ("nothing in this plan changes it any more; re-apply the change that started it to finish it"
+           if changing is not None else "an apply of the change that started it finishes it (plan says)")
+    severity = "warning" if changing is not None else "info"  # our own unfinished work never pages
+    return tuple(plan_model.DriftItem(
+        o.address, severity, (),
+        note=(f"{o.note}: operation {o.journal.operation_id} ({o.journal.operation.value}, step "
+              f"{o.journal.step}) is still open; {why}"))
+        for o in found if o.outcome is recovery.Outcome.CONTINUES
+        and (changing is None or o.address not in changing))
 
 
 def noted(plan: plan_model.Plan, found: Sequence[recovery.Recovery]) -> plan_model.Plan:
@@ -71,4 +94,5 @@ def noted(plan: plan_model.Plan, found: Sequence[recovery.Recovery]) -> plan_mod
         if extra and change.action is actions.Action.NOOP and change.address in resumed:
             change = dataclasses.replace(change, action=actions.Action.UPDATE)
         changes.append(dataclasses.replace(change, notes=extra + change.notes) if extra else change)
-    return dataclasses.replace(plan, changes=tuple(changes))
+    changing = {c.address for c in changes if c.action is not actions.Action.NOOP}
+    return dataclasses.replace(plan, changes=tuple(changes), drift=plan.drift + left_open(found, changing))

@@ -50,9 +50,21 @@ class ResourceState:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ResourceState:
+        """An entry as written; every field checked, so a damaged one is a
+        clear StateError naming it, never a crash later."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"expected an object, got {_shape(data)}")
+        for field in ("kind", "name"):
+            if not isinstance(data.get(field), str) or not data[field]:
+                raise ValueError(f"{field}: expected a name, got {_shape(data.get(field))}")
+        for field in ("ids", "attributes", "connection"):
+            if not isinstance(data.get(field, {}), Mapping):
+                raise ValueError(f"{field}: expected an object, got {_shape(data.get(field))}")
+        dependencies = data.get("dependencies", [])
+        if not isinstance(dependencies, list) or not all(isinstance(d, str) for d in dependencies):
+            raise ValueError(f"dependencies: expected a list of addresses, got {_shape(dependencies)}")
         return cls(data["kind"], data["name"], Mode(data.get("mode", Mode.MANAGED)), data.get("ids", {}),
-                   data.get("attributes", {}), data.get("connection", {}),
-                   tuple(data.get("dependencies", ())))
+                   data.get("attributes", {}), data.get("connection", {}), tuple(dependencies))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -242,19 +254,75 @@ class State:
         if version != FORMAT_VERSION:
             raise errors.StateError(f"{origin}: state format version {version} is not supported "
                                     f"(this reconciler reads version {FORMAT_VERSION})")
+        _check_top_level(data, origin)
+        resources: dict[str, ResourceState] = {}
+        for address, entry in data.get("resources", {}).items():
+            try:
+                resources[address] = ResourceState.from_json(entry)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise errors.StateError(f"{origin}: resources.{address}: malformed entry ({exc}){_REPAIR}") from None
+            if resources[address].address != address:
+                raise errors.StateError(f"{origin}: resources.{address}: the entry is "
+                                        f"{resources[address].address}{_REPAIR}")
         try:
-            resources = {k: ResourceState.from_json(v) for k, v in data.get("resources", {}).items()}
             deposed = {k: tuple(Deposed.from_json(d) for d in v) for k, v in data.get("deposed", {}).items()}
-        except (KeyError, TypeError, AttributeError) as exc:
-            raise errors.StateError(f"{origin}: malformed resource entry ({exc})") from exc
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise errors.StateError(f"{origin}: malformed deposed entry ({exc}){_REPAIR}") from None
         try:
             journal = [JournalEntry.from_json(e) for e in data.get("journal") or ()]
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise errors.StateError(f"{origin}: malformed journal entry ({exc})") from exc
+            raise errors.StateError(f"{origin}: malformed journal entry ({exc}){_REPAIR}") from exc
         resources, legacy = _legacy_journal(resources)
         return cls(data["lineage"], int(data["serial"]), resources, data.get("leases", {}),
                    tuple(journal + legacy), tuple(data.get("appliedPlans", ())),
                    {k: v for k, v in deposed.items() if v})
+
+
+_REPAIR = "; restore the previous version (state.json.backup, or the S3 key's .backup) or fix it by hand"
+
+
+def _shape(value: Any) -> str:
+    """What a damaged field holds, named by its JSON type (never its content)."""
+    match value:
+        case None:
+            return "null"
+        case bool():
+            return "a boolean"
+        case int() | float():
+            return "a number"
+        case str():
+            return "a string"
+        case list():
+            return "a list"
+        case Mapping():
+            return "an object"
+        case _:
+            return type(value).__name__
+
+
+def _check_top_level(data: Mapping[str, Any], origin: str) -> None:
+    """The fields every state file has, each of its JSON type: a damaged one is
+    named, never a crash in whatever reads it later."""
+    problems = []
+    if not (data["lineage"] is None or isinstance(data["lineage"], str)):
+        problems.append(f"lineage: expected a string, got {_shape(data['lineage'])}")
+    serial = data["serial"]
+    if isinstance(serial, bool) or not isinstance(serial, int) or serial < 0:
+        problems.append(f"serial: expected a whole number >= 0, got {_shape(serial)}")
+    for field, kind in (("resources", Mapping), ("leases", Mapping), ("deposed", Mapping)):
+        if field in data and not isinstance(data[field], kind):
+            problems.append(f"{field}: expected an object, got {_shape(data[field])}")
+    for field in ("journal", "appliedPlans"):
+        if field in data and data[field] is not None and not isinstance(data[field], list):
+            problems.append(f"{field}: expected a list, got {_shape(data[field])}")
+    plans = data.get("appliedPlans") or []
+    if isinstance(plans, list) and not all(isinstance(p, str) for p in plans):
+        problems.append("appliedPlans: expected a list of plan ids")
+    deposed = data.get("deposed") or {}
+    if isinstance(deposed, Mapping) and not all(isinstance(v, list) for v in deposed.values()):
+        problems.append("deposed: expected a list of objects per address")
+    if problems:
+        raise errors.StateError(f"{origin}: {problems[0]}{_REPAIR}")
 
 
 def successor(state: State, current: State, where: str) -> State:

@@ -334,3 +334,73 @@ def test_ownership_tags_survive_tag_changes_and_are_never_the_users_drift(aws, s
         "team": "infra", "env": "prod"}
     assert run("drift", directory).exit_code == 0
     assert run("plan", directory, "--detailed-exitcode").exit_code == 0
+
+
+def test_an_interrupted_move_whose_change_was_reverted_is_never_silent(aws, stack, kill_after):
+    """A move killed half-way, then the manifest reverted: nothing continues
+    the open entry any more. Plan and drift say so (a warning naming the
+    operation) instead of 'No changes'."""
+    directory = stack({"main.yaml": _two_vaults("key", "main")})
+    assert run("apply", directory, "--auto-approve").exit_code == 0
+    (directory / "main.yaml").write_text(_two_vaults("key", "other"))
+    hook = kill_after(1, operation="PutParameter")
+    with pytest.raises(Killed):
+        run("apply", directory, "--auto-approve")
+    session.unregister_hook("after-call", hook)
+    (entry,) = state_of(directory)["journal"]
+    assert (entry["address"], entry["operation"]) == ("Secret/s", "move")
+    (directory / "main.yaml").write_text(_two_vaults("key", "main"))  # the move is called off
+
+    plan = run("plan", directory)
+    assert plan.exit_code == 0, plan.output
+    assert "Secret/s [WARNING]" in plan.output
+    assert (f"operation {entry['operationId']} (move, step {entry['step']}) is still open; nothing in this "
+            "plan changes it any more") in " ".join(plan.output.split())
+    drift = run("drift", directory)
+    assert drift.exit_code == 0  # info: shown, but our own unfinished work never pages
+    assert "Secret/s [INFO]" in drift.output
+    assert f"operation {entry['operationId']} (move, step {entry['step']}) is still open; an apply of the " \
+           "change that started it finishes it" in " ".join(drift.output.split())
+
+
+@pytest.mark.parametrize("entry", [
+    {"address": "KmsProvider/main", "operation": "create", "data": {}},
+    {"address": "KmsProvider/main", "operation": "create", "data": {"connection": {}}},
+    {"address": "Secret/s", "operation": "write", "data": {}},
+])
+def test_a_malformed_journal_entry_is_a_clear_error_never_an_internal_one(aws, stack, entry):
+    import json
+
+    directory = stack({"key.yaml": KEY})
+    assert run("apply", directory, "--auto-approve").exit_code == 0
+    path = directory / ".reconciler" / "state.json"
+    state = json.loads(path.read_text())
+    state["journal"] = [{"operationId": "op-1", "step": "create-key", "startedAt": "2026-11-24T00:00:00+00:00",
+                         "attempts": 0, "lastError": "", **entry}]
+    path.write_text(json.dumps(state))
+    for command in (["plan", directory], ["drift", directory], ["apply", directory, "--auto-approve"]):
+        result = run(*command)
+        assert result.exit_code == 1, (command, result.output)
+        assert "internal error" not in result.output
+        assert (f"Error: {entry['address']}: journal entry op-1 ({entry['operation']}, step create-key) is "
+                "malformed") in result.output
+
+
+def test_a_bad_clock_refuses_a_saved_plan_before_its_first_write(aws, stack, tmp_path, monkeypatch, calls):
+    """An update (no clock needed) planned before a create (journaled, dated):
+    a bad clock must refuse the whole plan, not apply the update first."""
+    directory = stack({"key.yaml": KEY})
+    assert run("apply", directory, "--auto-approve").exit_code == 0
+    second = KEY.replace("name: main", "name: zz-second").replace("team/main", "team/second")
+    (directory / "key.yaml").write_text(textwrap.dedent(KEY.replace("main key", "renamed")) + "---\n"
+                                        + textwrap.dedent(second))
+    planfile = tmp_path / "p.plan"
+    assert run("plan", directory, "--out", planfile).exit_code == 0
+    before = state_of(directory)
+    monkeypatch.setenv("RECONCILER_NOW", "garbage")
+    calls.clear()
+    result = run("apply", planfile, "--auto-approve")
+    assert result.exit_code == 1
+    assert "RECONCILER_NOW='garbage': not an ISO-8601 time" in result.output
+    assert calls.writes == []
+    assert state_of(directory)["serial"] == before["serial"]

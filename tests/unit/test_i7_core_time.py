@@ -88,3 +88,10 @@ def test_an_object_being_created_or_deleted_has_no_timed_action():
     assert [c.action for c in plan_at(now, [widget()], state_model.State()).actionable] == [Action.CREATE]
     gone = recorded()
     assert [c.action for c in plan_at(now, [], gone).actionable] == [Action.DELETE]
+
+
+@pytest.mark.parametrize("value", ["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00"])
+def test_a_time_out_of_range_is_a_clear_error(monkeypatch, value):
+    monkeypatch.setenv(clock.ENV, value)
+    with pytest.raises(errors.ConfigError, match=r"not an ISO-8601 time in range"):
+        clock.now()
