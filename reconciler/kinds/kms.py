@@ -27,7 +27,7 @@ from reconciler.manifest import model as manifest
 from reconciler.plan import actions as plan_actions
 from reconciler.plan import diff
 from reconciler.plan import model as plan_model
-from reconciler.plan import planner
+from reconciler.plan import planner, policydoc
 from reconciler.plan import rules as plan_rules
 from reconciler.state import model as state_model
 
@@ -375,7 +375,7 @@ class KmsProviderHandler:
         _converge_key(kms, key_id, current, want, ours)
         if "rotation" in want and want["rotation"] != current.get("rotation"):
             kms.set_rotation(key_id, want["rotation"]["enabled"], want["rotation"]["periodDays"])
-        if "policy" in want and want["policy"] != current.get("policy"):
+        if "policy" in want and not policydoc.equal(want["policy"], current.get("policy")):
             kms.put_policy(key_id, want["policy"])
         if "grants" in want and want["grants"] != current.get("grants"):
             scope = None if want.get(EXCLUSIVE) else set(want["grants"]) | set(current.get("grants") or {})
