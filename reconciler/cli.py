@@ -6,6 +6,7 @@ per problem, exit 1, never a traceback (set RECONCILER_DEBUG=1 to see one).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -107,9 +108,12 @@ def main() -> None:
 # -- validate --------------------------------------------------------------------
 @main.command()
 @click.argument("directory", default=".", type=click.Path(file_okay=False))
-def validate(directory: str) -> None:
+@click.option("--strict", is_flag=True, help="Treat lint warnings (wildcards, open principals) as errors.")
+def validate(directory: str, strict: bool) -> None:
     """Check schemas, references and lint; list every problem."""
     config, diagnostics = manifest.load(directory)
+    if strict:
+        diagnostics = [dataclasses.replace(d, severity="error") for d in diagnostics]
     failures = [d for d in diagnostics if d.severity == "error"]
     if failures or config is None:
         raise errors.ManifestError(failures or diagnostics)
