@@ -544,12 +544,97 @@ def _converge_grants(kms: kms_adapter.KmsAdapter, key_id: str, want: Mapping[str
 DELETION_NOTE = ("the key is scheduled for deletion in {days} days, never deleted outright; "
                  "cancel with `aws kms cancel-key-deletion` within the window")
 REPLACE_NOTE = "a new key is created first; the old one is then scheduled for deletion"
-READ_ACTIONS = ("kms:DescribeKey", "kms:ListAliases", "kms:ListResourceTags", "kms:GetKeyRotationStatus",
-                "kms:GetKeyPolicy", "kms:ListGrants")
-WRITE_ACTIONS = ("kms:TagResource", "kms:UntagResource", "kms:UpdateKeyDescription", "kms:EnableKey",
-                 "kms:CancelKeyDeletion", "kms:ScheduleKeyDeletion", "kms:EnableKeyRotation",
-                 "kms:DisableKeyRotation", "kms:PutKeyPolicy", "kms:CreateGrant", "kms:RevokeGrant",
-                 "kms:ReplicateKey", "kms:CreateAlias", "kms:UpdateAlias", "kms:DeleteAlias")
+NO_ARN_NOTE = ("kms:ListAliases and kms:ListKeys take no resource ARN in AWS (Resource \"*\"); "
+               "ListKeys only finds a key an interrupted create made")
+CREATE_NOTE = ("kms:CreateKey takes no resource ARN (the key does not exist yet): scoped instead by key spec, "
+               "usage, multi-Region and the reconciler:address tag every key is created with")
+NEW_KEY_NOTE = ("a key not yet in state has no ARN to name: any key of the region that carries this "
+                "address's reconciler:address tag")
+
+
+def _in_region(arn: str, region: str) -> str:
+    """A multi-Region key's ARN in another region (replicas share the key id)."""
+    parts = arn.split(":")
+    return ":".join([*parts[:3], region, *parts[4:]])
+
+
+def _key_scope(desired: plan_model.Desired, prior: state_model.State,
+               ) -> tuple[tuple[str, ...], tuple[plan_rules.Condition, ...]]:
+    """The key's ARNs (primary and replicas): exact when state records the key
+    or keyId names it; an adopted key named by alias, through that alias
+    (kms:RequestAlias); a key still to create, by its ownership tag."""
+    region = str(desired.connection.get("region") or "*")
+    replicas = sorted(desired.attributes.get("replicas") or {})
+    entry = prior.resources.get(desired.address)
+    if entry is not None and entry.ids.get("arn"):
+        arn = str(entry.ids["arn"])
+        return (arn, *(_in_region(arn, r) for r in replicas)), ()
+    if desired.mode != "managed":
+        key_id = str(desired.lookup["keyId"])
+        if key_id.startswith("arn:"):
+            return (key_id,), ()
+        if key_id.startswith("alias/"):
+            return (f"arn:aws:kms:{region}:*:key/*",), (("StringEquals", "kms:RequestAlias", (key_id,)),)
+        return (f"arn:aws:kms:{region}:*:key/{key_id}",), ()
+    return (tuple(f"arn:aws:kms:{r}:*:key/*" for r in [region, *replicas]),
+            (("StringEquals", f"aws:ResourceTag/{ADDRESS_TAG}", (desired.address,)),))
+
+
+def _key_actions(desired: plan_model.Desired) -> tuple[str, ...]:
+    """The calls refresh and converge make on the key, for the attributes it manages."""
+    attrs = desired.attributes
+    if desired.mode == "read":
+        return ("kms:DescribeKey", "kms:GetKeyPolicy", "kms:GetKeyRotationStatus", "kms:ListGrants",
+                "kms:ListResourceTags")
+    wanted = ["kms:DescribeKey", "kms:ListResourceTags", "kms:EnableKey", "kms:CancelKeyDeletion"]
+    by_attribute = {"tags": ("kms:TagResource", "kms:UntagResource"), "description": ("kms:UpdateKeyDescription",),
+                    "rotation": ("kms:GetKeyRotationStatus", "kms:EnableKeyRotation", "kms:DisableKeyRotation"),
+                    "policy": ("kms:GetKeyPolicy", "kms:PutKeyPolicy"),
+                    "grants": ("kms:ListGrants", "kms:CreateGrant", "kms:RevokeGrant"),
+                    "alias": ("kms:CreateAlias", "kms:UpdateAlias", "kms:DeleteAlias")}
+    for field, actions in by_attribute.items():
+        if attrs.get(field) is not None:
+            wanted.extend(actions)
+    if desired.mode == "managed" and not plan_model.protect_of(attrs):
+        wanted.append("kms:ScheduleKeyDeletion")  # a protected key is never scheduled for deletion
+    return tuple(wanted)
+
+
+def _create_permission(desired: plan_model.Desired) -> plan_rules.Permission:
+    attrs = desired.attributes
+    return plan_rules.Permission(
+        ("kms:CreateKey",), ("*",),
+        (("Bool", "kms:MultiRegion", ("true" if attrs.get("multiRegion") else "false",)),
+         ("StringEquals", "aws:RequestTag/" + ADDRESS_TAG, (desired.address,)),
+         ("StringEquals", "kms:KeySpec", (str(attrs.get("keySpec", SYMMETRIC)),)),
+         ("StringEquals", "kms:KeyUsage", (str(attrs.get("usage", "ENCRYPT_DECRYPT")),))), CREATE_NOTE)
+
+
+def key_permissions(desired: plan_model.Desired, prior: state_model.State) -> tuple[plan_rules.Permission, ...]:
+    """Every call plan and apply make for one KmsProvider, least privilege."""
+    keys, conditions = _key_scope(desired, prior)
+    entry = prior.resources.get(desired.address)
+    found = [plan_rules.Permission(("kms:ListAliases",), ("*",), (), NO_ARN_NOTE),
+             plan_rules.Permission(_key_actions(desired), keys, conditions, NEW_KEY_NOTE if conditions else "")]
+    if desired.mode != "managed":
+        return tuple(found)
+    region = str(desired.connection.get("region") or "*")
+    replicas = sorted(desired.attributes.get("replicas") or {})
+    recorded = set((entry.attributes.get("replicas") or {}) if entry is not None else ())
+    if entry is None or set(replicas) - recorded:  # a new key, or a replica to create in another region
+        found.append(_create_permission(desired))
+        found.append(plan_rules.Permission(  # the tags CreateKey / ReplicateKey set on the new key
+            ("kms:TagResource",), tuple(f"arn:aws:kms:{r}:*:key/*" for r in [region, *replicas]),
+            (("StringEquals", "aws:RequestTag/" + ADDRESS_TAG, (desired.address,)),)))
+        found.append(plan_rules.Permission(("kms:ListKeys",), ("*",), (), NO_ARN_NOTE))
+    if replicas:
+        found.append(plan_rules.Permission(("kms:ReplicateKey",), keys[:1],
+                                           (*conditions, ("StringEquals", "kms:ReplicaRegion", tuple(replicas)))))
+    alias = desired.attributes.get("alias")
+    if alias:
+        found.append(plan_rules.Permission(("kms:CreateAlias", "kms:DeleteAlias", "kms:UpdateAlias"),
+                                           tuple(f"arn:aws:kms:{r}:*:{alias}" for r in [region, *replicas])))
+    return tuple(found)
 
 
 def _vault_users(address: str, desired: Mapping[str, plan_model.Desired]) -> list[str]:
@@ -624,22 +709,6 @@ class KmsRules(plan_rules.Rules):
 
     def permissions(self, desired: plan_model.Desired, stack: Mapping[str, plan_model.Desired],
                     prior: state_model.State) -> tuple[plan_rules.Permission, ...]:
-        region = str(desired.connection.get("region") or "*")
-        entry = prior.resources.get(desired.address)
-        key = str(entry.ids["arn"]) if entry is not None and entry.ids.get("arn") else f"arn:aws:kms:{region}:*:key/*"
-        if desired.mode == "read":
-            return (plan_rules.Permission(READ_ACTIONS, (key,)),)
-        found: list[plan_rules.Permission] = []
-        if desired.mode == "managed" and entry is None:
-            found.append(plan_rules.Permission(("kms:CreateKey",), ("*",)))
-        keys = [key, *(key.replace(f":{region}:", f":{r}:", 1) for r in sorted(desired.attributes.get("replicas") or {}))]
-        found.append(plan_rules.Permission(READ_ACTIONS + WRITE_ACTIONS, tuple(keys)))
-        alias = desired.attributes.get("alias")
-        if alias:
-            regions = [region, *sorted(desired.attributes.get("replicas") or {})]
-            found.append(plan_rules.Permission(("kms:CreateAlias", "kms:UpdateAlias", "kms:DeleteAlias"),
-                                               tuple(f"arn:aws:kms:{r}:*:{alias}" for r in regions)))
-        return tuple(found)
-
+        return key_permissions(desired, prior)
 
 RULES = KmsRules()

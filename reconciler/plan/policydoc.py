@@ -221,3 +221,69 @@ def changes(path: str, before: Any, after: Any, *, sensitive: bool = False) -> l
         out.append(diff.AttributeChange(_statement_path(path, statement, index), diff.MISSING, statement,
                                         sensitive, diff.DiffOperation.ADD))
     return out
+
+
+# -- grants: the actions a manifest names, as IAM actions ------------------------------
+GRANT_ACTIONS: Mapping[str, tuple[str, ...]] = {
+    "encrypt": ("kms:Encrypt",),
+    "decrypt": ("kms:Decrypt",),
+    "describe": ("kms:DescribeKey",),
+    "generate-data-key": ("kms:GenerateDataKey",),
+    "get-public-key": ("kms:GetPublicKey",),
+    "re-encrypt": ("kms:ReEncryptFrom", "kms:ReEncryptTo"),
+}
+
+
+def grant_actions(actions: Sequence[str]) -> list[str]:
+    """The IAM actions of an IamRole grant's ``actions`` (``encrypt`` -> ``kms:Encrypt``), sorted."""
+    return sorted({iam for action in actions for iam in GRANT_ACTIONS[action]})
+
+
+def grant_statement(actions: Sequence[str], resources: Sequence[str], *, sid: str | None = None) -> dict[str, Any]:
+    """One Allow statement for a grant: its actions on exactly ``resources``
+    (a key's ARN and each replica's), never ``*``."""
+    statement: dict[str, Any] = {"Effect": "Allow", "Action": grant_actions(actions),
+                                 "Resource": sorted(set(resources))}
+    return {"Sid": sid, **statement} if sid else statement
+
+
+# -- containment: is one policy no wider than another ------------------------------------
+def _matches(pattern: str, value: str, *, fold: bool) -> bool:
+    """IAM wildcard matching (``*``, ``?``); a wildcard in ``value`` only
+    matches the same wildcard (``key/*`` is not within ``key/abc``)."""
+    if fold:
+        pattern, value = pattern.lower(), value.lower()
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, value, re.DOTALL) is not None
+
+
+def _conditions_within(narrow: Mapping[str, Any], wide: Mapping[str, Any]) -> bool:
+    """Every condition the wide statement sets, the narrow one sets identically (or more strictly)."""
+    narrow_c, wide_c = _condition(narrow.get("Condition") or {}), _condition(wide.get("Condition") or {})
+    return all(narrow_c.get(op, {}).get(key) == values
+               for op, keys in wide_c.items() for key, values in keys.items())
+
+
+def _allowed_by(action: str, resource: str, statement: Mapping[str, Any], wide: Mapping[str, Any]) -> bool:
+    return (wide.get("Effect") == "Allow" and "Action" in wide and "Resource" in wide
+            and any(_matches(p, action, fold=True) for p in _strings(wide["Action"]))
+            and any(_matches(p, resource, fold=False) for p in _strings(wide["Resource"]))
+            and _conditions_within(statement, wide))
+
+
+def within(narrow: Any, wide: Any) -> bool:
+    """Whether every action on every resource ``narrow`` allows, ``wide`` allows
+    too (under no more conditions). Conservative: a narrow statement written with
+    NotAction / NotResource / NotPrincipal is never within; ``wide``'s Deny
+    statements are not taken into account (they could only make it narrower)."""
+    wide_statements = [s for s in statements(wide) if isinstance(s, Mapping)]
+    for statement in statements(narrow):
+        if not isinstance(statement, Mapping) or statement.get("Effect") != "Allow":
+            continue
+        if any(field in statement for field in ("NotAction", "NotResource", "NotPrincipal")):
+            return False
+        for action in _strings(statement.get("Action", [])):
+            for resource in _strings(statement.get("Resource", [])):
+                if not any(_allowed_by(action, resource, statement, w) for w in wide_statements):
+                    return False
+    return True
