@@ -21,7 +21,7 @@ from typing import Any
 
 from reconciler import errors
 from reconciler.aws import kms as kms_adapter
-from reconciler.kinds import base, recovery
+from reconciler.kinds import base, key_users, recovery
 from reconciler.kinds import vault as vault_kind
 from reconciler.manifest import model as manifest
 from reconciler.plan import actions as plan_actions
@@ -141,13 +141,17 @@ class KmsProviderHandler:
             attrs[EXCLUSIVE] = True
         if attrs["multiRegion"]:
             attrs["replicas"] = {r: dict(per_key) for r in sorted(spec.get("replicaRegions") or [])}
+        if "policy" not in spec and key_users.manages_users(config):  # a full policy is used as given
+            attrs["keyUsers"] = key_users.desired_users(resource.name, config)
+            for replica in (attrs.get("replicas") or {}).values():
+                replica["keyUsers"] = attrs["keyUsers"]
         return plan_model.Desired(KIND, resource.name, "managed", attrs, connection,
                                   replace_on=REPLACE_ON, destroy_on=frozenset({"replicas"}))
 
     # -- reading -----------------------------------------------------------------
     def _read(self, aws: base.AwsContext, connection: Mapping[str, Any], key_id: str, *,
               wanted_alias: tuple[str | None, ...], with_policy: bool, with_grants: bool, read_only: bool,
-              grant_scope: set[str] | None = None,
+              grant_scope: set[str] | None = None, with_users: bool = False,
               ) -> tuple[dict[str, Any] | None, dict[str, Any], dict[str, Any]]:
         """Live attributes and ids of a key (None, {} when it is gone), and the
         grants on it outside ``grant_scope``."""
@@ -168,6 +172,8 @@ class KmsProviderHandler:
             attrs["rotation"] = {"enabled": enabled, "periodDays": period if enabled else None}
         if with_policy:
             attrs["policy"] = kms.policy(key_id)
+        if with_users:
+            attrs["keyUsers"] = key_users.users_of(attrs["policy"] if with_policy else kms.policy(key_id))
         foreign: dict[str, Any] = {}
         if with_grants:
             attrs["grants"], foreign = _live_grants(kms.grants(key_id), None if read_only else grant_scope)
@@ -184,6 +190,8 @@ class KmsProviderHandler:
                     "alias": _pick_alias(regional.aliases_of(key_id), wanted_alias, read_only=read_only),
                     "description": replica.get("Description", ""),
                     "tags": _user_tags(regional.tags(key_id)), "keyState": replica.get("KeyState")}
+                if with_users:
+                    replicas[region]["keyUsers"] = key_users.users_of(regional.policy(key_id))
             attrs["replicas"] = replicas
         return attrs, ids, foreign
 
@@ -199,6 +207,7 @@ class KmsProviderHandler:
 
         attrs, ids, foreign = self._read(aws, connection, entry.ids["keyId"], wanted_alias=wanted,
                                          with_policy=managed("policy"), with_grants=managed("grants"),
+                                         with_users=entry.mode != "read" and managed("keyUsers"),
                                          read_only=entry.mode == "read",
                                          grant_scope=_grant_scope(desired, entry))
         if attrs is None:
@@ -377,6 +386,7 @@ class KmsProviderHandler:
             kms.set_rotation(key_id, want["rotation"]["enabled"], want["rotation"]["periodDays"])
         if "policy" in want and not policydoc.equal(want["policy"], current.get("policy")):
             kms.put_policy(key_id, want["policy"])
+        _converge_users(kms, key_id, entry, current, want)
         if "grants" in want and want["grants"] != current.get("grants"):
             scope = None if want.get(EXCLUSIVE) else set(want["grants"]) | set(current.get("grants") or {})
             _converge_grants(kms, key_id, want["grants"], scope)
@@ -393,6 +403,7 @@ class KmsProviderHandler:
                                     "tags": replica["tags"], "keyState": "Enabled"}
                     checkpoint(dataclasses.replace(entry, attributes={**entry.attributes, "replicas": have}))
                 _converge_key(regional, key_id, have[region], replica, ours)
+                _converge_users(regional, key_id, entry, have[region], replica)
             for region in sorted(set(have) - set(want["replicas"])):
                 if plan_model.protect_of(want):
                     raise errors.PlanError(f"{desired.address}: removing the replica in {region} schedules "
@@ -427,6 +438,8 @@ def _as_created(want: Mapping[str, Any]) -> dict[str, Any]:
         created["policy"] = want["policy"]
     if "grants" in want:
         created["grants"] = {}
+    if "keyUsers" in want:
+        created["keyUsers"] = {}
     if want["multiRegion"]:
         created["replicas"] = {}
     return created
@@ -510,6 +523,16 @@ def _converge_key(kms: kms_adapter.KmsAdapter, key_id: str, current: Mapping[str
             kms.delete_alias(current["alias"])  # only while it is still this key's
 
 
+def _converge_users(kms: kms_adapter.KmsAdapter, key_id: str, entry: state_model.ResourceState,
+                    current: Mapping[str, Any], want: Mapping[str, Any]) -> None:
+    """The key-user statements of one key (primary or replica), composed into
+    its live policy: other statements kept, the account-root one ensured."""
+    if "keyUsers" not in want or want["keyUsers"] == current.get("keyUsers"):
+        return
+    account = key_users.account_of(str(entry.ids["arn"]))
+    kms.put_policy(key_id, key_users.compose(kms.policy(key_id), want["keyUsers"], account))
+
+
 def _foreign_grants(address: str, foreign: Mapping[str, Any]) -> tuple[plan_model.DriftItem, ...]:
     """Grants this stack does not manage, as info drift (they are nobody's mistake)."""
     if not foreign:
@@ -591,6 +614,7 @@ def _key_actions(desired: plan_model.Desired) -> tuple[str, ...]:
                     "rotation": ("kms:GetKeyRotationStatus", "kms:EnableKeyRotation", "kms:DisableKeyRotation"),
                     "policy": ("kms:GetKeyPolicy", "kms:PutKeyPolicy"),
                     "grants": ("kms:ListGrants", "kms:CreateGrant", "kms:RevokeGrant"),
+                    "keyUsers": ("kms:GetKeyPolicy", "kms:PutKeyPolicy"),
                     "alias": ("kms:CreateAlias", "kms:UpdateAlias", "kms:DeleteAlias")}
     for field, actions in by_attribute.items():
         if attrs.get(field) is not None:
