@@ -581,11 +581,11 @@ def _in_region(arn: str, region: str) -> str:
     return ":".join([*parts[:3], region, *parts[4:]])
 
 
-def _key_scope(desired: plan_model.Desired, prior: state_model.State,
+def key_scope(desired: plan_model.Desired, prior: state_model.State,
                ) -> tuple[tuple[str, ...], tuple[plan_rules.Condition, ...]]:
     """The key's ARNs (primary and replicas): exact when state records the key
-    or keyId names it; an adopted key named by alias, through that alias
-    (kms:RequestAlias); a key still to create, by its ownership tag."""
+    or keyId names it; an adopted key named by alias, by the aliases it
+    carries (kms:ResourceAliases); a key still to create, by its ownership tag."""
     region = str(desired.connection.get("region") or "*")
     replicas = sorted(desired.attributes.get("replicas") or {})
     entry = prior.resources.get(desired.address)
@@ -597,7 +597,9 @@ def _key_scope(desired: plan_model.Desired, prior: state_model.State,
         if key_id.startswith("arn:"):
             return (key_id,), ()
         if key_id.startswith("alias/"):
-            return (f"arn:aws:kms:{region}:*:key/*",), (("StringEquals", "kms:RequestAlias", (key_id,)),)
+            # the calls after DescribeKey name the key by id: scope by the alias it carries
+            return (f"arn:aws:kms:{region}:*:key/*",), (("ForAnyValue:StringEquals", "kms:ResourceAliases",
+                                                         (key_id,)),)
         return (f"arn:aws:kms:{region}:*:key/{key_id}",), ()
     return (tuple(f"arn:aws:kms:{r}:*:key/*" for r in [region, *replicas]),
             (("StringEquals", f"aws:ResourceTag/{ADDRESS_TAG}", (desired.address,)),))
@@ -636,7 +638,7 @@ def _create_permission(desired: plan_model.Desired) -> plan_rules.Permission:
 
 def key_permissions(desired: plan_model.Desired, prior: state_model.State) -> tuple[plan_rules.Permission, ...]:
     """Every call plan and apply make for one KmsProvider, least privilege."""
-    keys, conditions = _key_scope(desired, prior)
+    keys, conditions = key_scope(desired, prior)
     entry = prior.resources.get(desired.address)
     found = [plan_rules.Permission(("kms:ListAliases",), ("*",), (), NO_ARN_NOTE),
              plan_rules.Permission(_key_actions(desired), keys, conditions, NEW_KEY_NOTE if conditions else "")]
