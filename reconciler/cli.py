@@ -6,6 +6,7 @@ per problem, exit 1, never a traceback (set RECONCILER_DEBUG=1 to see one).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -18,7 +19,7 @@ from typing import Any
 import click
 import jsonschema
 
-from reconciler import __version__, engine, errors, importer, planfile, secret_access
+from reconciler import __version__, engine, errors, importer, planfile, policy, secret_access
 from reconciler.manifest import model as manifest
 from reconciler.manifest import schema
 from reconciler.render import structured, text
@@ -107,14 +108,32 @@ def main() -> None:
 # -- validate --------------------------------------------------------------------
 @main.command()
 @click.argument("directory", default=".", type=click.Path(file_okay=False))
-def validate(directory: str) -> None:
+@click.option("--strict", is_flag=True, help="Treat lint warnings (wildcards, open principals) as errors.")
+def validate(directory: str, strict: bool) -> None:
     """Check schemas, references and lint; list every problem."""
     config, diagnostics = manifest.load(directory)
+    if strict:
+        diagnostics = [dataclasses.replace(d, severity="error") for d in diagnostics]
     failures = [d for d in diagnostics if d.severity == "error"]
     if failures or config is None:
         raise errors.ManifestError(failures or diagnostics)
     _warn(diagnostics)
     click.echo(f"Valid: stack {config.stack.name}, {len(config.resources)} resource(s).")
+
+
+# -- policy ----------------------------------------------------------------------
+@main.command("policy")
+@click.argument("directory", default=".", type=click.Path(file_okay=False))
+@click.option("--for", "for_name", metavar="NAME",
+              help="The policy an identity the stack declares is granted (an IamRole), not apply's own.")
+def policy_command(directory: str, for_name: str | None) -> None:
+    """Print the least-privilege IAM policy (JSON) apply needs for this stack."""
+    workspace = engine.open_stack(directory)
+    _warn(workspace.warnings)
+    found = policy.for_identity(workspace, for_name) if for_name else policy.for_stack(workspace)
+    click.echo(json.dumps(found.document, indent=2))
+    for note in found.notes:
+        click.echo(f"note: {note}", err=True)
 
 
 # -- plan ------------------------------------------------------------------------

@@ -21,13 +21,13 @@ from typing import Any
 
 from reconciler import errors
 from reconciler.aws import kms as kms_adapter
-from reconciler.kinds import base, recovery
+from reconciler.kinds import base, key_users, recovery
 from reconciler.kinds import vault as vault_kind
 from reconciler.manifest import model as manifest
 from reconciler.plan import actions as plan_actions
 from reconciler.plan import diff
 from reconciler.plan import model as plan_model
-from reconciler.plan import planner
+from reconciler.plan import planner, policydoc
 from reconciler.plan import rules as plan_rules
 from reconciler.state import model as state_model
 
@@ -141,13 +141,17 @@ class KmsProviderHandler:
             attrs[EXCLUSIVE] = True
         if attrs["multiRegion"]:
             attrs["replicas"] = {r: dict(per_key) for r in sorted(spec.get("replicaRegions") or [])}
+        if "policy" not in spec and key_users.manages_users(config):  # a full policy is used as given
+            attrs["keyUsers"] = key_users.desired_users(resource.name, config)
+            for replica in (attrs.get("replicas") or {}).values():
+                replica["keyUsers"] = attrs["keyUsers"]
         return plan_model.Desired(KIND, resource.name, state_model.Mode.MANAGED, attrs, connection,
                                   replace_on=REPLACE_ON, destroy_on=frozenset({"replicas"}))
 
     # -- reading -----------------------------------------------------------------
     def _read(self, aws: base.AwsContext, connection: Mapping[str, Any], key_id: str, *,
               wanted_alias: tuple[str | None, ...], with_policy: bool, with_grants: bool, read_only: bool,
-              grant_scope: set[str] | None = None,
+              grant_scope: set[str] | None = None, with_users: bool = False,
               ) -> tuple[dict[str, Any] | None, dict[str, Any], dict[str, Any]]:
         """Live attributes and ids of a key (None, {} when it is gone), and the
         grants on it outside ``grant_scope``."""
@@ -168,6 +172,8 @@ class KmsProviderHandler:
             attrs["rotation"] = {"enabled": enabled, "periodDays": period if enabled else None}
         if with_policy:
             attrs["policy"] = kms.policy(key_id)
+        if with_users:
+            attrs["keyUsers"] = key_users.users_of(attrs["policy"] if with_policy else kms.policy(key_id))
         foreign: dict[str, Any] = {}
         if with_grants:
             attrs["grants"], foreign = _live_grants(kms.grants(key_id), None if read_only else grant_scope)
@@ -184,6 +190,8 @@ class KmsProviderHandler:
                     "alias": _pick_alias(regional.aliases_of(key_id), wanted_alias, read_only=read_only),
                     "description": replica.get("Description", ""),
                     "tags": _user_tags(regional.tags(key_id)), "keyState": replica.get("KeyState")}
+                if with_users:
+                    replicas[region]["keyUsers"] = key_users.users_of(regional.policy(key_id))
             attrs["replicas"] = replicas
         return attrs, ids, foreign
 
@@ -199,6 +207,7 @@ class KmsProviderHandler:
 
         attrs, ids, foreign = self._read(aws, connection, entry.ids["keyId"], wanted_alias=wanted,
                                          with_policy=managed("policy"), with_grants=managed("grants"),
+                                         with_users=entry.mode != "read" and managed("keyUsers"),
                                          read_only=entry.mode == "read",
                                          grant_scope=_grant_scope(desired, entry))
         if attrs is None:
@@ -375,8 +384,9 @@ class KmsProviderHandler:
         _converge_key(kms, key_id, current, want, ours)
         if "rotation" in want and want["rotation"] != current.get("rotation"):
             kms.set_rotation(key_id, want["rotation"]["enabled"], want["rotation"]["periodDays"])
-        if "policy" in want and want["policy"] != current.get("policy"):
+        if "policy" in want and not policydoc.equal(want["policy"], current.get("policy")):
             kms.put_policy(key_id, want["policy"])
+        _converge_users(kms, key_id, entry, current, want)
         if "grants" in want and want["grants"] != current.get("grants"):
             scope = None if want.get(EXCLUSIVE) else set(want["grants"]) | set(current.get("grants") or {})
             _converge_grants(kms, key_id, want["grants"], scope)
@@ -393,6 +403,7 @@ class KmsProviderHandler:
                                     "tags": replica["tags"], "keyState": "Enabled"}
                     checkpoint(dataclasses.replace(entry, attributes={**entry.attributes, "replicas": have}))
                 _converge_key(regional, key_id, have[region], replica, ours)
+                _converge_users(regional, key_id, entry, have[region], replica)
             for region in sorted(set(have) - set(want["replicas"])):
                 if plan_model.protect_of(want):
                     raise errors.PlanError(f"{desired.address}: removing the replica in {region} schedules "
@@ -427,6 +438,8 @@ def _as_created(want: Mapping[str, Any]) -> dict[str, Any]:
         created["policy"] = want["policy"]
     if "grants" in want:
         created["grants"] = {}
+    if "keyUsers" in want:
+        created["keyUsers"] = {}
     if want["multiRegion"]:
         created["replicas"] = {}
     return created
@@ -510,6 +523,16 @@ def _converge_key(kms: kms_adapter.KmsAdapter, key_id: str, current: Mapping[str
             kms.delete_alias(current["alias"])  # only while it is still this key's
 
 
+def _converge_users(kms: kms_adapter.KmsAdapter, key_id: str, entry: state_model.ResourceState,
+                    current: Mapping[str, Any], want: Mapping[str, Any]) -> None:
+    """The key-user statements of one key (primary or replica), composed into
+    its live policy: other statements kept, the account-root one ensured."""
+    if "keyUsers" not in want or want["keyUsers"] == current.get("keyUsers"):
+        return
+    account = key_users.account_of(str(entry.ids["arn"]))
+    kms.put_policy(key_id, key_users.compose(kms.policy(key_id), want["keyUsers"], account))
+
+
 def _foreign_grants(address: str, foreign: Mapping[str, Any]) -> tuple[plan_model.DriftItem, ...]:
     """Grants this stack does not manage, as info drift (they are nobody's mistake)."""
     if not foreign:
@@ -544,12 +567,100 @@ def _converge_grants(kms: kms_adapter.KmsAdapter, key_id: str, want: Mapping[str
 DELETION_NOTE = ("the key is scheduled for deletion in {days} days, never deleted outright; "
                  "cancel with `aws kms cancel-key-deletion` within the window")
 REPLACE_NOTE = "a new key is created first; the old one is then scheduled for deletion"
-READ_ACTIONS = ("kms:DescribeKey", "kms:ListAliases", "kms:ListResourceTags", "kms:GetKeyRotationStatus",
-                "kms:GetKeyPolicy", "kms:ListGrants")
-WRITE_ACTIONS = ("kms:TagResource", "kms:UntagResource", "kms:UpdateKeyDescription", "kms:EnableKey",
-                 "kms:CancelKeyDeletion", "kms:ScheduleKeyDeletion", "kms:EnableKeyRotation",
-                 "kms:DisableKeyRotation", "kms:PutKeyPolicy", "kms:CreateGrant", "kms:RevokeGrant",
-                 "kms:ReplicateKey", "kms:CreateAlias", "kms:UpdateAlias", "kms:DeleteAlias")
+NO_ARN_NOTE = ("kms:ListAliases and kms:ListKeys take no resource ARN in AWS (Resource \"*\"); "
+               "ListKeys only finds a key an interrupted create made")
+CREATE_NOTE = ("kms:CreateKey takes no resource ARN (the key does not exist yet): scoped instead by key spec, "
+               "usage, multi-Region and the reconciler:address tag every key is created with")
+NEW_KEY_NOTE = ("a key not yet in state has no ARN to name: any key of the region that carries this "
+                "address's reconciler:address tag")
+
+
+def _in_region(arn: str, region: str) -> str:
+    """A multi-Region key's ARN in another region (replicas share the key id)."""
+    parts = arn.split(":")
+    return ":".join([*parts[:3], region, *parts[4:]])
+
+
+def key_scope(desired: plan_model.Desired, prior: state_model.State,
+               ) -> tuple[tuple[str, ...], tuple[plan_rules.Condition, ...]]:
+    """The key's ARNs (primary and replicas): exact when state records the key
+    or keyId names it; an adopted key named by alias, by the aliases it
+    carries (kms:ResourceAliases); a key still to create, by its ownership tag."""
+    region = str(desired.connection.get("region") or "*")
+    replicas = sorted(desired.attributes.get("replicas") or {})
+    entry = prior.resources.get(desired.address)
+    if entry is not None and entry.ids.get("arn"):
+        arn = str(entry.ids["arn"])
+        return (arn, *(_in_region(arn, r) for r in replicas)), ()
+    if desired.mode != "managed":
+        key_id = str(desired.lookup["keyId"])
+        if key_id.startswith("arn:"):
+            return (key_id,), ()
+        if key_id.startswith("alias/"):
+            # the calls after DescribeKey name the key by id: scope by the alias it carries
+            return (f"arn:aws:kms:{region}:*:key/*",), (("ForAnyValue:StringEquals", "kms:ResourceAliases",
+                                                         (key_id,)),)
+        return (f"arn:aws:kms:{region}:*:key/{key_id}",), ()
+    return (tuple(f"arn:aws:kms:{r}:*:key/*" for r in [region, *replicas]),
+            (("StringEquals", f"aws:ResourceTag/{ADDRESS_TAG}", (desired.address,)),))
+
+
+def _key_actions(desired: plan_model.Desired) -> tuple[str, ...]:
+    """The calls refresh and converge make on the key, for the attributes it manages."""
+    attrs = desired.attributes
+    if desired.mode == "read":
+        return ("kms:DescribeKey", "kms:GetKeyPolicy", "kms:GetKeyRotationStatus", "kms:ListGrants",
+                "kms:ListResourceTags")
+    wanted = ["kms:DescribeKey", "kms:ListResourceTags", "kms:EnableKey", "kms:CancelKeyDeletion"]
+    by_attribute = {"tags": ("kms:TagResource", "kms:UntagResource"), "description": ("kms:UpdateKeyDescription",),
+                    "rotation": ("kms:GetKeyRotationStatus", "kms:EnableKeyRotation", "kms:DisableKeyRotation"),
+                    "policy": ("kms:GetKeyPolicy", "kms:PutKeyPolicy"),
+                    "grants": ("kms:ListGrants", "kms:CreateGrant", "kms:RevokeGrant"),
+                    "keyUsers": ("kms:GetKeyPolicy", "kms:PutKeyPolicy"),
+                    "alias": ("kms:CreateAlias", "kms:UpdateAlias", "kms:DeleteAlias")}
+    for field, actions in by_attribute.items():
+        if attrs.get(field) is not None:
+            wanted.extend(actions)
+    if desired.mode == "managed" and not plan_model.protect_of(attrs):
+        wanted.append("kms:ScheduleKeyDeletion")  # a protected key is never scheduled for deletion
+    return tuple(wanted)
+
+
+def _create_permission(desired: plan_model.Desired) -> plan_rules.Permission:
+    attrs = desired.attributes
+    return plan_rules.Permission(
+        ("kms:CreateKey",), ("*",),
+        (("Bool", "kms:MultiRegion", ("true" if attrs.get("multiRegion") else "false",)),
+         ("StringEquals", "aws:RequestTag/" + ADDRESS_TAG, (desired.address,)),
+         ("StringEquals", "kms:KeySpec", (str(attrs.get("keySpec", SYMMETRIC)),)),
+         ("StringEquals", "kms:KeyUsage", (str(attrs.get("usage", "ENCRYPT_DECRYPT")),))), CREATE_NOTE)
+
+
+def key_permissions(desired: plan_model.Desired, prior: state_model.State) -> tuple[plan_rules.Permission, ...]:
+    """Every call plan and apply make for one KmsProvider, least privilege."""
+    keys, conditions = key_scope(desired, prior)
+    entry = prior.resources.get(desired.address)
+    found = [plan_rules.Permission(("kms:ListAliases",), ("*",), (), NO_ARN_NOTE),
+             plan_rules.Permission(_key_actions(desired), keys, conditions, NEW_KEY_NOTE if conditions else "")]
+    if desired.mode != "managed":
+        return tuple(found)
+    region = str(desired.connection.get("region") or "*")
+    replicas = sorted(desired.attributes.get("replicas") or {})
+    recorded = set((entry.attributes.get("replicas") or {}) if entry is not None else ())
+    if entry is None or set(replicas) - recorded:  # a new key, or a replica to create in another region
+        found.append(_create_permission(desired))
+        found.append(plan_rules.Permission(  # the tags CreateKey / ReplicateKey set on the new key
+            ("kms:TagResource",), tuple(f"arn:aws:kms:{r}:*:key/*" for r in [region, *replicas]),
+            (("StringEquals", "aws:RequestTag/" + ADDRESS_TAG, (desired.address,)),)))
+        found.append(plan_rules.Permission(("kms:ListKeys",), ("*",), (), NO_ARN_NOTE))
+    if replicas:
+        found.append(plan_rules.Permission(("kms:ReplicateKey",), keys[:1],
+                                           (*conditions, ("StringEquals", "kms:ReplicaRegion", tuple(replicas)))))
+    alias = desired.attributes.get("alias")
+    if alias:
+        found.append(plan_rules.Permission(("kms:CreateAlias", "kms:DeleteAlias", "kms:UpdateAlias"),
+                                           tuple(f"arn:aws:kms:{r}:*:{alias}" for r in [region, *replicas])))
+    return tuple(found)
 
 
 def _vault_users(address: str, desired: Mapping[str, plan_model.Desired]) -> list[str]:
@@ -624,22 +735,6 @@ class KmsRules(plan_rules.Rules):
 
     def permissions(self, desired: plan_model.Desired, stack: Mapping[str, plan_model.Desired],
                     prior: state_model.State) -> tuple[plan_rules.Permission, ...]:
-        region = str(desired.connection.get("region") or "*")
-        entry = prior.resources.get(desired.address)
-        key = str(entry.ids["arn"]) if entry is not None and entry.ids.get("arn") else f"arn:aws:kms:{region}:*:key/*"
-        if desired.mode == "read":
-            return (plan_rules.Permission(READ_ACTIONS, (key,)),)
-        found: list[plan_rules.Permission] = []
-        if desired.mode == "managed" and entry is None:
-            found.append(plan_rules.Permission(("kms:CreateKey",), ("*",)))
-        keys = [key, *(key.replace(f":{region}:", f":{r}:", 1) for r in sorted(desired.attributes.get("replicas") or {}))]
-        found.append(plan_rules.Permission(READ_ACTIONS + WRITE_ACTIONS, tuple(keys)))
-        alias = desired.attributes.get("alias")
-        if alias:
-            regions = [region, *sorted(desired.attributes.get("replicas") or {})]
-            found.append(plan_rules.Permission(("kms:CreateAlias", "kms:UpdateAlias", "kms:DeleteAlias"),
-                                               tuple(f"arn:aws:kms:{r}:*:{alias}" for r in regions)))
-        return tuple(found)
-
+        return key_permissions(desired, prior)
 
 RULES = KmsRules()

@@ -421,29 +421,29 @@ def _count(n: int, what: str) -> str:
 
 
 def _store_permissions(store: Mapping[str, Any], region: str) -> tuple[plan_rules.Permission, ...]:
-    """What a store's reads and writes need (a local store: nothing from AWS)."""
+    """The calls a store's adapter makes (a local store: nothing from AWS), on
+    the store's own prefix or path only."""
     match dict(store):
         case {"s3": spec}:
             bucket, prefix = spec["bucket"], spec.get("prefix", "")
             return (plan_rules.Permission(("s3:GetObject", "s3:GetObjectVersion", "s3:PutObject",
                                            "s3:DeleteObject", "s3:DeleteObjectVersion"),
                                           (f"arn:aws:s3:::{bucket}/{prefix}*",)),
-                    plan_rules.Permission(("s3:ListBucket", "s3:ListBucketVersions", "s3:GetBucketVersioning"),
-                                          (f"arn:aws:s3:::{bucket}",)))
+                    plan_rules.Permission(("s3:ListBucketVersions",), (f"arn:aws:s3:::{bucket}",),
+                                          (("StringLike", "s3:prefix", (f"{prefix}*",)),)),
+                    plan_rules.Permission(("s3:GetBucketVersioning",), (f"arn:aws:s3:::{bucket}",)))
         case {"secretsmanager": spec}:
             where = spec.get("region") or region
             return (plan_rules.Permission(("secretsmanager:CreateSecret", "secretsmanager:PutSecretValue",
                                            "secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret",
-                                           "secretsmanager:ListSecretVersionIds",
-                                           "secretsmanager:UpdateSecretVersionStage",
-                                           "secretsmanager:DeleteSecret"),
+                                           "secretsmanager:ListSecretVersionIds", "secretsmanager:DeleteSecret",
+                                           "secretsmanager:RestoreSecret"),
                                           (f"arn:aws:secretsmanager:{where}:*:secret:{spec['prefix']}*",)),)
         case {"ssm": spec}:
             where = spec.get("region") or region
             path = "/" + str(spec["path"]).strip("/")
-            return (plan_rules.Permission(("ssm:PutParameter", "ssm:GetParameter", "ssm:GetParameterHistory",
-                                           "ssm:GetParametersByPath", "ssm:DeleteParameter",
-                                           "ssm:LabelParameterVersion"),
+            return (plan_rules.Permission(("ssm:PutParameter", "ssm:GetParameterHistory", "ssm:DeleteParameter",
+                                           "ssm:LabelParameterVersion", "ssm:UnlabelParameterVersion"),
                                           (f"arn:aws:ssm:{where}:*:parameter{path}/*",)),)
         case _:
             return ()
@@ -455,6 +455,32 @@ def key_arn_of(provider: str, prior: state_model.State, region: str) -> str:
     if entry is not None and entry.ids.get("arn"):
         return str(entry.ids["arn"])
     return f"arn:aws:kms:{region}:*:key/*"
+
+
+def _key_use(provider: str, vault: str, stack: Mapping[str, plan_model.Desired], prior: state_model.State,
+             default_region: str) -> tuple[plan_rules.Permission, ...]:
+    """Wrapping and unwrapping the vault's entries with a provider's key: data
+    keys bound to this vault (kms:EncryptionContext, symmetric keys), the public
+    key (RSA keys: no context exists to bind); a key not yet created is named
+    by its ownership tag."""
+    address = f"KmsProvider/{provider}"
+    want = stack.get(address)
+    region = str((want.connection.get("region") if want is not None else None) or default_region)
+    key = key_arn_of(provider, prior, region)
+    scope: tuple[plan_rules.Condition, ...] = ()
+    if key.endswith("key/*") and want is not None and want.mode == "managed":
+        scope = (("StringEquals", "aws:ResourceTag/reconciler:address", (address,)),)
+    spec = (want.attributes.get("keySpec") if want is not None else None) or (
+        (prior.resources[address].attributes.get("keySpec") if address in prior.resources else None))
+    bound = (("StringEquals", "kms:EncryptionContext:reconciler:vault", (vault,)),)
+    symmetric = (plan_rules.Permission(("kms:Decrypt", "kms:GenerateDataKey"), (key,), (*scope, *bound)),)
+    rsa = (plan_rules.Permission(("kms:Decrypt", "kms:GetPublicKey"), (key,), scope),)
+    described = (plan_rules.Permission(("kms:DescribeKey",), (key,), scope),)
+    if spec == "SYMMETRIC_DEFAULT":
+        return symmetric + described
+    if spec:
+        return rsa + described
+    return symmetric + rsa + described  # an adopted key: its spec is learned at refresh
 
 
 class VaultRules(plan_rules.Rules):
@@ -487,11 +513,18 @@ class VaultRules(plan_rules.Rules):
 
     def permissions(self, desired: plan_model.Desired, stack: Mapping[str, plan_model.Desired],
                     prior: state_model.State) -> tuple[plan_rules.Permission, ...]:
+        """The key and store in the manifests; while a provider or store change is
+        to apply, also the recorded ones (a re-wrap decrypts with the old key, a
+        move reads the old store)."""
         region = str(desired.connection.get("region") or "*")
-        key = key_arn_of(str(desired.attributes["provider"]), prior, region)
-        return (plan_rules.Permission(("kms:GenerateDataKey", "kms:Encrypt", "kms:Decrypt", "kms:GetPublicKey",
-                                       "kms:DescribeKey"), (key,)),
-                *_store_permissions(desired.attributes["store"], region))
-
+        attrs = desired.attributes
+        found = [*_key_use(str(attrs["provider"]), desired.name, stack, prior, region),
+                 *_store_permissions(attrs["store"], region)]
+        entry = prior.resources.get(desired.address)
+        if entry is not None and entry.attributes.get("provider") not in (None, attrs["provider"]):
+            found.extend(_key_use(str(entry.attributes["provider"]), desired.name, stack, prior, region))
+        if entry is not None and entry.attributes.get("store") not in (None, attrs["store"]):
+            found.extend(_store_permissions(entry.attributes["store"], region))
+        return tuple(found)
 
 RULES = VaultRules()

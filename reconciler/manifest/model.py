@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from reconciler import errors, graph
-from reconciler.manifest import loader, schema
+from reconciler.manifest import loader, policylint, schema
 
 RSA_SPECS = ("RSA_2048", "RSA_3072", "RSA_4096")
 _DURATION = re.compile(r"^([0-9]+)(s|m|h|d)$")
@@ -147,6 +147,13 @@ def _adopted_fields(resource: Resource) -> Iterator[errors.Diagnostic]:
         yield errors.Diagnostic(message, resource.position(field), resource.address)
 
 
+def _findings(resource: Resource, found: Iterator[policylint.Finding]) -> Iterator[errors.Diagnostic]:
+    """Policy lint findings, at the position of the field each is about."""
+    for finding in found:
+        yield errors.Diagnostic(finding.message, resource.position(*finding.path), resource.address,
+                                finding.severity)
+
+
 def _lint(resource: Resource, resources: Mapping[str, Resource]) -> Iterator[errors.Diagnostic]:
     spec = resource.spec
     address = resource.address
@@ -173,9 +180,18 @@ def _lint(resource: Resource, resources: Mapping[str, Resource]) -> Iterator[err
                 yield problem("replicaRegions needs multiRegion: true", "replicaRegions")
             if spec.get("policy") and spec.get("grants"):
                 yield problem("give either policy or grants, not both", "grants")
+            yield from _findings(resource, policylint.key_policy_findings(spec))
+            yield from _findings(resource, policylint.key_grant_findings(spec))
+        case "IamRole":
+            keys = {r.name: r.spec for r in resources.values() if r.kind == "KmsProvider"}
+            yield from _findings(resource, policylint.role_grant_findings(spec, keys))
+            yield from _findings(resource, policylint.trust_findings(spec))
         case "Vault":
             pass
         case "DynamicIamTemplate":
+            if "inlinePolicy" in spec:
+                yield from _findings(resource, policylint.policy_findings(spec["inlinePolicy"], "inlinePolicy",
+                                                                          key_policy=False))
             try:
                 default_ttl = parse_duration(spec["defaultTtl"])
                 max_ttl = parse_duration(spec["maxTtl"])
@@ -184,12 +200,6 @@ def _lint(resource: Resource, resources: Mapping[str, Resource]) -> Iterator[err
             if max_ttl < default_ttl:
                 yield problem(f"maxTtl ({spec['maxTtl']}) is shorter than defaultTtl "
                               f"({spec['defaultTtl']})", "maxTtl")
-            for i, statement in enumerate((spec.get("inlinePolicy") or {}).get("Statement") or []):
-                if isinstance(statement, dict) and statement.get("Effect") == "Allow":
-                    if statement.get("Action") in ("*", ["*"]) or statement.get("Resource") in ("*", ["*"]):
-                        yield problem("inline policy statement allows a wildcard action or resource; "
-                                      "grant exact actions on exact ARNs", "inlinePolicy", "Statement", i,
-                                      severity="warning")
         case "AccessKeyRotation":
             try:
                 interval = parse_duration(spec["interval"])

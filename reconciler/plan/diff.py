@@ -4,7 +4,9 @@ add or a remove, never a change from or to null. Mappings are compared key
 by key (a changed tag shows as ``tags.team``); lists of documents (policy
 statements, grants) element by element, by ``Sid`` when every element has a
 distinct one, else by position (``policy.Statement[Sid=Admin].Action``,
-``grants[1]``); everything else (strings, numbers, lists of scalars) whole.
+``grants[1]``); IAM policy documents by meaning, statement by statement
+(``policydoc``: a reordered or respelled but equal document is no change);
+everything else (strings, numbers, lists of scalars) whole.
 
 Hand-written rather than deepdiff: our values are JSON-shaped and small, the
 paths must read as the manifest's fields (deepdiff's are ``root['a'][0]``),
@@ -19,6 +21,8 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from reconciler.plan import policydoc
 
 MISSING = None  # what ``before`` / ``after`` hold for a side that has no value (see ``op``)
 _ABSENT: Any = object()
@@ -95,6 +99,10 @@ def _diff_documents(path: str, before: list[Any], after: list[Any], out: list[At
 
 
 def _diff(path: str, before: Any, after: Any, sensitive: frozenset[str], out: list[AttributeChange]) -> None:
+    if policydoc.is_document(before) and policydoc.is_document(after):  # by meaning: see policydoc
+        out.extend(policydoc.changes(path, before, after,
+                                     sensitive=path in sensitive or _TOP.split(path, 1)[0] in sensitive))
+        return
     if isinstance(before, Mapping) and isinstance(after, Mapping):
         for key in sorted(set(before) | set(after), key=str):
             _diff(f"{path}.{key}" if path else str(key), before.get(key, _ABSENT), after.get(key, _ABSENT),

@@ -51,15 +51,25 @@ class Timed:
             raise ValueError(f"{self.action} is not a timed action")
 
 
+Condition = tuple[str, str, tuple[str, ...]]  # (operator, condition key, values): ("StringEquals", "kms:KeySpec", ("RSA_4096",))
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Permission:
-    """IAM actions a kind's AWS calls need, on exact resource ARNs where known."""
+    """IAM actions a kind's AWS calls need, on exact resource ARNs where known,
+    narrowed by ``conditions`` where AWS offers condition keys (and where it
+    offers no resource ARN at all, say why in ``note``: the policy command prints it)."""
 
     actions: tuple[str, ...]
     resources: tuple[str, ...]
+    conditions: tuple[Condition, ...] = ()
+    note: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return {"actions": list(self.actions), "resources": list(self.resources)}
+        out: dict[str, Any] = {"actions": list(self.actions), "resources": list(self.resources)}
+        if self.conditions:
+            out["conditions"] = [[op, key, list(values)] for op, key, values in self.conditions]
+        return out
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -121,6 +131,13 @@ class Rules:
         (``stack``: every desired resource; ``prior``: state, for ARNs already known)."""
         return ()
 
+    def granted(self, desired: model.Desired, stack: Mapping[str, model.Desired],
+                prior: state_model.State) -> tuple[Permission, ...]:
+        """What an identity this kind declares is allowed to do (an IamRole's
+        grants; later a rotation or dynamic-template manager): ``policy --for``
+        prints it. Empty: the kind declares no identity."""
+        return ()
+
 
 DEFAULT = Rules()
 Registry = Mapping[str, Rules]
@@ -133,9 +150,15 @@ def rules_for(registry: Registry, kind: str) -> Rules:
 def permissions_of(desired: Mapping[str, model.Desired], prior: state_model.State,
                    registry: Registry) -> tuple[Permission, ...]:
     """Every permission the stack's kinds need (what the ``policy`` command
-    collects), merged: one entry per set of resources, actions sorted."""
-    merged: dict[tuple[str, ...], set[str]] = {}
+    collects), merged: one entry per set of resources and conditions, actions
+    sorted, notes kept once each."""
+    merged: dict[tuple[tuple[str, ...], tuple[Condition, ...]], tuple[set[str], dict[str, None]]] = {}
     for _address, want in sorted(desired.items()):
         for permission in rules_for(registry, want.kind).permissions(want, desired, prior):
-            merged.setdefault(permission.resources, set()).update(permission.actions)
-    return tuple(Permission(tuple(sorted(found)), resources) for resources, found in sorted(merged.items()))
+            found, notes = merged.setdefault((permission.resources, tuple(sorted(permission.conditions))),
+                                             (set(), {}))
+            found.update(permission.actions)
+            if permission.note:
+                notes[permission.note] = None
+    return tuple(Permission(tuple(sorted(found)), resources, conditions, "\n".join(notes))
+                 for (resources, conditions), (found, notes) in sorted(merged.items()))

@@ -1,0 +1,289 @@
+"""IAM policy documents (key policies, trust policies, inline policies),
+compared by meaning rather than by text. Pure.
+
+AWS hands back a document it was given in another shape than it was given:
+it rewrites a bare account id principal to ``arn:aws:iam::<id>:root``,
+reorders principals and condition keys, and IAM returns documents as
+(URL-decoded) JSON strings. Terraform users know the result as a diff that
+never goes away (terraform-provider-aws #402, #720, #30870). ``normalize``
+maps every spelling of one meaning to one value, so two documents that
+grant the same are ``equal``; ``changes`` says which statement was added,
+removed or changed, as ``AttributeChange`` values the plan already shows.
+
+Normalised: key order; a single value vs a one-element list; statement order
+(and a statement written twice); an empty ``Sid`` vs none; a JSON string vs
+the object; a principal account id vs its root ARN; condition operator and
+key order, condition keys' case (IAM matches them case-insensitively), and
+condition values written as numbers or booleans vs strings. A missing
+``Version`` is ``2008-10-17``, as IAM reads it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from reconciler.plan import diff
+
+DEFAULT_VERSION = "2008-10-17"  # what IAM assumes when a document has no Version
+_ACCOUNT = re.compile(r"^[0-9]{12}$")
+_LISTS = ("Action", "NotAction", "Resource", "NotResource")
+_PRINCIPALS = ("Principal", "NotPrincipal")
+
+
+def parse(document: Any) -> Any:
+    """A document given as a JSON string is the object it spells; anything else as is."""
+    if isinstance(document, str):
+        try:
+            return json.loads(document)
+        except ValueError:
+            return document
+    return document
+
+
+def is_document(value: Any) -> bool:
+    """Whether ``value`` is a policy document (an object, or its JSON text, with a ``Statement``)."""
+    parsed = parse(value)
+    return isinstance(parsed, Mapping) and "Statement" in parsed
+
+
+def _strings(value: Any) -> list[str]:
+    """A single value or a list, as a sorted list of unique strings."""
+    items = value if isinstance(value, list) else [value]
+    return sorted({_scalar(v) for v in items})
+
+
+def _scalar(value: Any) -> str:
+    """Condition values and ids as IAM reads them: ``true`` and ``"true"`` alike."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+def root_arn(account: str) -> str:
+    return f"arn:aws:iam::{account}:root"
+
+
+def _principal_value(kind: str, value: str) -> str:
+    """AWS stores a bare account id given as an ``AWS`` principal as that account's root ARN."""
+    return root_arn(value) if kind == "AWS" and _ACCOUNT.match(value) else value
+
+
+def _principal(value: Any) -> Any:
+    if not isinstance(value, Mapping):
+        return _scalar(value)  # "*"
+    return {kind: sorted({_principal_value(kind, v) for v in _strings(ids)})
+            for kind, ids in sorted(value.items())}
+
+
+def _condition(value: Any) -> Any:
+    if not isinstance(value, Mapping):
+        return value
+    return {operator: ({key.lower(): _strings(values) for key, values in sorted(keys.items())}
+                       if isinstance(keys, Mapping) else keys)
+            for operator, keys in sorted(value.items()) if keys != {}}
+
+
+def normalize_statement(statement: Any) -> Any:
+    """One statement in its one canonical shape (not a statement: as given)."""
+    if not isinstance(statement, Mapping):
+        return statement
+    out: dict[str, Any] = {}
+    for field, value in statement.items():
+        if field == "Sid":
+            if value:
+                out["Sid"] = value
+        elif field in _LISTS:
+            out[field] = _strings(value)
+        elif field in _PRINCIPALS:
+            out[field] = _principal(value)
+        elif field == "Condition":
+            if value:
+                out["Condition"] = _condition(value)
+        else:
+            out[field] = value
+    return dict(sorted(out.items()))
+
+
+def statements(document: Any) -> list[Any]:
+    """The statements of a document, a single statement object read as a list of one."""
+    parsed = parse(document)
+    found = parsed.get("Statement", []) if isinstance(parsed, Mapping) else []
+    return list(found) if isinstance(found, list) else [found]
+
+
+def _key(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def normalize(document: Any) -> Any:
+    """The document in one canonical shape: equal documents normalise equal."""
+    parsed = parse(document)
+    if not isinstance(parsed, Mapping):
+        return parsed
+    out = {k: v for k, v in parsed.items() if k != "Statement"}
+    out["Version"] = parsed.get("Version") or DEFAULT_VERSION
+    unique = {_key(s): s for s in map(normalize_statement, statements(parsed))}
+    out["Statement"] = [unique[k] for k in sorted(unique)]
+    return dict(sorted(out.items()))
+
+
+def equal(a: Any, b: Any) -> bool:
+    """Whether two documents (objects or JSON strings) mean the same."""
+    return _key(normalize(a)) == _key(normalize(b))
+
+
+def _sid(statement: Any) -> str | None:
+    sid = statement.get("Sid") if isinstance(statement, Mapping) else None
+    return sid if isinstance(sid, str) and sid else None
+
+
+def _statement_path(path: str, statement: Any, index: int) -> str:
+    sid = _sid(statement)
+    return f"{path}.Statement[Sid={sid}]" if sid else f"{path}.Statement[{index}]"
+
+
+def _field_changes(where: str, before: Mapping[str, Any], after: Mapping[str, Any],
+                   sensitive: bool) -> list[diff.AttributeChange]:
+    """A statement matched by Sid on both sides, field by field (values as written)."""
+    out: list[diff.AttributeChange] = []
+    for field in sorted(set(before) | set(after)):
+        old = normalize_statement({field: before[field]}) if field in before else {}
+        new = normalize_statement({field: after[field]}) if field in after else {}
+        if _key(old) == _key(new):
+            continue
+        if field not in before or not old:
+            out.append(diff.AttributeChange(f"{where}.{field}", diff.MISSING, after[field], sensitive,
+                                            diff.DiffOperation.ADD))
+        elif field not in after or not new:
+            out.append(diff.AttributeChange(f"{where}.{field}", before[field], diff.MISSING, sensitive,
+                                            diff.DiffOperation.REMOVE))
+        else:
+            out.append(diff.AttributeChange(f"{where}.{field}", before[field], after[field], sensitive,
+                                            diff.DiffOperation.CHANGE))
+    return out
+
+
+def _unmatched(items: Sequence[tuple[int, Any]], others: Sequence[tuple[int, Any]]) -> list[tuple[int, Any]]:
+    """Statements of ``items`` with no equal statement among ``others`` (a multiset match)."""
+    left: dict[str, int] = {}
+    for _, statement in others:
+        k = _key(normalize_statement(statement))
+        left[k] = left.get(k, 0) + 1
+    out = []
+    for index, statement in items:
+        k = _key(normalize_statement(statement))
+        if left.get(k):
+            left[k] -= 1
+        else:
+            out.append((index, statement))
+    return out
+
+
+def changes(path: str, before: Any, after: Any, *, sensitive: bool = False) -> list[diff.AttributeChange]:
+    """What changed from ``before`` to ``after``, statement by statement: a
+    statement named by the same ``Sid`` on both sides shows the fields that
+    changed (``policy.Statement[Sid=Use].Action``); any other statement is
+    matched by meaning, and one without a match is added or removed whole
+    (``policy.Statement[Sid=X]`` or, without a Sid, its position on its side).
+    Values are shown as written. Empty when the documents are ``equal``."""
+    if equal(before, after):
+        return []
+    old_doc, new_doc = parse(before), parse(after)
+    out: list[diff.AttributeChange] = []
+    for field in sorted((set(old_doc) | set(new_doc)) - {"Statement"}):
+        old, new = old_doc.get(field), new_doc.get(field)
+        if field == "Version":
+            old, new = old or DEFAULT_VERSION, new or DEFAULT_VERSION
+        if _key(old) != _key(new):
+            out.append(diff.AttributeChange(f"{path}.{field}", old_doc.get(field), new_doc.get(field), sensitive,
+                                            diff.DiffOperation.CHANGE if field in old_doc and field in new_doc
+                                            else diff.DiffOperation.ADD if field in new_doc
+                                            else diff.DiffOperation.REMOVE))
+    old_list, new_list = list(enumerate(statements(old_doc))), list(enumerate(statements(new_doc)))
+    new_by_sid = {_sid(s): (i, s) for i, s in new_list if _sid(s)}
+    pairs = {i: new_by_sid[_sid(s)] for i, s in old_list
+             if _sid(s) in new_by_sid and isinstance(s, Mapping)}  # old index -> (new index, statement)
+    paired = {i for i, _ in pairs.values()}
+    rest_old = [(i, s) for i, s in old_list if i not in pairs]
+    rest_new = [(i, s) for i, s in new_list if i not in paired]
+    removed = {i for i, _ in _unmatched(rest_old, rest_new)}
+    for index, statement in old_list:  # in the old document's order, then what is new
+        if index in pairs:
+            out.extend(_field_changes(f"{path}.Statement[Sid={_sid(statement)}]", statement,
+                                      pairs[index][1], sensitive))
+        elif index in removed:
+            out.append(diff.AttributeChange(_statement_path(path, statement, index), statement, diff.MISSING,
+                                            sensitive, diff.DiffOperation.REMOVE))
+    for index, statement in _unmatched(rest_new, rest_old):
+        out.append(diff.AttributeChange(_statement_path(path, statement, index), diff.MISSING, statement,
+                                        sensitive, diff.DiffOperation.ADD))
+    return out
+
+
+# -- grants: the actions a manifest names, as IAM actions ------------------------------
+GRANT_ACTIONS: Mapping[str, tuple[str, ...]] = {
+    "encrypt": ("kms:Encrypt",),
+    "decrypt": ("kms:Decrypt",),
+    "describe": ("kms:DescribeKey",),
+    "generate-data-key": ("kms:GenerateDataKey",),
+    "get-public-key": ("kms:GetPublicKey",),
+    "re-encrypt": ("kms:ReEncryptFrom", "kms:ReEncryptTo"),
+}
+
+
+def grant_actions(actions: Sequence[str]) -> list[str]:
+    """The IAM actions of an IamRole grant's ``actions`` (``encrypt`` -> ``kms:Encrypt``), sorted."""
+    return sorted({iam for action in actions for iam in GRANT_ACTIONS[action]})
+
+
+def grant_statement(actions: Sequence[str], resources: Sequence[str], *, sid: str | None = None) -> dict[str, Any]:
+    """One Allow statement for a grant: its actions on exactly ``resources``
+    (a key's ARN and each replica's), never ``*``."""
+    statement: dict[str, Any] = {"Effect": "Allow", "Action": grant_actions(actions),
+                                 "Resource": sorted(set(resources))}
+    return {"Sid": sid, **statement} if sid else statement
+
+
+# -- containment: is one policy no wider than another ------------------------------------
+def _matches(pattern: str, value: str, *, fold: bool) -> bool:
+    """IAM wildcard matching (``*``, ``?``); a wildcard in ``value`` only
+    matches the same wildcard (``key/*`` is not within ``key/abc``)."""
+    if fold:
+        pattern, value = pattern.lower(), value.lower()
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, value, re.DOTALL) is not None
+
+
+def _conditions_within(narrow: Mapping[str, Any], wide: Mapping[str, Any]) -> bool:
+    """Every condition the wide statement sets, the narrow one sets identically (or more strictly)."""
+    narrow_c, wide_c = _condition(narrow.get("Condition") or {}), _condition(wide.get("Condition") or {})
+    return all(narrow_c.get(op, {}).get(key) == values
+               for op, keys in wide_c.items() for key, values in keys.items())
+
+
+def _allowed_by(action: str, resource: str, statement: Mapping[str, Any], wide: Mapping[str, Any]) -> bool:
+    return (wide.get("Effect") == "Allow" and "Action" in wide and "Resource" in wide
+            and any(_matches(p, action, fold=True) for p in _strings(wide["Action"]))
+            and any(_matches(p, resource, fold=False) for p in _strings(wide["Resource"]))
+            and _conditions_within(statement, wide))
+
+
+def within(narrow: Any, wide: Any) -> bool:
+    """Whether every action on every resource ``narrow`` allows, ``wide`` allows
+    too (under no more conditions). Conservative: a narrow statement written with
+    NotAction / NotResource / NotPrincipal is never within; ``wide``'s Deny
+    statements are not taken into account (they could only make it narrower)."""
+    wide_statements = [s for s in statements(wide) if isinstance(s, Mapping)]
+    for statement in statements(narrow):
+        if not isinstance(statement, Mapping) or statement.get("Effect") != "Allow":
+            continue
+        if any(field in statement for field in ("NotAction", "NotResource", "NotPrincipal")):
+            return False
+        for action in _strings(statement.get("Action", [])):
+            for resource in _strings(statement.get("Resource", [])):
+                if not any(_allowed_by(action, resource, statement, w) for w in wide_statements):
+                    return False
+    return True
