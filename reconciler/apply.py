@@ -99,7 +99,11 @@ def apply_plan(plan: model.Plan, backend: state_backend.Backend, aws: base.AwsCo
                     try:
                         result = handler.replace(aws, desired, entry, checkpoint)
                     except errors.ReconcilerError:
-                        if state.resources.get(change.address) == entry:  # no successor was made
+                        # no successor recorded and none possibly made (no create left open in the
+                        # journal): the old object is simply current again. Otherwise it stays
+                        # deposed until the journal's recovery finds what the create made.
+                        open_create = any(j.address == change.address for j in state.journal)
+                        if state.resources.get(change.address) == entry and not open_create:
                             save(state.without_deposed(change.address, deposed.id))
                         raise
                     save(state.with_resource(result))

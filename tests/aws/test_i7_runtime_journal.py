@@ -404,3 +404,42 @@ def test_a_bad_clock_refuses_a_saved_plan_before_its_first_write(aws, stack, tmp
     assert "RECONCILER_NOW='garbage': not an ISO-8601 time" in result.output
     assert calls.writes == []
     assert state_of(directory)["serial"] == before["serial"]
+
+
+def test_a_replace_whose_create_failed_after_making_the_key_forgets_nothing(aws, stack, inject):
+    """CreateKey made the key but its answer was lost, and the look-up by tag
+    was denied too: the old key stays recorded (current and deposed), so
+    nothing is orphaned and the alias is not 'held by a key we do not manage';
+    once AWS answers again the next apply finds the new key and retires the old."""
+    import botocore.exceptions
+
+    directory = stack({"key.yaml": KEY})
+    assert run("apply", directory, "--auto-approve").exit_code == 0
+    old = state_of(directory)["resources"]["KmsProvider/main"]["ids"]["keyId"]
+    (directory / "key.yaml").write_text(textwrap.dedent(KEY) + "  multiRegion: true\n")
+
+    def lost_answer(model, **_kwargs):
+        if model.name == "CreateKey":
+            raise botocore.exceptions.ClientError({"Error": {"Code": "InternalFailure", "Message": "lost"}},
+                                                  "CreateKey")
+    inject("after-call", lost_answer)
+    inject("before-send.kms.ListKeys", json_error("AccessDeniedException", "not allowed"))
+    failed = run("apply", directory, "--auto-approve", "--allow-destroy")
+    assert failed.exit_code == 1, failed.output
+    assert len(live_keys()) == 2  # the new key exists, its answer was lost
+    state = state_of(directory)
+    assert state["resources"]["KmsProvider/main"]["ids"]["keyId"] == old
+    assert [d["ids"]["keyId"] for d in state["deposed"]["KmsProvider/main"]] == [old]
+    assert [j["operation"] for j in state["journal"]] == ["create"]
+
+    inject.clear()
+    done = run("apply", directory, "--auto-approve", "--allow-destroy")
+    assert done.exit_code == 0, done.output
+    after = state_of(directory)
+    new = after["resources"]["KmsProvider/main"]["ids"]["keyId"]
+    assert new != old and new in live_keys()
+    assert after["deposed"] == {} and after["journal"] == []
+    kms = boto3.client("kms", region_name="us-east-1")
+    assert kms.describe_key(KeyId=old)["KeyMetadata"]["KeyState"] == "PendingDeletion"
+    assert live_keys() == [new]
+    assert run("plan", directory, "--detailed-exitcode").exit_code == 0
