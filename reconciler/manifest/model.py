@@ -121,7 +121,36 @@ def references(resource: Resource, config: Config | None = None, *,
                 if vault:
                     yield Reference(("outputs", output, "vault"), f"Vault/{vault}")
         case _:
+            pass
+    for path, text in value_references(spec):  # `{$ref: Kind/name#attribute}` anywhere in a spec
+        address, hash_, attribute = text.partition("#")
+        if hash_ and attribute and address.count("/") == 1 and all(address.split("/")):
+            yield Reference(path, address)
+
+
+REF = "$ref"  # a value known after apply: {"$ref": "Kind/name#attribute"} (plan/refs.py resolves it)
+
+
+def value_references(value: Any, path: tuple[str | int, ...] = ()) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """Every ``{$ref: ...}`` in a spec, with where it is."""
+    if isinstance(value, Mapping):
+        if set(value) == {REF}:
+            yield path, str(value[REF])
             return
+        for key, item in value.items():
+            yield from value_references(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from value_references(item, (*path, index))
+
+
+def _malformed_references(resources: Mapping[str, Resource]) -> Iterator[errors.Diagnostic]:
+    for resource in resources.values():
+        for path, text in value_references(resource.spec):
+            address, hash_, attribute = text.partition("#")
+            if not (hash_ and attribute and address.count("/") == 1 and all(address.split("/"))):
+                yield errors.Diagnostic(f"malformed reference {text!r}: expected KIND/NAME#ATTRIBUTE, such as "
+                                        "KmsProvider/app#arn", resource.position(*path), resource.address)
 
 
 CREATED_ONLY = ("spec", "usage", "multiRegion", "replicaRegions", "deletionWindowDays")
@@ -397,6 +426,7 @@ def _vault_defaults(resources: Mapping[str, Resource]) -> Iterator[errors.Diagno
 def _dangling(resources: Mapping[str, Resource], declared: Mapping[str, Any],
               default: str | None) -> Iterator[errors.Diagnostic]:
     """References to resources that are not declared, with the names that are."""
+    yield from _malformed_references(resources)
     names: dict[str, list[str]] | None = None
     for resource in resources.values():
         for ref in references(resource, default=default):
