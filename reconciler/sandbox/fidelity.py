@@ -28,6 +28,10 @@ in tests/aws/test_sandbox_fidelity.py that fails on stock moto.
    KMSInvalidStateException, as on AWS.
 7. CreateKey without KeyUsage: stock moto records no usage (DescribeKey has
    KeyUsage null); AWS defaults it to ENCRYPT_DECRYPT.
+8. OIDC provider audiences: stock moto does not implement
+   AddClientIDToOpenIDConnectProvider / RemoveClientIDFromOpenIDConnectProvider
+   (HTML 500, unreadable by botocore); here they add (idempotently) and remove
+   a client id, as AWS does.
 """
 
 from __future__ import annotations
@@ -45,6 +49,8 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from moto.kms import exceptions as kms_exceptions
 from moto.kms import utils as kms_utils
 from moto.kms import models as kms_models
+from moto.core.responses import EmptyResult
+from moto.iam import responses as iam_responses
 from moto.kms import responses as kms_responses
 
 _applied = False
@@ -234,6 +240,21 @@ def _create_key(self: kms_models.KmsBackend, policy: str | None, key_usage: str,
                                    multi_region, origin)
 
 
+def _add_client_id(self: iam_responses.IamResponse) -> Any:
+    provider = self.backend.get_open_id_connect_provider(self._get_param("OpenIDConnectProviderArn"))
+    client_id = self._get_param("ClientID")
+    if client_id not in provider.client_id_list:
+        provider.client_id_list.append(client_id)
+    return EmptyResult()
+
+
+def _remove_client_id(self: iam_responses.IamResponse) -> Any:
+    provider = self.backend.get_open_id_connect_provider(self._get_param("OpenIDConnectProviderArn"))
+    client_id = self._get_param("ClientID")
+    provider.client_id_list = [c for c in provider.client_id_list if c != client_id]
+    return EmptyResult()
+
+
 _ORIGINAL: dict[str, Any] = {}
 
 
@@ -263,4 +284,6 @@ def apply() -> None:
     kms_responses.KmsResponse.replicate_key = _replicate_key_response  # type: ignore[method-assign]
     kms_responses.KmsResponse.enable_key_rotation = _enable_key_rotation  # type: ignore[method-assign]
     kms_responses.KmsResponse.get_key_rotation_status = _get_key_rotation_status  # type: ignore[method-assign]
+    iam_responses.IamResponse.add_client_id_to_open_id_connect_provider = _add_client_id  # type: ignore[attr-defined]
+    iam_responses.IamResponse.remove_client_id_from_open_id_connect_provider = _remove_client_id  # type: ignore[attr-defined]
     _applied = True
