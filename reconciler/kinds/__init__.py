@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from reconciler import errors
-from reconciler.kinds import base, kms, oidc, secret, vault
+from reconciler.kinds import base, iam_role, kms, oidc, secret, vault
 from reconciler.plan import rules as plan_rules
 
 HANDLERS: dict[str, base.Handler] = {
@@ -11,6 +11,7 @@ HANDLERS: dict[str, base.Handler] = {
     "Vault": vault.VaultHandler(),
     "Secret": secret.SecretHandler(),
     "OidcProvider": oidc.OidcProviderHandler(),
+    "IamRole": iam_role.IamRoleHandler(),
 }
 
 RULES: dict[str, plan_rules.Rules] = {  # what the planner knows of each kind (pure)
@@ -18,6 +19,7 @@ RULES: dict[str, plan_rules.Rules] = {  # what the planner knows of each kind (p
     "Vault": vault.RULES,
     "Secret": secret.RULES,
     "OidcProvider": oidc.RULES,
+    "IamRole": iam_role.RULES,
 }
 
 

@@ -18,7 +18,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from reconciler import errors
+from reconciler import clock, errors
 from reconciler.aws import factory
 from reconciler.aws import iam as iam_adapter
 from reconciler.kinds import base, kms, recovery
@@ -137,7 +137,8 @@ class OidcProviderHandler:
         except errors.AwsError:
             _settle_failed(self, aws, journal)
             raise
-        entry = state_model.ResourceState(KIND, desired.name, "managed", {"arn": arn, "url": want["url"]},
+        entry = state_model.ResourceState(KIND, desired.name, "managed",
+                                          {"arn": arn, "url": want["url"], "created": clock.stamp()},
                                           dict(want), desired.connection, desired.dependencies)
         aws.settle(journal, entry)
         return entry
@@ -157,7 +158,8 @@ class OidcProviderHandler:
         if arn is None or found is None or found["tags"].get(kms.OPERATION_TAG) != journal.operation_id:
             return recovery.Recovery.rolled_back(journal, f"rolled back {what}: no provider was created")
         kind, name = journal.address.split("/", 1)
-        entry = state_model.ResourceState(kind, name, "managed", {"arn": arn, "url": data["attributes"]["url"]},
+        entry = state_model.ResourceState(kind, name, "managed",
+                                          {"arn": arn, "url": data["attributes"]["url"], "created": journal.started_at},
                                           dict(data["attributes"]), data["connection"],
                                           tuple(data.get("dependencies", ())))
         return recovery.Recovery.resumed(journal, entry, f"resuming {what}: found provider {arn}")
