@@ -32,6 +32,13 @@ in tests/aws/test_sandbox_fidelity.py that fails on stock moto.
    AddClientIDToOpenIDConnectProvider / RemoveClientIDFromOpenIDConnectProvider
    (HTML 500, unreadable by botocore); here they add (idempotently) and remove
    a client id, as AWS does.
+9. IAM eventual consistency (a switch, off by default): AWS refuses, for a
+   while, a trust policy naming a role or OIDC provider created moments ago
+   (MalformedPolicyDocument "Invalid principal in policy"); stock moto never
+   does. With ``RECONCILER_SANDBOX_PROPAGATION_SECONDS=N`` in the sandbox's
+   environment (read at every call), CreateRole and UpdateAssumeRolePolicy
+   refuse such a principal for its first N seconds, so the retry that copes
+   with it is tested end to end.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import os
 import struct
 from typing import Any
 
@@ -50,6 +58,9 @@ from moto.kms import exceptions as kms_exceptions
 from moto.kms import utils as kms_utils
 from moto.kms import models as kms_models
 from moto.core.responses import EmptyResult
+from moto.core import utils as core_utils
+from moto.iam import exceptions as iam_exceptions
+from moto.iam import models as iam_models
 from moto.iam import responses as iam_responses
 from moto.kms import responses as kms_responses
 
@@ -255,6 +266,47 @@ def _remove_client_id(self: iam_responses.IamResponse) -> Any:
     return EmptyResult()
 
 
+PROPAGATION_ENV = "RECONCILER_SANDBOX_PROPAGATION_SECONDS"
+
+
+def _created(backend: Any, arn: str) -> Any:
+    """When the role or OIDC provider ``arn`` names was created (None: not one of them)."""
+    if ":oidc-provider/" in arn:
+        provider = backend.open_id_providers.get(arn)
+        return provider.create_date if provider is not None else None
+    if ":role/" in arn:
+        return next((r.create_date for r in backend.roles.values() if r.arn == arn), None)
+    return None
+
+
+def _refuse_unpropagated(backend: Any, document: str) -> None:
+    """MalformedPolicyDocument for a principal younger than the switch's seconds."""
+    seconds = float(os.environ.get(PROPAGATION_ENV) or 0)
+    if seconds <= 0:
+        return
+    try:
+        statements = json.loads(document).get("Statement", [])
+    except (ValueError, AttributeError):
+        return
+    for statement in [statements] if isinstance(statements, dict) else statements:
+        principal = statement.get("Principal") if isinstance(statement, dict) else None
+        for kind, values in (principal.items() if isinstance(principal, dict) else []):
+            for arn in values if isinstance(values, list) else [values]:
+                created = _created(backend, str(arn))
+                if created is not None and (core_utils.utcnow() - created).total_seconds() < seconds:
+                    raise iam_exceptions.MalformedPolicyDocument(f'Invalid principal in policy: "{kind}":"{arn}"')
+
+
+def _create_role(self: Any, role_name: str, assume_role_policy_document: str, *args: Any, **kwargs: Any) -> Any:
+    _refuse_unpropagated(self, assume_role_policy_document)
+    return _ORIGINAL["create_role"](self, role_name, assume_role_policy_document, *args, **kwargs)
+
+
+def _update_assume_role_policy(self: Any, role_name: str, policy_document: str) -> None:
+    _refuse_unpropagated(self, policy_document)
+    _ORIGINAL["update_assume_role_policy"](self, role_name, policy_document)
+
+
 _ORIGINAL: dict[str, Any] = {}
 
 
@@ -286,4 +338,8 @@ def apply() -> None:
     kms_responses.KmsResponse.get_key_rotation_status = _get_key_rotation_status  # type: ignore[method-assign]
     iam_responses.IamResponse.add_client_id_to_open_id_connect_provider = _add_client_id  # type: ignore[attr-defined]
     iam_responses.IamResponse.remove_client_id_from_open_id_connect_provider = _remove_client_id  # type: ignore[attr-defined]
+    _ORIGINAL["create_role"] = iam_models.IAMBackend.create_role
+    _ORIGINAL["update_assume_role_policy"] = iam_models.IAMBackend.update_assume_role_policy
+    iam_models.IAMBackend.create_role = _create_role  # type: ignore[method-assign]
+    iam_models.IAMBackend.update_assume_role_policy = _update_assume_role_policy  # type: ignore[method-assign]
     _applied = True

@@ -3,6 +3,8 @@ fails on stock moto (run as a separate, unpatched server process)."""
 
 from __future__ import annotations
 
+import json
+import os
 import socket
 import subprocess
 import sys
@@ -17,6 +19,8 @@ from cryptography.hazmat.primitives.asymmetric import padding
 import botocore.exceptions
 import botocore.parsers
 import pytest
+
+from reconciler.sandbox.fidelity import PROPAGATION_ENV
 
 
 def _free_port() -> int:
@@ -174,6 +178,28 @@ def oidc_audiences_can_be_added_and_removed(endpoint: str) -> None:
     assert iam.get_open_id_connect_provider(OpenIDConnectProviderArn=arn)["ClientIDList"] == ["two"]
 
 
+def new_principal_is_refused_until_propagated(endpoint: str) -> None:
+    """With the switch on (read by the in-process sandbox; a separate stock
+    server never sees it), a trust policy naming a provider younger than the
+    switch's seconds is refused as AWS does, and accepted once older."""
+    iam = _client(endpoint, "iam")
+    arn = iam.create_open_id_connect_provider(Url=f"https://new-{time.monotonic_ns()}.example.com",
+                                              ClientIDList=["x"])["OpenIDConnectProviderArn"]
+    trust = json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"Federated": arn}, "Action": "sts:AssumeRoleWithWebIdentity"}]})
+    name = f"web-{time.monotonic_ns()}"
+    os.environ[PROPAGATION_ENV] = "0.5"
+    try:
+        with pytest.raises(botocore.exceptions.ClientError) as info:
+            iam.create_role(RoleName=name, AssumeRolePolicyDocument=trust)
+        assert info.value.response["Error"]["Code"] == "MalformedPolicyDocument"
+        assert f'Invalid principal in policy: "Federated":"{arn}"' in info.value.response["Error"]["Message"]
+        time.sleep(0.6)
+        iam.create_role(RoleName=name, AssumeRolePolicyDocument=trust)
+    finally:
+        del os.environ[PROPAGATION_ENV]
+
+
 CHECKS: list[Callable[[str], None]] = [
     key_usage_defaults_to_encrypt_decrypt,
     rsa_oaep_round_trip, multi_region_replica_decrypts_primary_ciphertext,
@@ -181,6 +207,7 @@ CHECKS: list[Callable[[str], None]] = [
     replicate_keeps_primary_primary, replica_has_its_own_aliases,
     replicate_single_region_is_validation_error, rotation_period_is_returned,
     access_denied_is_typed_for_json_services, oidc_audiences_can_be_added_and_removed,
+    new_principal_is_refused_until_propagated,
 ]
 
 
@@ -206,6 +233,7 @@ STOCK_FAILURES: dict[str, tuple[type[BaseException], str]] = {
     "access_denied_is_typed_for_json_services": (AssertionError, "access-denied-code"),  # code "403"
     # not implemented: an HTML 500 that botocore cannot parse
     "oidc_audiences_can_be_added_and_removed": (botocore.parsers.ResponseParserError, "Unable to parse"),
+    "new_principal_is_refused_until_propagated": (pytest.fail.Exception, "DID NOT RAISE"),  # accepted at once
 }
 
 
