@@ -326,7 +326,8 @@ class KmsProviderHandler:
         kind, name = journal.address.split("/", 1)
 
         def record(meta: Mapping[str, Any], attributes: Mapping[str, Any]) -> state_model.ResourceState:
-            return state_model.ResourceState(kind, name, "managed", {"keyId": meta["KeyId"], "arn": meta["Arn"]},
+            return state_model.ResourceState(kind, name, "managed",
+                                             {"keyId": meta["KeyId"], "arn": meta["Arn"], ARNS: key_arns(meta)},
                                              dict(attributes), data["connection"],
                                              tuple(data.get("dependencies", ())))
 
@@ -406,6 +407,8 @@ class KmsProviderHandler:
         if "replicas" in want:  # what an IamRole's grants name (plan/refs.py: KmsProvider/x#arns)
             entry = dataclasses.replace(entry, ids={**entry.ids, ARNS: sorted(
                 [entry.ids["arn"], *(_replica_arn(entry.ids["arn"], r) for r in want["replicas"])])})
+        elif desired.mode == "managed" and ARNS not in entry.ids:  # recorded before ids had them
+            entry = dataclasses.replace(entry, ids={**entry.ids, ARNS: [entry.ids["arn"]]})
         return dataclasses.replace(entry, mode=desired.mode, attributes=recorded,
                                    connection=desired.connection, dependencies=desired.dependencies)
 
