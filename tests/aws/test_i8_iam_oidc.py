@@ -140,3 +140,20 @@ def test_permissions_hook_names_the_provider_arn():
     assert found[0].resources == ("arn:aws:iam::*:oidc-provider/api.pulumi.com/oidc",)
     assert "iam:AddClientIDToOpenIDConnectProvider" in found[0].actions
     assert found[1].resources == ("*",) and found[1].actions == ("iam:ListOpenIDConnectProviders",)
+
+
+def test_a_new_url_replaces_the_provider_creating_first(aws, stack, calls):
+    directory = stack({"oidc.yaml": provider()})
+    assert run("apply", directory, "--auto-approve").exit_code == 0
+    old = arn_of(directory)
+    (directory / "oidc.yaml").write_text(provider().replace("api.pulumi.com/oidc", "token.actions.example.com"))
+    plan = run("plan", directory)
+    assert "+/- OidcProvider/pulumi" in plan.output, plan.output
+    calls.clear()
+    assert run("apply", directory, "--auto-approve", "--allow-destroy").exit_code == 0
+    writes = [w for w in calls.writes if "OpenIDConnectProvider" in w]
+    assert writes.index("iam:CreateOpenIDConnectProvider") < writes.index("iam:DeleteOpenIDConnectProvider")
+    arns = [p["Arn"] for p in boto3.client("iam").list_open_id_connect_providers()["OpenIDConnectProviderList"]]
+    assert arns == [arn_of(directory)] and arn_of(directory) != old
+    assert arn_of(directory).endswith(":oidc-provider/token.actions.example.com")
+    clean(directory)

@@ -241,3 +241,30 @@ def test_import_by_role_name_then_plan_is_clean(aws, stack):
     assert imported.exit_code == 0, imported.output
     assert state_of(directory)["resources"]["IamRole/infisical"]["ids"]["roleName"] == "infisical"
     clean(directory)
+
+
+def test_a_new_path_replaces_the_role_destroying_first(aws, stack):
+    directory = stack({"oidc.yaml": OIDC})
+    applied(directory)
+    old = iam().get_role(RoleName="PulumiCmk")["Role"]["RoleId"]
+    (directory / "oidc.yaml").write_text(OIDC + "  path: /vendors/\n")
+    plan = run("plan", directory)
+    assert "-/+ IamRole/pulumi-cmk" in plan.output, plan.output
+    refused = run("apply", directory, "--auto-approve")
+    assert refused.exit_code == 1 and "--allow-destroy" in refused.output
+    applied(directory, "--allow-destroy")
+    live = iam().get_role(RoleName="PulumiCmk")["Role"]
+    assert live["Path"] == "/vendors/" and live["RoleId"] != old
+    clean(directory)
+
+
+def test_permissions_name_the_role_arn():
+    from reconciler.kinds import iam_role
+    from reconciler.plan import model
+    from reconciler.state import model as state_model
+
+    want = model.Desired("IamRole", "cerby", "managed", {"roleName": "Cerby", "path": "/vendors/"}, {})
+    [found] = iam_role.RULES.permissions(want, {want.address: want}, state_model.State.empty())
+    assert found.resources == ("arn:aws:iam::*:role/vendors/Cerby",)
+    assert {"iam:CreateRole", "iam:PutRolePolicy", "iam:UpdateAssumeRolePolicy", "iam:DeleteRole"} <= set(found.actions)
+    assert not any("*" in action for action in found.actions)
