@@ -37,8 +37,10 @@ in tests/aws/test_sandbox_fidelity.py that fails on stock moto.
    (MalformedPolicyDocument "Invalid principal in policy"); stock moto never
    does. With ``RECONCILER_SANDBOX_PROPAGATION_SECONDS=N`` in the sandbox's
    environment (read at every call), CreateRole and UpdateAssumeRolePolicy
-   refuse such a principal for its first N seconds, so the retry that copes
-   with it is tested end to end.
+   refuse such a principal for its first N seconds, and KMS CreateKey and
+   PutKeyPolicy refuse a key policy naming it (MalformedPolicyDocumentException,
+   "one or more invalid principals"), so the retry that copes with it is
+   tested end to end.
 """
 
 from __future__ import annotations
@@ -247,6 +249,7 @@ def _encrypt_response(self: kms_responses.KmsResponse) -> str:
 
 def _create_key(self: kms_models.KmsBackend, policy: str | None, key_usage: str, key_spec: str,
                 description: str, tags: Any, multi_region: bool = False, origin: str = "AWS_KMS") -> Any:
+    _refuse_unpropagated_key_policy(self, policy)
     return _ORIGINAL["create_key"](self, policy, key_usage or "ENCRYPT_DECRYPT", key_spec, description, tags,
                                    multi_region, origin)
 
@@ -307,6 +310,29 @@ def _update_assume_role_policy(self: Any, role_name: str, policy_document: str) 
     _ORIGINAL["update_assume_role_policy"](self, role_name, policy_document)
 
 
+class MalformedKeyPolicy(core_exceptions.JsonRESTError):
+    code = 400
+
+    def __init__(self) -> None:
+        super().__init__("MalformedPolicyDocumentException",
+                         "Policy contains a statement with one or more invalid principals.")
+
+
+def _refuse_unpropagated_key_policy(backend: kms_models.KmsBackend, policy: str | None) -> None:
+    """A key policy naming a principal IAM has not propagated: KMS's own refusal."""
+    if not policy:
+        return
+    try:
+        _refuse_unpropagated(iam_models.iam_backends[backend.account_id]["aws"], policy)
+    except iam_exceptions.MalformedPolicyDocument:
+        raise MalformedKeyPolicy() from None
+
+
+def _put_key_policy(self: kms_models.KmsBackend, key_id: str, policy: str) -> None:
+    _refuse_unpropagated_key_policy(self, policy)
+    _ORIGINAL["put_key_policy"](self, key_id, policy)
+
+
 _ORIGINAL: dict[str, Any] = {}
 
 
@@ -342,4 +368,6 @@ def apply() -> None:
     _ORIGINAL["update_assume_role_policy"] = iam_models.IAMBackend.update_assume_role_policy
     iam_models.IAMBackend.create_role = _create_role  # type: ignore[method-assign]
     iam_models.IAMBackend.update_assume_role_policy = _update_assume_role_policy  # type: ignore[method-assign]
+    _ORIGINAL["put_key_policy"] = kms_models.KmsBackend.put_key_policy
+    kms_models.KmsBackend.put_key_policy = _put_key_policy  # type: ignore[method-assign]
     _applied = True

@@ -200,6 +200,31 @@ def new_principal_is_refused_until_propagated(endpoint: str) -> None:
         del os.environ[PROPAGATION_ENV]
 
 
+def key_policy_naming_a_new_role_is_refused_until_propagated(endpoint: str) -> None:
+    """The same switch for KMS: a key policy naming a role younger than the
+    switch's seconds is refused (CreateKey and PutKeyPolicy), then accepted."""
+    iam, kms = _client(endpoint, "iam"), _client(endpoint, "kms")
+    trust = json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"}, "Action": "sts:AssumeRole"}]})
+    role = iam.create_role(RoleName=f"user-{time.monotonic_ns()}", AssumeRolePolicyDocument=trust)["Role"]["Arn"]
+    policy = json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"}, "Action": "kms:*", "Resource": "*"},
+        {"Effect": "Allow", "Principal": {"AWS": role}, "Action": "kms:Decrypt", "Resource": "*"}]})
+    key = kms.create_key()["KeyMetadata"]["KeyId"]
+    os.environ[PROPAGATION_ENV] = "0.5"
+    try:
+        for call in (lambda: kms.create_key(Policy=policy),
+                     lambda: kms.put_key_policy(KeyId=key, PolicyName="default", Policy=policy)):
+            with pytest.raises(botocore.exceptions.ClientError) as info:
+                call()
+            assert info.value.response["Error"]["Code"] == "MalformedPolicyDocumentException"
+            assert "invalid principals" in info.value.response["Error"]["Message"]
+        time.sleep(0.6)
+        kms.put_key_policy(KeyId=key, PolicyName="default", Policy=policy)
+    finally:
+        del os.environ[PROPAGATION_ENV]
+
+
 CHECKS: list[Callable[[str], None]] = [
     key_usage_defaults_to_encrypt_decrypt,
     rsa_oaep_round_trip, multi_region_replica_decrypts_primary_ciphertext,
@@ -207,7 +232,7 @@ CHECKS: list[Callable[[str], None]] = [
     replicate_keeps_primary_primary, replica_has_its_own_aliases,
     replicate_single_region_is_validation_error, rotation_period_is_returned,
     access_denied_is_typed_for_json_services, oidc_audiences_can_be_added_and_removed,
-    new_principal_is_refused_until_propagated,
+    new_principal_is_refused_until_propagated, key_policy_naming_a_new_role_is_refused_until_propagated,
 ]
 
 
@@ -234,6 +259,7 @@ STOCK_FAILURES: dict[str, tuple[type[BaseException], str]] = {
     # not implemented: an HTML 500 that botocore cannot parse
     "oidc_audiences_can_be_added_and_removed": (botocore.parsers.ResponseParserError, "Unable to parse"),
     "new_principal_is_refused_until_propagated": (pytest.fail.Exception, "DID NOT RAISE"),  # accepted at once
+    "key_policy_naming_a_new_role_is_refused_until_propagated": (pytest.fail.Exception, "DID NOT RAISE"),
 }
 
 
