@@ -78,7 +78,7 @@ def trust_of(name: str) -> dict:
     return iam().get_role(RoleName=name)["Role"]["AssumeRolePolicyDocument"]
 
 
-def test_cross_account_role_with_grants_on_key_and_replica(aws, stack):
+def test_cross_account_role_with_grants_on_key_and_replica(aws, stack, calls):
     directory = stack({"key.yaml": KEY, "role.yaml": role()}, region="us-east-2")
     plan = run("plan", directory)
     assert "(known after apply)" in plan.output
@@ -95,7 +95,9 @@ def test_cross_account_role_with_grants_on_key_and_replica(aws, stack):
     tags = {t["Key"]: t["Value"] for t in iam().get_role(RoleName="cerby")["Role"]["Tags"]}
     assert tags["reconciler:address"] == "IamRole/cerby" and tags["reconciler:operation"]
     assert state_of(directory)["journal"] == []
+    calls.clear()
     clean(directory)
+    assert calls.count("GetRole") >= 1 and calls.writes == []  # refreshed, and nothing written
 
 
 def test_equal_documents_rewritten_by_hand_are_no_change(aws, stack):
