@@ -149,10 +149,22 @@ class IamAdapter(adapter.Adapter):
         if keys:
             self._call("UntagRole", RoleName=name, TagKeys=keys)
 
+    def instance_profiles(self, name: str) -> list[str]:
+        return sorted(str(p["InstanceProfileName"]) for p in
+                      self._pages("ListInstanceProfilesForRole", "InstanceProfiles", RoleName=name))
+
     def delete_role(self, name: str) -> None:
-        """Detach and delete what IAM requires gone first (DeleteConflict otherwise), then the role."""
+        """Detach and delete the role's policies (IAM refuses DeleteRole before),
+        then the role. A role someone put in an instance profile is refused
+        before anything changes: removing it would break whatever runs with it."""
         if self.role(name) is None:
             return
+        profiles = self.instance_profiles(name)
+        if profiles:
+            raise errors.AwsError(
+                f"role {name} is in instance profile(s) {', '.join(profiles)}, added outside reconciler; nothing "
+                f"was deleted. Remove it from them first (aws iam remove-role-from-instance-profile "
+                f"--role-name {name} --instance-profile-name NAME), then apply again", "DeleteConflict")
         for policy in self.inline_policies(name):
             self.delete_inline_policy(name, policy)
         for arn in self.attached_policies(name):

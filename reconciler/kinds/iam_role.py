@@ -357,7 +357,7 @@ def _settle_failed(handler: IamRoleHandler, aws: base.AwsContext, journal: state
 ROLE_ACTIONS = ("iam:CreateRole", "iam:GetRole", "iam:DeleteRole", "iam:UpdateRole", "iam:UpdateAssumeRolePolicy",
                 "iam:TagRole", "iam:UntagRole", "iam:ListRoleTags", "iam:ListRolePolicies", "iam:GetRolePolicy",
                 "iam:PutRolePolicy", "iam:DeleteRolePolicy", "iam:ListAttachedRolePolicies",
-                "iam:AttachRolePolicy", "iam:DetachRolePolicy")
+                "iam:AttachRolePolicy", "iam:DetachRolePolicy", "iam:ListInstanceProfilesForRole")
 WIDENED_NOTE = "the role grants more than the manifests say (trust or permissions widened); apply sets it back"
 
 

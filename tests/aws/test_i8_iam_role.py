@@ -270,3 +270,17 @@ def test_permissions_name_the_role_arn():
     assert found.resources == ("arn:aws:iam::*:role/vendors/Cerby",)
     assert {"iam:CreateRole", "iam:PutRolePolicy", "iam:UpdateAssumeRolePolicy", "iam:DeleteRole"} <= set(found.actions)
     assert not any("*" in action for action in found.actions)
+
+
+def test_a_role_in_an_instance_profile_is_not_deleted_and_nothing_changes(aws, stack):
+    directory = stack({"key.yaml": KEY, "role.yaml": role()}, region="us-east-2")
+    applied(directory)
+    client = iam()
+    client.create_instance_profile(InstanceProfileName="ec2-by-hand")
+    client.add_role_to_instance_profile(InstanceProfileName="ec2-by-hand", RoleName="cerby")
+    (directory / "role.yaml").unlink()
+    result = run("apply", directory, "--auto-approve", "--allow-destroy")
+    assert result.exit_code == 1
+    assert "instance profile(s) ec2-by-hand" in result.output and "nothing was deleted" in result.output
+    assert client.list_role_policies(RoleName="cerby")["PolicyNames"] == ["reconciler-grants"]
+    assert "IamRole/cerby" in state_of(directory)["resources"]
