@@ -284,3 +284,16 @@ def test_a_role_in_an_instance_profile_is_not_deleted_and_nothing_changes(aws, s
     assert "instance profile(s) ec2-by-hand" in result.output and "nothing was deleted" in result.output
     assert client.list_role_policies(RoleName="cerby")["PolicyNames"] == ["reconciler-grants"]
     assert "IamRole/cerby" in state_of(directory)["resources"]
+
+
+def test_a_saved_plan_carries_the_references_and_applies(aws, stack, tmp_path):
+    directory = stack({"oidc.yaml": OIDC})
+    saved = tmp_path / "change.plan"
+    planned = run("plan", directory, "--out", saved)
+    assert planned.exit_code == 0, planned.output
+    trust = json.loads(saved.read_text())["desired"]["IamRole/pulumi-cmk"]["attributes"]["trust"]
+    assert trust["Statement"][0]["Principal"] == {"Federated": [{"$ref": "OidcProvider/pulumi#arn"}]}
+    applied(saved)
+    provider = state_of(directory)["resources"]["OidcProvider/pulumi"]["ids"]["arn"]
+    assert trust_of("PulumiCmk")["Statement"][0]["Principal"] == {"Federated": [provider]}
+    clean(directory)
