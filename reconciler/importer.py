@@ -51,7 +51,7 @@ def import_resource(workspace: engine.Workspace, aws: base.AwsContext, address: 
     if address in state.resources:
         raise errors.ConfigError(f"{address} is already in state ({state.resources[address].ids.get('arn')})")
     want = engine.desired_of(config, resolve_values=False)[address]
-    lookup = dataclasses.replace(want, mode="managed", lookup={IMPORT_LOOKUP[resource.kind]: aws_id})
+    lookup = dataclasses.replace(want, mode=state_model.Mode.MANAGED, lookup={IMPORT_LOOKUP[resource.kind]: aws_id})
     taken = [a for a, e in state.resources.items()
              if e.kind == resource.kind and _names(e.ids) & _names({"id": aws_id})]
     if taken:
@@ -68,7 +68,7 @@ def import_resource(workspace: engine.Workspace, aws: base.AwsContext, address: 
     attributes = dict(entry.attributes)
     for field in LOCAL_ONLY.get(resource.kind, ()):
         attributes[field] = want.attributes[field]
-    entry = dataclasses.replace(entry, mode="managed", attributes=attributes, dependencies=want.dependencies)
+    entry = dataclasses.replace(entry, mode=state_model.Mode.MANAGED, attributes=attributes, dependencies=want.dependencies)
     workspace.backend.write(state.with_resource(entry))
     return entry
 

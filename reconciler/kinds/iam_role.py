@@ -203,7 +203,7 @@ class IamRoleHandler:
         }
         connection = {"region": config.region_of(resource) or factory.GLOBAL_REGION,
                       "auth": dict(config.auth_of(resource))}
-        return plan_model.Desired(KIND, resource.name, "managed", attrs, connection, replace_on=REPLACE_ON,
+        return plan_model.Desired(KIND, resource.name, state_model.Mode.MANAGED, attrs, connection, replace_on=REPLACE_ON,
                                   lookup={"roleName": name})
 
     # -- reading ---------------------------------------------------------------------------
@@ -277,7 +277,7 @@ class IamRoleHandler:
         except errors.AwsError:
             _settle_failed(self, aws, journal)
             raise
-        entry = state_model.ResourceState(KIND, desired.name, "managed",
+        entry = state_model.ResourceState(KIND, desired.name, state_model.Mode.MANAGED,
                                           {"roleName": role["RoleName"], "arn": role["Arn"],
                                            "roleId": role.get("RoleId"), "created": clock.stamp()},
                                           created, desired.connection, desired.dependencies)
@@ -300,7 +300,7 @@ class IamRoleHandler:
         if role is None or tags.get(kms.OPERATION_TAG) != journal.operation_id:
             return recovery.Recovery.rolled_back(journal, f"rolled back {what}: no role was created")
         kind, resource = journal.address.split("/", 1)
-        entry = state_model.ResourceState(kind, resource, "managed",
+        entry = state_model.ResourceState(kind, resource, state_model.Mode.MANAGED,
                                           {"roleName": name, "arn": role["Arn"], "roleId": role.get("RoleId"),
                                            "created": journal.started_at},
                                           dict(data["attributes"]), data["connection"],

@@ -110,7 +110,7 @@ class KmsProviderHandler:
         if "keyId" in spec:
             lookup = {"keyId": spec["keyId"]}
             if not spec.get("manage"):
-                return plan_model.Desired(KIND, resource.name, "read", {}, connection, lookup=lookup)
+                return plan_model.Desired(KIND, resource.name, state_model.Mode.READ, {}, connection, lookup=lookup)
             attrs: dict[str, Any] = {"keyState": "Enabled"}
             for field in ("description", "tags", "policy"):
                 if field in spec:
@@ -123,7 +123,7 @@ class KmsProviderHandler:
                 attrs["alias"] = alias_name(spec["alias"])
             if "rotation" in spec:
                 attrs["rotation"] = _rotation(spec["rotation"])
-            return plan_model.Desired(KIND, resource.name, "adopted", attrs, connection, lookup=lookup)
+            return plan_model.Desired(KIND, resource.name, state_model.Mode.ADOPTED, attrs, connection, lookup=lookup)
 
         key_spec = spec.get("spec", SYMMETRIC)
         per_key = {"alias": alias_name(spec.get("alias")), "description": spec.get("description", ""),
@@ -142,7 +142,7 @@ class KmsProviderHandler:
             attrs[EXCLUSIVE] = True
         if attrs["multiRegion"]:
             attrs["replicas"] = {r: dict(per_key) for r in sorted(spec.get("replicaRegions") or [])}
-        return plan_model.Desired(KIND, resource.name, "managed", attrs, connection,
+        return plan_model.Desired(KIND, resource.name, state_model.Mode.MANAGED, attrs, connection,
                                   replace_on=REPLACE_ON, destroy_on=frozenset({"replicas"}))
 
     # -- reading -----------------------------------------------------------------
@@ -289,7 +289,7 @@ class KmsProviderHandler:
         except errors.AwsError:
             self._settle_failed(aws, journal)
             raise
-        entry = state_model.ResourceState(KIND, desired.name, "managed",
+        entry = state_model.ResourceState(KIND, desired.name, state_model.Mode.MANAGED,
                                           {"keyId": meta["KeyId"], "arn": meta["Arn"], ARNS: [meta["Arn"]]},
                                           created, desired.connection, desired.dependencies)
         aws.settle(journal, entry)  # the key exists now: never lose track of it
@@ -326,7 +326,7 @@ class KmsProviderHandler:
         kind, name = journal.address.split("/", 1)
 
         def record(meta: Mapping[str, Any], attributes: Mapping[str, Any]) -> state_model.ResourceState:
-            return state_model.ResourceState(kind, name, "managed",
+            return state_model.ResourceState(kind, name, state_model.Mode.MANAGED,
                                              {"keyId": meta["KeyId"], "arn": meta["Arn"], ARNS: key_arns(meta)},
                                              dict(attributes), data["connection"],
                                              tuple(data.get("dependencies", ())))
@@ -407,7 +407,7 @@ class KmsProviderHandler:
         if "replicas" in want:  # what an IamRole's grants name (plan/refs.py: KmsProvider/x#arns)
             entry = dataclasses.replace(entry, ids={**entry.ids, ARNS: sorted(
                 [entry.ids["arn"], *(_replica_arn(entry.ids["arn"], r) for r in want["replicas"])])})
-        elif desired.mode == "managed" and ARNS not in entry.ids:  # recorded before ids had them
+        elif desired.mode == state_model.Mode.MANAGED and ARNS not in entry.ids:  # recorded before ids had them
             entry = dataclasses.replace(entry, ids={**entry.ids, ARNS: [entry.ids["arn"]]})
         return dataclasses.replace(entry, mode=desired.mode, attributes=recorded,
                                    connection=desired.connection, dependencies=desired.dependencies)

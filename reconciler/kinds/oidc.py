@@ -78,7 +78,7 @@ class OidcProviderHandler:
             attrs["thumbprints"] = sorted({t.lower() for t in spec["thumbprints"]})
         connection = {"region": config.region_of(resource) or factory.GLOBAL_REGION,
                       "auth": dict(config.auth_of(resource))}
-        return plan_model.Desired(KIND, resource.name, "managed", attrs, connection, replace_on=REPLACE_ON,
+        return plan_model.Desired(KIND, resource.name, state_model.Mode.MANAGED, attrs, connection, replace_on=REPLACE_ON,
                                   lookup={"url": attrs["url"]})
 
     def refresh(self, aws: base.AwsContext, entry: state_model.ResourceState,
@@ -137,7 +137,7 @@ class OidcProviderHandler:
         except errors.AwsError:
             _settle_failed(self, aws, journal)
             raise
-        entry = state_model.ResourceState(KIND, desired.name, "managed",
+        entry = state_model.ResourceState(KIND, desired.name, state_model.Mode.MANAGED,
                                           {"arn": arn, "url": want["url"], "created": clock.stamp()},
                                           dict(want), desired.connection, desired.dependencies)
         aws.settle(journal, entry)
@@ -158,7 +158,7 @@ class OidcProviderHandler:
         if arn is None or found is None or found["tags"].get(kms.OPERATION_TAG) != journal.operation_id:
             return recovery.Recovery.rolled_back(journal, f"rolled back {what}: no provider was created")
         kind, name = journal.address.split("/", 1)
-        entry = state_model.ResourceState(kind, name, "managed",
+        entry = state_model.ResourceState(kind, name, state_model.Mode.MANAGED,
                                           {"arn": arn, "url": data["attributes"]["url"], "created": journal.started_at},
                                           dict(data["attributes"]), data["connection"],
                                           tuple(data.get("dependencies", ())))

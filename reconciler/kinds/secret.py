@@ -122,7 +122,7 @@ class SecretHandler:
                 env_value(spec["fromEnv"], _where(resource))  # fail here, at the field, before any AWS call
             attrs.update(value=UNRESOLVED if resolve_values else NOT_READ, fingerprint=FINGERPRINT)
         connection = {"region": config.stack.region, "auth": dict(config.stack.auth or {"defaultChain": {}})}
-        return plan_model.Desired(KIND, resource.name, "managed", attrs, connection,
+        return plan_model.Desired(KIND, resource.name, state_model.Mode.MANAGED, attrs, connection,
                                   sensitive=self.sensitive,
                                   lookup={"source": {k: spec[k] for k in ("encrypted", "generate", "fromEnv")
                                                      if k in spec}})
@@ -238,7 +238,7 @@ class SecretHandler:
                 if desired.lookup.get("unchanged") and entry is not None \
                         and entry.attributes.get("vault") == desired.attributes["vault"]:
                     # the stored value is the planned one: record its new fingerprint, write nothing
-                    return state_model.ResourceState(KIND, desired.name, "managed",
+                    return state_model.ResourceState(KIND, desired.name, state_model.Mode.MANAGED,
                                                      {**entry.ids, **fingerprint_ids}, attributes,
                                                      desired.connection, desired.dependencies)
             sealed = aws.keyring.encrypt(value, key_arn=info.key_arn, key_spec=info.key_spec,
@@ -294,7 +294,7 @@ class SecretHandler:
                change: plan_model.ResourceChange, checkpoint: base.Checkpoint) -> state_model.ResourceState:
         paths = {c.top for c in change.changes}
         if paths <= {"description"}:
-            return state_model.ResourceState(KIND, desired.name, "managed", entry.ids, dict(desired.attributes),
+            return state_model.ResourceState(KIND, desired.name, state_model.Mode.MANAGED, entry.ids, dict(desired.attributes),
                                              desired.connection, desired.dependencies)
         if "vault" in paths and entry.attributes.get("vault") != desired.attributes["vault"]:
             moved = _move(aws, desired, entry, checkpoint)
@@ -348,7 +348,7 @@ def _move(aws: base.AwsContext, desired: plan_model.Desired, entry: state_model.
     attributes = {**entry.attributes, "vault": target.name, "description": desired.attributes["description"]}
     ids = {**vaults.recorded_ids(entry.ids, versions[-1], versions),
            **vaults.resealed_ids(aws, entry.ids, settled, target)}
-    moved = state_model.ResourceState(KIND, desired.name, "managed", ids, attributes, desired.connection,
+    moved = state_model.ResourceState(KIND, desired.name, state_model.Mode.MANAGED, ids, attributes, desired.connection,
                                       desired.dependencies)
     aws.settle(journal, moved)
     return moved
@@ -361,7 +361,7 @@ def _written(name: str, entry: state_model.ResourceState | None, data: Mapping[s
     every kept version, for a secret recorded before versionKeys)."""
     previous = {k: v for k, v in (entry.ids if entry is not None else {}).items()
                 if k not in ("fingerprintKey", "lostKey")}
-    return state_model.ResourceState(KIND, name, "managed",
+    return state_model.ResourceState(KIND, name, state_model.Mode.MANAGED,
                                      vaults.recorded_ids({**previous, **data.get("ids", {})}, stored, history),
                                      dict(data["attributes"]), data["connection"],
                                      tuple(data.get("dependencies", ())))

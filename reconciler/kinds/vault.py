@@ -23,7 +23,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from reconciler import errors
-from reconciler.aws import s3, secretsmanager, ssm
 from reconciler.crypto import envelope as env
 from reconciler.kinds import base
 from reconciler.manifest import model as manifest
@@ -33,7 +32,8 @@ from reconciler.plan import rules as plan_rules
 from reconciler.plan import planner
 from reconciler.state import model as state_model
 from reconciler.stores import base as store_base
-from reconciler.stores import local
+from reconciler.stores import local, secretsmanager, ssm
+from reconciler.stores import s3 as s3_store
 
 KIND = "Vault"
 
@@ -115,7 +115,7 @@ def open_store(ctx: base.AwsContext, spec: Mapping[str, Any], keep: int) -> Any:
             return local.LocalStore(directory, keep)
         case {"s3": s3_spec}:
             region = region_of(s3_spec)
-            return s3.S3Store(ctx.client("s3", region=region), region, s3_spec["bucket"],
+            return s3_store.S3Store(ctx.client("s3", region=region), region, s3_spec["bucket"],
                               s3_spec.get("prefix", ""), keep)
         case {"secretsmanager": sm}:
             region = region_of(sm)
@@ -322,7 +322,7 @@ class VaultHandler:
                  "keepVersions": spec.get("keepVersions", store_base.DEFAULT_KEEP),
                  "description": spec.get("description", "")}
         connection = {"region": config.stack.region, "auth": dict(config.stack.auth or {"defaultChain": {}})}
-        return plan_model.Desired(KIND, resource.name, "managed", attrs, connection)
+        return plan_model.Desired(KIND, resource.name, state_model.Mode.MANAGED, attrs, connection)
 
     def refresh(self, aws: base.AwsContext, entry: state_model.ResourceState,
                 desired: plan_model.Desired | None) -> planner.Refreshed:
@@ -340,7 +340,7 @@ class VaultHandler:
 
     def _entry(self, aws: base.AwsContext, desired: plan_model.Desired) -> state_model.ResourceState:
         key_arn, _spec, _conn = provider_key(aws, desired.attributes["provider"])
-        return state_model.ResourceState(KIND, desired.name, "managed", {"keyArn": key_arn},
+        return state_model.ResourceState(KIND, desired.name, state_model.Mode.MANAGED, {"keyArn": key_arn},
                                          dict(desired.attributes), desired.connection, desired.dependencies)
 
     def create(self, aws: base.AwsContext, desired: plan_model.Desired,

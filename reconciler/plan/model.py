@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from reconciler.plan import actions, diff
+from reconciler.state import model as state_model
 
 PLAN_FORMAT = "reconciler-plan/v1"
 PROTECT = "protect"
@@ -32,7 +33,7 @@ class Desired:
 
     kind: str
     name: str
-    mode: str  # "managed" (we own it) | "adopted" (keyId + manage) | "read" (keyId, read-only)
+    mode: state_model.Mode
     attributes: Mapping[str, Any]
     connection: Mapping[str, Any]
     replace_on: frozenset[str] = frozenset()
@@ -54,7 +55,7 @@ class Desired:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Desired:
-        return cls(data["kind"], data["name"], data["mode"], data["attributes"], data["connection"],
+        return cls(data["kind"], data["name"], state_model.Mode(data["mode"]), data["attributes"], data["connection"],
                    frozenset(data.get("replaceOn", ())), frozenset(data.get("sensitive", ())),
                    frozenset(data.get("destroyOn", ())),
                    tuple(data.get("dependencies", ())), data.get("lookup", {}))
@@ -66,7 +67,7 @@ class ResourceChange:
     kind: str
     name: str
     action: actions.Action
-    mode: str
+    mode: state_model.Mode
     before: Mapping[str, Any] | None
     after: Mapping[str, Any] | None
     changes: tuple[diff.AttributeChange, ...] = ()
@@ -95,7 +96,7 @@ class ResourceChange:
     def from_json(cls, data: Mapping[str, Any]) -> ResourceChange:
         changes = tuple(diff.AttributeChange.from_json(c) for c in data["changes"])
         return cls(data["address"], data["kind"], data["name"], actions.Action(data["action"]),
-                   data["mode"], data["before"], data["after"], changes,
+                   state_model.Mode(data["mode"]), data["before"], data["after"], changes,
                    tuple(data.get("replacePaths", ())), tuple(data.get("notes", ())),
                    data.get("requiresAllowDestroy", False), tuple(data.get("sensitive", ())),
                    data.get("deposed", ""), data.get("subject", ""))

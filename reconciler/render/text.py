@@ -12,12 +12,14 @@ _COLOURS = {"+": "green", "~": "yellow", "+/-": "magenta", "-/+": "magenta", "-"
             "!": "magenta"}
 
 
+_ANSI = {"red": 31, "green": 32, "yellow": 33, "magenta": 35, "cyan": 36, "white": 37}
+
+
 def _styler(color: bool) -> Callable[[str, str], str]:
+    """Colour for a terminal (plain ANSI: the pure core imports no CLI library)."""
     if not color:
         return lambda text, _colour: text
-    import click  # only the text view colours, and only on a terminal
-
-    return lambda text, colour: click.style(text, fg=colour)
+    return lambda text, colour: f"\x1b[{_ANSI[colour]}m{text}\x1b[0m"
 
 
 def summary_line(plan: model.Plan) -> str:

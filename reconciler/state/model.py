@@ -19,11 +19,21 @@ FORMAT_VERSION = 1
 MAX_APPLIED_PLANS = 200
 
 
+class Mode(enum.StrEnum):
+    """How reconciler holds an object: it made it and owns it; it adopted one
+    made elsewhere and converges it (``keyId`` + ``manage: true``); or it only
+    reads one (``keyId``), recording changes and never reverting them."""
+
+    MANAGED = "managed"
+    ADOPTED = "adopted"
+    READ = "read"
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class ResourceState:
     kind: str
     name: str
-    mode: str  # "managed" | "adopted" | "read"
+    mode: Mode
     ids: Mapping[str, Any]
     attributes: Mapping[str, Any]
     connection: Mapping[str, Any]  # region and auth (env var *names* only)
@@ -40,7 +50,7 @@ class ResourceState:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ResourceState:
-        return cls(data["kind"], data["name"], data.get("mode", "managed"), data.get("ids", {}),
+        return cls(data["kind"], data["name"], Mode(data.get("mode", Mode.MANAGED)), data.get("ids", {}),
                    data.get("attributes", {}), data.get("connection", {}),
                    tuple(data.get("dependencies", ())))
 
