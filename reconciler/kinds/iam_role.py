@@ -407,4 +407,29 @@ class IamRoleRules(plan_rules.Rules):
         return (plan_rules.Permission(ROLE_ACTIONS, (arn,)),)
 
 
+    def granted(self, desired: plan_model.Desired, stack: Mapping[str, plan_model.Desired],
+                prior: state_model.State) -> tuple[plan_rules.Permission, ...]:
+        """What the role may do (``policy --for``): each granted key's actions on
+        its exact ARNs, as recorded; a key not created yet, by region only."""
+        found = []
+        for statement in (desired.attributes.get("inlinePolicies") or {}).get(GRANTS_POLICY, {}).get("Statement", []):
+            ref = refs.Ref.parse(statement.get("Resource"))
+            if ref is None:
+                continue
+            found.append(plan_rules.Permission(tuple(statement["Action"]), _key_arns(ref.address, stack, prior)))
+        return tuple(found)
+
+
+def _key_arns(address: str, stack: Mapping[str, plan_model.Desired], prior: state_model.State) -> tuple[str, ...]:
+    """The ARNs of a granted key: recorded in state, else every region it will be in."""
+    entry = prior.resources.get(address)
+    if entry is not None and entry.ids.get(kms.ARNS):
+        return tuple(entry.ids[kms.ARNS])
+    key = stack.get(address)
+    if key is None:
+        return ()
+    regions = [str(key.connection.get("region") or "*"), *sorted(key.attributes.get("replicas") or {})]
+    return tuple(f"arn:aws:kms:{region}:*:key/*" for region in regions)
+
+
 RULES = IamRoleRules()

@@ -4,6 +4,7 @@ equal, every real change is caught, and drift that widens access is critical."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pathlib
 import textwrap
@@ -119,3 +120,25 @@ def test_grants_render_one_statement_per_key_on_all_its_arns():
 ])
 def test_drift_that_widens_access_is_critical(path, before, after, severity):
     assert iam_role.RULES.severity(path, before, after) is plan_rules.Severity(severity)
+
+
+def test_granted_names_each_keys_arns_recorded_or_by_region():
+    from reconciler.plan import model
+    from reconciler.state import model as state_model
+
+    key = model.Desired("KmsProvider", "vault-rsa", state_model.Mode.MANAGED, {"replicas": {"us-west-2": {}}},
+                        {"region": "us-east-2"})
+    other = model.Desired("KmsProvider", "app", state_model.Mode.MANAGED, {}, {"region": "us-east-1"})
+    role = model.Desired("IamRole", "cerby", state_model.Mode.MANAGED, {"inlinePolicies": {
+        iam_role.GRANTS_POLICY: iam_role.grants_policy([{"provider": "vault-rsa", "actions": ["decrypt"]},
+                                                        {"provider": "app", "actions": ["encrypt"]}])}}, {})
+    stack = {d.address: d for d in (key, other, role)}
+    recorded = state_model.State.empty().with_resource(state_model.ResourceState(
+        "KmsProvider", "app", state_model.Mode.MANAGED, {"arn": "arn:aws:kms:us-east-1:1:key/k",
+                                                         "arns": ["arn:aws:kms:us-east-1:1:key/k"]}, {}, {}))
+    found = iam_role.RULES.granted(role, stack, recorded)
+    assert [(p.actions, p.resources) for p in found] == [
+        (("kms:Encrypt",), ("arn:aws:kms:us-east-1:1:key/k",)),
+        (("kms:Decrypt",), ("arn:aws:kms:us-east-2:*:key/*", "arn:aws:kms:us-west-2:*:key/*"))]
+    no_grants = dataclasses.replace(role, attributes={"inlinePolicies": {}})
+    assert iam_role.RULES.granted(no_grants, stack, recorded) == ()
