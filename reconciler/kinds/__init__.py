@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 from reconciler import errors
-from reconciler.kinds import base, kms, secret, vault
+from reconciler.kinds import base, iam_role, kms, oidc, secret, vault
 from reconciler.plan import rules as plan_rules
 
 HANDLERS: dict[str, base.Handler] = {
     "KmsProvider": kms.KmsProviderHandler(),
     "Vault": vault.VaultHandler(),
     "Secret": secret.SecretHandler(),
+    "OidcProvider": oidc.OidcProviderHandler(),
+    "IamRole": iam_role.IamRoleHandler(),
 }
 
 RULES: dict[str, plan_rules.Rules] = {  # what the planner knows of each kind (pure)
     "KmsProvider": kms.RULES,
     "Vault": vault.RULES,
     "Secret": secret.RULES,
+    "OidcProvider": oidc.RULES,
+    "IamRole": iam_role.RULES,
 }
 
 

@@ -41,6 +41,7 @@ FOREIGN_GRANTS_NOTE = ("grants this stack did not create (AWS services such as E
 DEFAULT_ROTATION_DAYS = 365
 TAG_PREFIX = "reconciler:"
 STACK_TAG, ADDRESS_TAG, OPERATION_TAG = "reconciler:stack", "reconciler:address", "reconciler:operation"
+ARNS = "arns"  # in ids: the key's ARN and its replicas', sorted
 ADOPTED_AS = "adoptedAs"  # in ids: the keyId (id, ARN or alias) an adopted key was adopted by
 
 
@@ -177,8 +178,8 @@ class KmsProviderHandler:
         foreign: dict[str, Any] = {}
         if with_grants:
             attrs["grants"], foreign = _live_grants(kms.grants(key_id), None if read_only else grant_scope)
-        ids: dict[str, Any] = {"keyId": key_id, "arn": meta["Arn"]}
         mrc = meta.get("MultiRegionConfiguration") or {}
+        ids: dict[str, Any] = {"keyId": key_id, "arn": meta["Arn"], ARNS: key_arns(meta)}
         if attrs["multiRegion"] and mrc.get("MultiRegionKeyType") == "PRIMARY":
             replicas: dict[str, Any] = {}
             for region in sorted({r["Region"] for r in mrc.get("ReplicaKeys", [])}):
@@ -222,7 +223,9 @@ class KmsProviderHandler:
             if _adopted_key(entry, desired) is None:  # keyId changed in the manifest: the key it names now
                 ids = _named_key(aws, connection, desired.lookup["keyId"]) or ids
             moved = _alias_moved(aws, entry, desired)
-        return planner.Refreshed(attrs, ids, info=(*_foreign_grants(entry.address, foreign), *moved))
+        learned = {ARNS: ids.pop(ARNS)} if ARNS not in entry.ids else {}  # recorded before ids had them
+        return planner.Refreshed(attrs, ids, info=(*_foreign_grants(entry.address, foreign), *moved),
+                                 learned=learned)
 
     def check(self, aws: base.AwsContext, desired: plan_model.Desired,
               entry: state_model.ResourceState | None) -> list[str]:
@@ -295,7 +298,8 @@ class KmsProviderHandler:
         except errors.AwsError:
             self._settle_failed(aws, journal)
             raise
-        entry = state_model.ResourceState(KIND, desired.name, state_model.Mode.MANAGED, {"keyId": meta["KeyId"], "arn": meta["Arn"]},
+        entry = state_model.ResourceState(KIND, desired.name, state_model.Mode.MANAGED,
+                                          {"keyId": meta["KeyId"], "arn": meta["Arn"], ARNS: [meta["Arn"]]},
                                           created, desired.connection, desired.dependencies)
         aws.settle(journal, entry)  # the key exists now: never lose track of it
         return self._converge(aws, desired, entry, dict(created), checkpoint)
@@ -331,7 +335,8 @@ class KmsProviderHandler:
         kind, name = journal.address.split("/", 1)
 
         def record(meta: Mapping[str, Any], attributes: Mapping[str, Any]) -> state_model.ResourceState:
-            return state_model.ResourceState(kind, name, state_model.Mode.MANAGED, {"keyId": meta["KeyId"], "arn": meta["Arn"]},
+            return state_model.ResourceState(kind, name, state_model.Mode.MANAGED,
+                                             {"keyId": meta["KeyId"], "arn": meta["Arn"], ARNS: key_arns(meta)},
                                              dict(attributes), data["connection"],
                                              tuple(data.get("dependencies", ())))
 
@@ -410,8 +415,27 @@ class KmsProviderHandler:
                                            "its deletion; set protect: false first")
                 regional = aws.kms(desired.connection, region)
                 regional.schedule_deletion(key_id, int(want.get("deletionWindowDays", 30)))
+        if "replicas" in want:  # what an IamRole's grants name (plan/refs.py: KmsProvider/x#arns)
+            entry = dataclasses.replace(entry, ids={**entry.ids, ARNS: sorted(
+                [entry.ids["arn"], *(_replica_arn(entry.ids["arn"], r) for r in want["replicas"])])})
+        elif desired.mode == state_model.Mode.MANAGED and ARNS not in entry.ids:  # recorded before ids had them
+            entry = dataclasses.replace(entry, ids={**entry.ids, ARNS: [entry.ids["arn"]]})
         return dataclasses.replace(entry, mode=desired.mode, attributes=recorded,
                                    connection=desired.connection, dependencies=desired.dependencies)
+
+
+def key_arns(meta: Mapping[str, Any]) -> list[str]:
+    """The ARN of a key and, for a multi-Region primary, of every replica, sorted
+    (as policy documents list them): what a grant on the key must name."""
+    mrc = meta.get("MultiRegionConfiguration") or {}
+    replicas = [r["Arn"] for r in mrc.get("ReplicaKeys", [])] if mrc.get("MultiRegionKeyType") == "PRIMARY" else []
+    return sorted({str(meta["Arn"]), *map(str, replicas)})
+
+
+def _replica_arn(arn: str, region: str) -> str:
+    """A multi-Region replica's ARN: the primary's, in the replica's region (one key id)."""
+    parts = arn.split(":")
+    return ":".join([*parts[:3], region, *parts[4:]])
 
 
 def ownership(stack: str, address: str, operation: str = "") -> dict[str, str]:

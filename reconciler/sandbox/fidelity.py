@@ -28,6 +28,19 @@ in tests/aws/test_sandbox_fidelity.py that fails on stock moto.
    KMSInvalidStateException, as on AWS.
 7. CreateKey without KeyUsage: stock moto records no usage (DescribeKey has
    KeyUsage null); AWS defaults it to ENCRYPT_DECRYPT.
+8. OIDC provider audiences: stock moto does not implement
+   AddClientIDToOpenIDConnectProvider / RemoveClientIDFromOpenIDConnectProvider
+   (HTML 500, unreadable by botocore); here they add (idempotently) and remove
+   a client id, as AWS does.
+9. IAM eventual consistency (a switch, off by default): AWS refuses, for a
+   while, a trust policy naming a role or OIDC provider created moments ago
+   (MalformedPolicyDocument "Invalid principal in policy"); stock moto never
+   does. With ``RECONCILER_SANDBOX_PROPAGATION_SECONDS=N`` in the sandbox's
+   environment (read at every call), CreateRole and UpdateAssumeRolePolicy
+   refuse such a principal for its first N seconds, and KMS CreateKey and
+   PutKeyPolicy refuse a key policy naming it (MalformedPolicyDocumentException,
+   "one or more invalid principals"), so the retry that copes with it is
+   tested end to end.
 """
 
 from __future__ import annotations
@@ -35,6 +48,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import os
 import struct
 from typing import Any
 
@@ -45,6 +59,11 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from moto.kms import exceptions as kms_exceptions
 from moto.kms import utils as kms_utils
 from moto.kms import models as kms_models
+from moto.core.responses import EmptyResult
+from moto.core import utils as core_utils
+from moto.iam import exceptions as iam_exceptions
+from moto.iam import models as iam_models
+from moto.iam import responses as iam_responses
 from moto.kms import responses as kms_responses
 
 _applied = False
@@ -230,8 +249,88 @@ def _encrypt_response(self: kms_responses.KmsResponse) -> str:
 
 def _create_key(self: kms_models.KmsBackend, policy: str | None, key_usage: str, key_spec: str,
                 description: str, tags: Any, multi_region: bool = False, origin: str = "AWS_KMS") -> Any:
+    _refuse_unpropagated_key_policy(self, policy)
     return _ORIGINAL["create_key"](self, policy, key_usage or "ENCRYPT_DECRYPT", key_spec, description, tags,
                                    multi_region, origin)
+
+
+def _add_client_id(self: iam_responses.IamResponse) -> Any:
+    provider = self.backend.get_open_id_connect_provider(self._get_param("OpenIDConnectProviderArn"))
+    client_id = self._get_param("ClientID")
+    if client_id not in provider.client_id_list:
+        provider.client_id_list.append(client_id)
+    return EmptyResult()
+
+
+def _remove_client_id(self: iam_responses.IamResponse) -> Any:
+    provider = self.backend.get_open_id_connect_provider(self._get_param("OpenIDConnectProviderArn"))
+    client_id = self._get_param("ClientID")
+    provider.client_id_list = [c for c in provider.client_id_list if c != client_id]
+    return EmptyResult()
+
+
+PROPAGATION_ENV = "RECONCILER_SANDBOX_PROPAGATION_SECONDS"
+
+
+def _created(backend: Any, arn: str) -> Any:
+    """When the role or OIDC provider ``arn`` names was created (None: not one of them)."""
+    if ":oidc-provider/" in arn:
+        provider = backend.open_id_providers.get(arn)
+        return provider.create_date if provider is not None else None
+    if ":role/" in arn:
+        return next((r.create_date for r in backend.roles.values() if r.arn == arn), None)
+    return None
+
+
+def _refuse_unpropagated(backend: Any, document: str) -> None:
+    """MalformedPolicyDocument for a principal younger than the switch's seconds."""
+    seconds = float(os.environ.get(PROPAGATION_ENV) or 0)
+    if seconds <= 0:
+        return
+    try:
+        statements = json.loads(document).get("Statement", [])
+    except (ValueError, AttributeError):
+        return
+    for statement in [statements] if isinstance(statements, dict) else statements:
+        principal = statement.get("Principal") if isinstance(statement, dict) else None
+        for kind, values in (principal.items() if isinstance(principal, dict) else []):
+            for arn in values if isinstance(values, list) else [values]:
+                created = _created(backend, str(arn))
+                if created is not None and (core_utils.utcnow() - created).total_seconds() < seconds:
+                    raise iam_exceptions.MalformedPolicyDocument(f'Invalid principal in policy: "{kind}":"{arn}"')
+
+
+def _create_role(self: Any, role_name: str, assume_role_policy_document: str, *args: Any, **kwargs: Any) -> Any:
+    _refuse_unpropagated(self, assume_role_policy_document)
+    return _ORIGINAL["create_role"](self, role_name, assume_role_policy_document, *args, **kwargs)
+
+
+def _update_assume_role_policy(self: Any, role_name: str, policy_document: str) -> None:
+    _refuse_unpropagated(self, policy_document)
+    _ORIGINAL["update_assume_role_policy"](self, role_name, policy_document)
+
+
+class MalformedKeyPolicy(core_exceptions.JsonRESTError):
+    code = 400
+
+    def __init__(self) -> None:
+        super().__init__("MalformedPolicyDocumentException",
+                         "Policy contains a statement with one or more invalid principals.")
+
+
+def _refuse_unpropagated_key_policy(backend: kms_models.KmsBackend, policy: str | None) -> None:
+    """A key policy naming a principal IAM has not propagated: KMS's own refusal."""
+    if not policy:
+        return
+    try:
+        _refuse_unpropagated(iam_models.iam_backends[backend.account_id]["aws"], policy)
+    except iam_exceptions.MalformedPolicyDocument:
+        raise MalformedKeyPolicy() from None
+
+
+def _put_key_policy(self: kms_models.KmsBackend, key_id: str, policy: str) -> None:
+    _refuse_unpropagated_key_policy(self, policy)
+    _ORIGINAL["put_key_policy"](self, key_id, policy)
 
 
 _ORIGINAL: dict[str, Any] = {}
@@ -263,4 +362,12 @@ def apply() -> None:
     kms_responses.KmsResponse.replicate_key = _replicate_key_response  # type: ignore[method-assign]
     kms_responses.KmsResponse.enable_key_rotation = _enable_key_rotation  # type: ignore[method-assign]
     kms_responses.KmsResponse.get_key_rotation_status = _get_key_rotation_status  # type: ignore[method-assign]
+    iam_responses.IamResponse.add_client_id_to_open_id_connect_provider = _add_client_id  # type: ignore[attr-defined]
+    iam_responses.IamResponse.remove_client_id_from_open_id_connect_provider = _remove_client_id  # type: ignore[attr-defined]
+    _ORIGINAL["create_role"] = iam_models.IAMBackend.create_role
+    _ORIGINAL["update_assume_role_policy"] = iam_models.IAMBackend.update_assume_role_policy
+    iam_models.IAMBackend.create_role = _create_role  # type: ignore[method-assign]
+    iam_models.IAMBackend.update_assume_role_policy = _update_assume_role_policy  # type: ignore[method-assign]
+    _ORIGINAL["put_key_policy"] = kms_models.KmsBackend.put_key_policy
+    kms_models.KmsBackend.put_key_policy = _put_key_policy  # type: ignore[method-assign]
     _applied = True

@@ -1,0 +1,175 @@
+"""The IAM adapter for the IamRole and OidcProvider kinds: every IAM call they
+make, errors translated (aws/errors.py). IAM is global: one client, made in
+``GLOBAL_REGION`` (aws/factory.py). Policy documents go out as JSON text and
+come back as objects (boto3 decodes IAM's URL-encoded documents)."""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from collections.abc import Mapping
+from typing import Any
+
+from reconciler import errors
+from reconciler.aws import adapter
+
+INVALID_PRINCIPAL = "invalid principal"  # how IAM and KMS word a principal they do not know (yet)
+MALFORMED = ("MalformedPolicyDocument", "MalformedPolicyDocumentException")
+
+
+def tag_list(tags: Mapping[str, str]) -> list[dict[str, str]]:
+    return [{"Key": k, "Value": v} for k, v in sorted(tags.items())]
+
+
+def _document(value: Any) -> dict[str, Any]:
+    """A policy document as IAM returns it: an object, or (raw API) URL-encoded JSON text."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    text = str(value)
+    try:
+        return dict(json.loads(text))
+    except ValueError:
+        return dict(json.loads(urllib.parse.unquote(text)))
+
+
+def invalid_principal(exc: errors.ReconcilerError) -> bool:
+    """An error saying a policy names a principal AWS does not know: a typo, or
+    (right after it was created) an identity IAM has not propagated yet."""
+    return (isinstance(exc, errors.AwsError) and exc.code in MALFORMED
+            and INVALID_PRINCIPAL in exc.message.lower())
+
+
+class IamAdapter(adapter.Adapter):
+    service = "iam"
+
+    # -- OIDC providers ------------------------------------------------------------
+    def oidc_provider(self, arn: str) -> dict[str, Any] | None:
+        """Url (without https://), audiences, thumbprints and tags of a provider; None when gone."""
+        try:
+            found = self._call("GetOpenIDConnectProvider", OpenIDConnectProviderArn=arn)
+        except errors.AwsNotFound:
+            return None
+        return {"url": found.get("Url", ""), "audiences": list(found.get("ClientIDList") or []),
+                "thumbprints": list(found.get("ThumbprintList") or []),
+                "tags": {t["Key"]: t["Value"] for t in found.get("Tags") or []}}
+
+    def oidc_provider_arns(self) -> list[str]:
+        return [str(p["Arn"]) for p in self._call("ListOpenIDConnectProviders").get("OpenIDConnectProviderList", [])]
+
+    def create_oidc_provider(self, url: str, audiences: list[str], thumbprints: list[str] | None,
+                             tags: Mapping[str, str]) -> str:
+        params: dict[str, Any] = dict(Url=url, ClientIDList=audiences, Tags=tag_list(tags))
+        if thumbprints is not None:
+            params["ThumbprintList"] = thumbprints
+        return str(self._call("CreateOpenIDConnectProvider", **params)["OpenIDConnectProviderArn"])
+
+    def add_audience(self, arn: str, audience: str) -> None:
+        self._call("AddClientIDToOpenIDConnectProvider", OpenIDConnectProviderArn=arn, ClientID=audience)
+
+    def remove_audience(self, arn: str, audience: str) -> None:
+        self._call("RemoveClientIDFromOpenIDConnectProvider", OpenIDConnectProviderArn=arn, ClientID=audience)
+
+    def set_thumbprints(self, arn: str, thumbprints: list[str]) -> None:
+        self._call("UpdateOpenIDConnectProviderThumbprint", OpenIDConnectProviderArn=arn, ThumbprintList=thumbprints)
+
+    def tag_oidc_provider(self, arn: str, tags: Mapping[str, str]) -> None:
+        if tags:
+            self._call("TagOpenIDConnectProvider", OpenIDConnectProviderArn=arn, Tags=tag_list(tags))
+
+    def untag_oidc_provider(self, arn: str, keys: list[str]) -> None:
+        if keys:
+            self._call("UntagOpenIDConnectProvider", OpenIDConnectProviderArn=arn, TagKeys=keys)
+
+    def delete_oidc_provider(self, arn: str) -> None:
+        try:
+            self._call("DeleteOpenIDConnectProvider", OpenIDConnectProviderArn=arn)
+        except errors.AwsNotFound:
+            return  # already gone: what delete wants
+
+    # -- roles -----------------------------------------------------------------------
+    def role(self, name: str) -> dict[str, Any] | None:
+        """GetRole's Role (trust policy decoded to an object), or None when there is no such role."""
+        try:
+            role = dict(self._call("GetRole", RoleName=name)["Role"])
+        except errors.AwsNotFound:
+            return None
+        role["AssumeRolePolicyDocument"] = _document(role.get("AssumeRolePolicyDocument") or "{}")
+        return role
+
+    def role_tags(self, name: str) -> dict[str, str]:
+        return {t["Key"]: t["Value"] for t in self._pages("ListRoleTags", "Tags", RoleName=name)}
+
+    def inline_policies(self, name: str) -> dict[str, dict[str, Any]]:
+        """Every inline policy of the role, by name."""
+        found = {}
+        for policy in self._pages("ListRolePolicies", "PolicyNames", RoleName=name):
+            document = self._call("GetRolePolicy", RoleName=name, PolicyName=policy)["PolicyDocument"]
+            found[str(policy)] = _document(document)
+        return found
+
+    def attached_policies(self, name: str) -> list[str]:
+        return sorted(str(p["PolicyArn"]) for p in
+                      self._pages("ListAttachedRolePolicies", "AttachedPolicies", RoleName=name))
+
+    def create_role(self, name: str, *, path: str, trust: Mapping[str, Any], description: str,
+                    max_session: int, tags: Mapping[str, str]) -> dict[str, Any]:
+        return dict(self._call("CreateRole", RoleName=name, Path=path, AssumeRolePolicyDocument=json.dumps(trust),
+                               Description=description, MaxSessionDuration=max_session,
+                               Tags=tag_list(tags))["Role"])
+
+    def update_role(self, name: str, *, description: str, max_session: int) -> None:
+        self._call("UpdateRole", RoleName=name, Description=description, MaxSessionDuration=max_session)
+
+    def set_trust(self, name: str, trust: Mapping[str, Any]) -> None:
+        self._call("UpdateAssumeRolePolicy", RoleName=name, PolicyDocument=json.dumps(trust))
+
+    def put_inline_policy(self, name: str, policy: str, document: Mapping[str, Any]) -> None:
+        self._call("PutRolePolicy", RoleName=name, PolicyName=policy, PolicyDocument=json.dumps(document))
+
+    def delete_inline_policy(self, name: str, policy: str) -> None:
+        try:
+            self._call("DeleteRolePolicy", RoleName=name, PolicyName=policy)
+        except errors.AwsNotFound:
+            return
+
+    def attach(self, name: str, policy_arn: str) -> None:
+        self._call("AttachRolePolicy", RoleName=name, PolicyArn=policy_arn)
+
+    def detach(self, name: str, policy_arn: str) -> None:
+        try:
+            self._call("DetachRolePolicy", RoleName=name, PolicyArn=policy_arn)
+        except errors.AwsNotFound:
+            return
+
+    def tag_role(self, name: str, tags: Mapping[str, str]) -> None:
+        if tags:
+            self._call("TagRole", RoleName=name, Tags=tag_list(tags))
+
+    def untag_role(self, name: str, keys: list[str]) -> None:
+        if keys:
+            self._call("UntagRole", RoleName=name, TagKeys=keys)
+
+    def instance_profiles(self, name: str) -> list[str]:
+        return sorted(str(p["InstanceProfileName"]) for p in
+                      self._pages("ListInstanceProfilesForRole", "InstanceProfiles", RoleName=name))
+
+    def delete_role(self, name: str) -> None:
+        """Detach and delete the role's policies (IAM refuses DeleteRole before),
+        then the role. A role someone put in an instance profile is refused
+        before anything changes: removing it would break whatever runs with it."""
+        if self.role(name) is None:
+            return
+        profiles = self.instance_profiles(name)
+        if profiles:
+            raise errors.AwsError(
+                f"role {name} is in instance profile(s) {', '.join(profiles)}, added outside reconciler; nothing "
+                f"was deleted. Remove it from them first (aws iam remove-role-from-instance-profile "
+                f"--role-name {name} --instance-profile-name NAME), then apply again", "DeleteConflict")
+        for policy in self.inline_policies(name):
+            self.delete_inline_policy(name, policy)
+        for arn in self.attached_policies(name):
+            self.detach(name, arn)
+        try:
+            self._call("DeleteRole", RoleName=name)
+        except errors.AwsNotFound:
+            return
