@@ -30,8 +30,8 @@ VERSION = "2012-10-17"
 
 
 def role_path(spec: Mapping[str, Any], name: str) -> str:
-    """``/path/name`` of a role (the role is named by its manifest name)."""
-    return f"{spec.get('path') or '/'}{name}"
+    """``/path/name`` of a role: ``roleName`` when given, else its manifest name."""
+    return f"{spec.get('path') or '/'}{spec.get('roleName') or name}"
 
 
 def desired_users(key: str, config: manifest.Config) -> dict[str, Any]:

@@ -147,22 +147,39 @@ def _statement_path(path: str, statement: Any, index: int) -> str:
 
 def _field_changes(where: str, before: Mapping[str, Any], after: Mapping[str, Any],
                    sensitive: bool) -> list[diff.AttributeChange]:
-    """A statement matched by Sid on both sides, field by field (values as written)."""
+    """A statement matched on both sides, field by field (values as written);
+    a field holding a mapping (Principal, Condition) down to the key that
+    changed, so a plan shows ``Principal.AWS``, not the whole principal."""
+    old_norm, new_norm = normalize_statement(before), normalize_statement(after)
+    return _nested(where, before, after, old_norm, new_norm, sensitive)
+
+
+def _get(normalized: Mapping[str, Any], key: Any) -> Any:
+    """A normalised value by the key as written (condition keys are compared case-blind)."""
+    if key in normalized:
+        return normalized[key]
+    return normalized.get(key.lower()) if isinstance(key, str) else None
+
+
+def _nested(where: str, before: Mapping[str, Any], after: Mapping[str, Any], old_norm: Any, new_norm: Any,
+            sensitive: bool) -> list[diff.AttributeChange]:
     out: list[diff.AttributeChange] = []
-    for field in sorted(set(before) | set(after)):
-        old = normalize_statement({field: before[field]}) if field in before else {}
-        new = normalize_statement({field: after[field]}) if field in after else {}
+    old_norm = old_norm if isinstance(old_norm, Mapping) else {}
+    new_norm = new_norm if isinstance(new_norm, Mapping) else {}
+    for field in sorted(set(before) | set(after), key=str):
+        old, new = _get(old_norm, field), _get(new_norm, field)
         if _key(old) == _key(new):
             continue
-        if field not in before or not old:
-            out.append(diff.AttributeChange(f"{where}.{field}", diff.MISSING, after[field], sensitive,
-                                            diff.DiffOperation.ADD))
-        elif field not in after or not new:
-            out.append(diff.AttributeChange(f"{where}.{field}", before[field], diff.MISSING, sensitive,
-                                            diff.DiffOperation.REMOVE))
+        at = f"{where}.{field}"
+        if field in before and field in after and isinstance(before[field], Mapping) \
+                and isinstance(after[field], Mapping) and old is not None and new is not None:
+            out.extend(_nested(at, before[field], after[field], old, new, sensitive))
+        elif field not in before or old is None:
+            out.append(diff.AttributeChange(at, diff.MISSING, after[field], sensitive, diff.DiffOperation.ADD))
+        elif field not in after or new is None:
+            out.append(diff.AttributeChange(at, before[field], diff.MISSING, sensitive, diff.DiffOperation.REMOVE))
         else:
-            out.append(diff.AttributeChange(f"{where}.{field}", before[field], after[field], sensitive,
-                                            diff.DiffOperation.CHANGE))
+            out.append(diff.AttributeChange(at, before[field], after[field], sensitive, diff.DiffOperation.CHANGE))
     return out
 
 
@@ -187,7 +204,8 @@ def changes(path: str, before: Any, after: Any, *, sensitive: bool = False) -> l
     statement named by the same ``Sid`` on both sides shows the fields that
     changed (``policy.Statement[Sid=Use].Action``); any other statement is
     matched by meaning, and one without a match is added or removed whole
-    (``policy.Statement[Sid=X]`` or, without a Sid, its position on its side).
+    (``policy.Statement[Sid=X]`` or, without a Sid, its position on its side),
+    except one Sid-less statement edited in place, shown field by field.
     Values are shown as written. Empty when the documents are ``equal``."""
     if equal(before, after):
         return []
@@ -209,7 +227,13 @@ def changes(path: str, before: Any, after: Any, *, sensitive: bool = False) -> l
     paired = {i for i, _ in pairs.values()}
     rest_old = [(i, s) for i, s in old_list if i not in pairs]
     rest_new = [(i, s) for i, s in new_list if i not in paired]
-    removed = {i for i, _ in _unmatched(rest_old, rest_new)}
+    gone, came = _unmatched(rest_old, rest_new), _unmatched(rest_new, rest_old)
+    if len(gone) == 1 and len(came) == 1 and all(isinstance(s, Mapping) and not _sid(s) for _, s in gone + came):
+        # one statement edited in place (no Sid to match by): show the fields that changed
+        (index, statement), (_, edited) = gone[0], came[0]
+        out.extend(_field_changes(f"{path}.Statement[{index}]", statement, edited, sensitive))
+        gone, came = [], []
+    removed = {i for i, _ in gone}
     for index, statement in old_list:  # in the old document's order, then what is new
         if index in pairs:
             out.extend(_field_changes(f"{path}.Statement[Sid={_sid(statement)}]", statement,
@@ -217,7 +241,7 @@ def changes(path: str, before: Any, after: Any, *, sensitive: bool = False) -> l
         elif index in removed:
             out.append(diff.AttributeChange(_statement_path(path, statement, index), statement, diff.MISSING,
                                             sensitive, diff.DiffOperation.REMOVE))
-    for index, statement in _unmatched(rest_new, rest_old):
+    for index, statement in came:
         out.append(diff.AttributeChange(_statement_path(path, statement, index), diff.MISSING, statement,
                                         sensitive, diff.DiffOperation.ADD))
     return out

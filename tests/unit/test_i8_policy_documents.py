@@ -87,8 +87,8 @@ def test_missing_version_is_the_2008_version():
     pytest.param(lambda d: d["Statement"][0].update(Effect="Deny"),
                  [("policy.Statement[Sid=Admin].Effect", Op.CHANGE, "Allow", "Deny")], id="effect"),
     pytest.param(lambda d: d["Statement"][0].update(Principal={"AWS": "arn:aws:iam::999999999999:root"}),
-                 [("policy.Statement[Sid=Admin].Principal", Op.CHANGE,
-                   {"AWS": "arn:aws:iam::111122223333:root"}, {"AWS": "arn:aws:iam::999999999999:root"})],
+                 [("policy.Statement[Sid=Admin].Principal.AWS", Op.CHANGE,
+                   "arn:aws:iam::111122223333:root", "arn:aws:iam::999999999999:root")],
                  id="principal"),
     pytest.param(lambda d: d["Statement"][0].update(Resource="arn:aws:kms:us-east-1:111122223333:key/k"),
                  [("policy.Statement[Sid=Admin].Resource", Op.CHANGE, "*",
@@ -110,10 +110,20 @@ def test_each_real_change_is_one_structured_change(change, expected):
     assert got == expected
 
 
-def test_a_sidless_statement_changed_in_a_condition_value_is_removed_and_added_by_position():
+def test_a_sidless_statement_edited_in_place_shows_the_key_that_changed():
     after = mutate(lambda d: d["Statement"][1]["Condition"]["StringEquals"].update({"kms:CallerAccount": "999"}))
-    got = [(c.path, c.operation) for c in diff.diff({"policy": BASE}, {"policy": after})]
-    assert got == [("policy.Statement[1]", Op.REMOVE), ("policy.Statement[1]", Op.ADD)]
+    got = [(c.path, c.operation, c.before, c.after) for c in diff.diff({"policy": BASE}, {"policy": after})]
+    assert got == [("policy.Statement[1].Condition.StringEquals.kms:CallerAccount", Op.CHANGE, "111122223333", "999")]
+
+
+def test_sidless_statements_both_changed_are_removed_and_added_by_position():
+    def both(d):
+        d["Statement"][1]["Condition"]["StringEquals"].update({"kms:CallerAccount": "999"})
+        d["Statement"].append({"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:root"},
+                               "Action": "kms:DescribeKey", "Resource": "*"})
+    got = [(c.path, c.operation) for c in diff.diff({"policy": BASE}, {"policy": mutate(both)})]
+    assert got == [("policy.Statement[1]", Op.REMOVE), ("policy.Statement[1]", Op.ADD),
+                   ("policy.Statement[2]", Op.ADD)]
 
 
 def test_added_and_removed_statements_are_named_and_reordering_does_not_count():
