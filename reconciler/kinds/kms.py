@@ -595,6 +595,8 @@ NO_ARN_NOTE = ("kms:ListAliases and kms:ListKeys take no resource ARN in AWS (Re
                "ListKeys only finds a key an interrupted create made")
 CREATE_NOTE = ("kms:CreateKey takes no resource ARN (the key does not exist yet): scoped instead by key spec, "
                "usage, multi-Region and the reconciler:address tag every key is created with")
+TAG_AT_CREATION_NOTE = ("CreateKey and ReplicateKey with Tags are authorized as kms:TagResource on the request, "
+                        "before the key has an ARN: Resource \"*\", scoped by the tags requested")
 NEW_KEY_NOTE = ("a key not yet in state has no ARN to name: any key of the region that carries this "
                 "address's reconciler:address tag")
 
@@ -636,6 +638,10 @@ def _key_actions(desired: plan_model.Desired) -> tuple[str, ...]:
         return ("kms:DescribeKey", "kms:GetKeyPolicy", "kms:GetKeyRotationStatus", "kms:ListGrants",
                 "kms:ListResourceTags")
     wanted = ["kms:DescribeKey", "kms:ListResourceTags", "kms:EnableKey", "kms:CancelKeyDeletion"]
+    if attrs.get("keySpec", SYMMETRIC) == SYMMETRIC:
+        wanted.append("kms:GetKeyRotationStatus")  # every refresh of a symmetric key reads its rotation
+    if desired.mode == "adopted":
+        wanted.extend(("kms:GetKeyPolicy", "kms:ListGrants"))  # adoption reads (and records) both
     by_attribute = {"tags": ("kms:TagResource", "kms:UntagResource"), "description": ("kms:UpdateKeyDescription",),
                     "rotation": ("kms:GetKeyRotationStatus", "kms:EnableKeyRotation", "kms:DisableKeyRotation"),
                     "policy": ("kms:GetKeyPolicy", "kms:PutKeyPolicy"),
@@ -647,7 +653,7 @@ def _key_actions(desired: plan_model.Desired) -> tuple[str, ...]:
             wanted.extend(actions)
     if desired.mode == "managed" and not plan_model.protect_of(attrs):
         wanted.append("kms:ScheduleKeyDeletion")  # a protected key is never scheduled for deletion
-    return tuple(wanted)
+    return tuple(dict.fromkeys(wanted))
 
 
 def _create_permission(desired: plan_model.Desired) -> plan_rules.Permission:
@@ -660,28 +666,72 @@ def _create_permission(desired: plan_model.Desired) -> plan_rules.Permission:
          ("StringEquals", "kms:KeyUsage", (str(attrs.get("usage", "ENCRYPT_DECRYPT")),))), CREATE_NOTE)
 
 
+def _tag_at_creation(desired: plan_model.Desired, *, key: bool, replicas: list[str]) -> plan_rules.Permission:
+    """The Tags of CreateKey (``key``) and ReplicateKey (``replicas``) are
+    authorized as kms:TagResource on the request, before any key ARN exists:
+    Resource "*", narrowed to requests tagging this address with exactly the
+    tag keys the manifest sets."""
+    attrs = desired.attributes
+    names = set(ownership("", desired.address)) | ({OPERATION_TAG} if key else set())
+    if key:
+        names.update(attrs.get("tags") or {})
+    for region in replicas:
+        names.update(((attrs.get("replicas") or {}).get(region) or {}).get("tags") or {})
+    return plan_rules.Permission(
+        ("kms:TagResource",), ("*",),
+        (("StringEquals", "aws:RequestTag/" + ADDRESS_TAG, (desired.address,)),
+         ("ForAllValues:StringEquals", "aws:TagKeys", tuple(sorted(names)))), TAG_AT_CREATION_NOTE)
+
+
+def _creates_key(desired: plan_model.Desired, prior: state_model.State) -> bool:
+    """Whether apply may call CreateKey for ``desired``: a key not in state, one
+    replaced (an attribute that forces a new key changed), or a create the
+    journal still has open (recovery looks for the key it made)."""
+    entry = prior.resources.get(desired.address)
+    if entry is None or any(j.address == desired.address and j.operation is state_model.Operation.CREATE
+                            for j in prior.journal):
+        return True
+    return any(field in desired.attributes and field in entry.attributes
+               and desired.attributes[field] != entry.attributes[field] for field in REPLACE_ON)
+
+
+def _on_key(desired: plan_model.Desired, keys: tuple[str, ...], conditions: tuple[plan_rules.Condition, ...],
+            note: str) -> list[plan_rules.Permission]:
+    """What refresh and converge do to the key named by ``keys`` and ``conditions``."""
+    found = [plan_rules.Permission(_key_actions(desired), keys, conditions, note)]
+    replicas = sorted(desired.attributes.get("replicas") or {})
+    if replicas and desired.mode == "managed":
+        found.append(plan_rules.Permission(("kms:ReplicateKey",), keys[:1],
+                                           (*conditions, ("StringEquals", "kms:ReplicaRegion", tuple(replicas)))))
+    return found
+
+
 def key_permissions(desired: plan_model.Desired, prior: state_model.State) -> tuple[plan_rules.Permission, ...]:
     """Every call plan and apply make for one KmsProvider, least privilege."""
     keys, conditions = key_scope(desired, prior)
     entry = prior.resources.get(desired.address)
     found = [plan_rules.Permission(("kms:ListAliases",), ("*",), (), NO_ARN_NOTE),
-             plan_rules.Permission(_key_actions(desired), keys, conditions, NEW_KEY_NOTE if conditions else "")]
-    if desired.mode != "managed":
+             *_on_key(desired, keys, conditions, NEW_KEY_NOTE if conditions else "")]
+    if desired.mode == "read":
         return tuple(found)
     region = str(desired.connection.get("region") or "*")
     replicas = sorted(desired.attributes.get("replicas") or {})
-    recorded = set((entry.attributes.get("replicas") or {}) if entry is not None else ())
-    if entry is None or set(replicas) - recorded:  # a new key, or a replica to create in another region
-        found.append(_create_permission(desired))
-        found.append(plan_rules.Permission(  # the tags CreateKey / ReplicateKey set on the new key
-            ("kms:TagResource",), tuple(f"arn:aws:kms:{r}:*:key/*" for r in [region, *replicas]),
-            (("StringEquals", "aws:RequestTag/" + ADDRESS_TAG, (desired.address,)),)))
-        found.append(plan_rules.Permission(("kms:ListKeys",), ("*",), (), NO_ARN_NOTE))
-    if replicas:
-        found.append(plan_rules.Permission(("kms:ReplicateKey",), keys[:1],
-                                           (*conditions, ("StringEquals", "kms:ReplicaRegion", tuple(replicas)))))
-    alias = desired.attributes.get("alias")
-    if alias:
+    if desired.mode == "managed":
+        recorded = set((entry.attributes.get("replicas") or {}) if entry is not None else ())
+        creates = _creates_key(desired, prior)
+        if creates and entry is not None:  # the successor of a replaced key: named by its tag until recorded
+            found.extend(_on_key(desired, *key_scope(desired, dataclasses.replace(
+                prior, resources={a: r for a, r in prior.resources.items() if a != desired.address})),
+                NEW_KEY_NOTE))
+        new_replicas = replicas if creates else sorted(set(replicas) - recorded)
+        if creates or new_replicas:  # a new key, or a replica to create in another region
+            found.append(_create_permission(desired))
+            found.append(_tag_at_creation(desired, key=creates, replicas=new_replicas))
+        if creates:  # recovery of an interrupted create lists the region's keys
+            found.append(plan_rules.Permission(("kms:ListKeys",), ("*",), (), NO_ARN_NOTE))
+    aliases = {str(a) for a in [desired.attributes.get("alias"),
+                                *(entry.attributes.get("alias") for entry in [entry] if entry is not None)] if a}
+    for alias in sorted(aliases):  # the alias set, and the one recorded before (moved or deleted)
         found.append(plan_rules.Permission(("kms:CreateAlias", "kms:DeleteAlias", "kms:UpdateAlias"),
                                            tuple(f"arn:aws:kms:{r}:*:{alias}" for r in [region, *replicas])))
     return tuple(found)

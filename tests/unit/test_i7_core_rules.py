@@ -112,7 +112,8 @@ def test_permissions_name_exact_arns_where_known():
     first = {p.resources: p for p in kms.permissions(new, {new.address: new}, state_model.State())}
     create = first[("*",)]  # ListAliases / ListKeys and CreateKey: AWS offers no ARN for them
     assert {a for p in kms.permissions(new, {new.address: new}, state_model.State())
-            if p.resources == ("*",) for a in p.actions} == {"kms:CreateKey", "kms:ListAliases", "kms:ListKeys"}
+            if p.resources == ("*",) for a in p.actions} == {"kms:CreateKey", "kms:ListAliases", "kms:ListKeys",
+                                                             "kms:TagResource"}  # the Tags of CreateKey
     (key,) = [p for p in kms.permissions(new, {new.address: new}, state_model.State())
               if p.conditions == (("StringEquals", "aws:ResourceTag/reconciler:address", ("KmsProvider/a",)),)]
     assert key.resources == ("arn:aws:kms:us-east-1:*:key/*",)

@@ -48,7 +48,13 @@ def _heuristic(finding) -> bool:
       its own; a key not created yet can only be named by its tag, which an
       alias cannot carry, so the alias ARNs stand in their own statement;
     - it checks a condition key against the action's own keys only, not
-      against those of the resource type the action acts on."""
+      against those of the resource type the action acts on;
+    - it wants kms:TagResource on a key ARN, where the Tags of CreateKey and
+      ReplicateKey are authorized on the request, before the key has one
+      (test_never_star_where_aws_allows_an_arn checks those statements are
+      conditioned on the request's tags)."""
+    if finding.issue == "RESOURCE_STAR":
+        return finding.detail == ["kms:TagResource"]
     if finding.issue == "RESOURCE_MISMATCH":
         return {d["action"] for d in finding.detail} <= ALIAS_ACTIONS
     if finding.issue == "UNKNOWN_CONDITION_FOR_ACTION":
@@ -78,6 +84,12 @@ def test_never_star_where_aws_allows_an_arn(example, name):
     for statement in policy_of(example(name))["Statement"]:
         if "*" in statement["Resource"]:
             assert statement["Resource"] == ["*"]
+            if statement["Action"] == ["kms:TagResource"]:  # the Tags of CreateKey / ReplicateKey, on the request
+                assert set(statement["Condition"]) == {"StringEquals", "ForAllValues:StringEquals"}
+                assert set(statement["Condition"]["ForAllValues:StringEquals"]) == {"aws:TagKeys"}
+                assert {"aws:RequestTag/reconciler:address", "aws:RequestTag/reconciler:stack"} <= set(
+                    statement["Condition"]["StringEquals"])
+                continue
             assert set(statement["Action"]) <= NO_ARN_ACTIONS, statement
         assert not {a for a in statement["Action"] if a.endswith(":*")}
 
