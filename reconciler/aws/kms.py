@@ -37,14 +37,16 @@ class KmsAdapter(adapter.Adapter):
 
     def keys_tagged(self, tag: str, value: str) -> list[str]:
         """Ids of the keys in this region carrying ``tag: value`` (ListKeys, then
-        ListResourceTags per key: only for an interrupted create, so rare)."""
+        ListResourceTags per key: only for an interrupted create, so rare). A key
+        whose tags this identity may not read (another team's: AccessDenied) is
+        not one this stack made, whose tags its policy lets it read: skipped."""
         found = []
         for key in self._pages("ListKeys", "Keys"):
             try:
                 if self.tags(key["KeyId"]).get(tag) == value:
                     found.append(str(key["KeyId"]))
-            except errors.AwsNotFound:
-                continue  # deleted meanwhile
+            except (errors.AwsNotFound, errors.AwsAccessDenied):
+                continue  # deleted meanwhile, or not ours
         return found
 
     def grants(self, key_id: str) -> list[Mapping[str, Any]]:
