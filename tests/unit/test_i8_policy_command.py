@@ -75,8 +75,9 @@ def test_each_example_policy_is_the_expected_json_and_parliament_finds_nothing(e
 
 
 # each vendor example's role, and what `policy --for` says it is granted before the
-# first apply: the key ARNs are not known yet, so only the regions are (after apply,
-# tests/aws/test_i8_examples.py checks the exact ARNs from state)
+# first apply: the key ARNs are not known yet, so the key's regions, narrowed to the
+# key by the reconciler:address and reconciler:stack tags it is created with, never
+# any key there (after apply, tests/aws/test_i8_examples.py checks the exact ARNs)
 ROLES = (("cerby-vault", "cerby-kms-access"), ("infisical-external-kms", "infisical-kms"),
          ("pulumi-cmk", "pulumi-cmk"))
 
