@@ -17,6 +17,7 @@ import pytest
 
 from reconciler.plan import policydoc
 from tests.conftest import run, state_of
+from tests.unit.test_i8_policy_command import lint
 
 ACCOUNT = "123456789012"
 ROOT = f"arn:aws:iam::{ACCOUNT}:root"
@@ -227,3 +228,33 @@ def test_a_cross_account_example_without_its_external_id_is_refused(example, nam
     assert result.exit_code == 1
     assert result.output == (f"Error: {directory / 'stack.yaml'}:{line}:7: IamRole/{role}: spec.trust.awsAccount: "
                              "missing required field 'externalId'\n1 error found.\n")
+
+
+# -- `reconciler policy` for the identity running apply, once the keys exist ----------------
+NO_ARN_ACTIONS = {"kms:ListAliases", "kms:ListKeys", "iam:ListOpenIDConnectProviders"}
+
+
+@pytest.mark.parametrize(("name", "key", "role"), [("cerby-vault", "cerby-rsa", "cerby-kms-access"),
+                                                   ("pulumi-cmk", "pulumi-secrets", "pulumi-cmk"),
+                                                   ("infisical-external-kms", "infisical-root", "infisical-kms")])
+def test_after_apply_the_policy_names_the_account_the_key_arns_and_the_role(aws, example, monkeypatch, name, key,
+                                                                           role):
+    monkeypatch.setenv("DATABASE_PASSWORD", "from-the-deploy-env")
+    directory = applied_and_clean(example, name)
+    result = run("policy", directory)
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    arns = key_ids(directory, key)["arns"]
+    key_resources = set()
+    for statement in document["Statement"]:
+        if statement["Resource"] == ["*"]:
+            assert set(statement["Action"]) <= NO_ARN_ACTIONS, statement
+            continue
+        for resource in statement["Resource"]:
+            assert f":{ACCOUNT}:" in resource and not resource.endswith("/*"), statement
+            if ":key/" in resource:
+                key_resources.add(resource)
+    assert key_resources == set(arns)
+    (role_statement,) = [s for s in document["Statement"] if s["Resource"] == [f"arn:aws:iam::{ACCOUNT}:role/{role}"]]
+    assert {"iam:CreateRole", "iam:PutRolePolicy", "iam:UpdateAssumeRolePolicy"} <= set(role_statement["Action"])
+    assert lint(document) == []
