@@ -410,26 +410,30 @@ class IamRoleRules(plan_rules.Rules):
     def granted(self, desired: plan_model.Desired, stack: Mapping[str, plan_model.Desired],
                 prior: state_model.State) -> tuple[plan_rules.Permission, ...]:
         """What the role may do (``policy --for``): each granted key's actions on
-        its exact ARNs, as recorded; a key not created yet, by region only."""
+        its exact ARNs, as recorded; a key not created yet, in every region it
+        will be in and only with the ``reconciler:address`` tag it is created
+        with (the policy command adds the stack tag), never any key there."""
         found = []
         for statement in (desired.attributes.get("inlinePolicies") or {}).get(GRANTS_POLICY, {}).get("Statement", []):
             ref = refs.Ref.parse(statement.get("Resource"))
             if ref is None:
                 continue
-            found.append(plan_rules.Permission(tuple(statement["Action"]), _key_arns(ref.address, stack, prior)))
+            arns, conditions = _key_scope(ref.address, stack, prior)
+            found.append(plan_rules.Permission(tuple(statement["Action"]), arns, conditions))
         return tuple(found)
 
 
-def _key_arns(address: str, stack: Mapping[str, plan_model.Desired], prior: state_model.State) -> tuple[str, ...]:
-    """The ARNs of a granted key: recorded in state, else every region it will be in."""
+def _key_scope(address: str, stack: Mapping[str, plan_model.Desired], prior: state_model.State,
+               ) -> tuple[tuple[str, ...], tuple[plan_rules.Condition, ...]]:
+    """The ARNs of a granted key as recorded in state, else as the key's own
+    permissions name it (kms.key_scope: by ownership tag, adopted keys by id or alias)."""
     entry = prior.resources.get(address)
     if entry is not None and entry.ids.get(kms.ARNS):
-        return tuple(entry.ids[kms.ARNS])
+        return tuple(entry.ids[kms.ARNS]), ()
     key = stack.get(address)
     if key is None:
-        return ()
-    regions = [str(key.connection.get("region") or "*"), *sorted(key.attributes.get("replicas") or {})]
-    return tuple(f"arn:aws:kms:{region}:*:key/*" for region in regions)
+        return (), ()
+    return kms.key_scope(key, prior)
 
 
 RULES = IamRoleRules()

@@ -11,8 +11,7 @@ NAMES = sorted(p.name for p in EXAMPLES.iterdir() if p.is_dir())
 
 
 def test_examples_exist():
-    assert {"quickstart", "cerby-rsa-multiregion", "pulumi-cmk-rotation", "cerby-vault",
-            "infisical-external-kms"} <= set(NAMES)
+    assert {"quickstart", "pulumi-cmk", "cerby-vault", "infisical-external-kms"} <= set(NAMES)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -27,9 +26,9 @@ def test_example_applies_and_is_then_clean(aws, example, name, monkeypatch):
 
 
 def test_cerby_key_is_rsa_4096_multi_region_with_us_west_2_replica(aws, example):
-    directory = example("cerby-rsa-multiregion")
+    directory = example("cerby-vault")
     assert run("apply", directory, "--auto-approve").exit_code == 0
-    key = state_of(directory)["resources"]["KmsProvider/cerby-vault-key"]["ids"]["keyId"]
+    key = state_of(directory)["resources"]["KmsProvider/cerby-rsa"]["ids"]["keyId"]
     assert key.startswith("mrk-")
     west = boto3.client("kms", region_name="us-west-2").describe_key(KeyId=key)["KeyMetadata"]
     assert west["KeySpec"] == "RSA_4096" and west["MultiRegionConfiguration"]["MultiRegionKeyType"] == "REPLICA"
@@ -39,7 +38,7 @@ def test_cerby_key_is_rsa_4096_multi_region_with_us_west_2_replica(aws, example)
 
 
 def test_pulumi_key_rotates_every_180_days(aws, example):
-    directory = example("pulumi-cmk-rotation")
+    directory = example("pulumi-cmk")
     assert run("apply", directory, "--auto-approve").exit_code == 0
     key = state_of(directory)["resources"]["KmsProvider/pulumi-secrets"]["ids"]["keyId"]
     status = boto3.client("kms", region_name="us-east-1").get_key_rotation_status(KeyId=key)
@@ -54,10 +53,11 @@ def test_cerby_vault_secrets_read_back_in_both_regions(aws, example):
     assert east.exit_code == 0 and len(east.stdout) == 64 and east.stdout == west.stdout
 
 
-def test_infisical_example_uses_assume_role_and_the_default_vault(aws, example, monkeypatch, calls):
+def test_infisical_example_runs_with_the_default_chain_and_uses_the_default_vault(aws, example, monkeypatch,
+                                                                                calls):
     monkeypatch.setenv("DATABASE_PASSWORD", "from-the-deploy-env")
     directory = example("infisical-external-kms")
     assert run("apply", directory, "--auto-approve").exit_code == 0
-    assert ("sts", "AssumeRole") in {(s, o) for s, o, _ in calls.calls}
+    assert ("sts", "AssumeRole") not in {(s, o) for s, o, _ in calls.calls}  # the role is for Infisical
     got = run("secret", "get", "app/database-password", "--dir", directory)
     assert got.stdout == "from-the-deploy-env"
