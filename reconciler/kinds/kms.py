@@ -771,6 +771,12 @@ class KmsRules(plan_rules.Rules):
 
     noun = "key"
     offers_protect = True
+
+    def ids_changed_by(self, change: plan_model.ResourceChange) -> frozenset[str]:
+        """Adding or removing a replica changes the key's ARNs (primary + replicas)."""
+        replicas = any(c.top == "replicas" and "." not in c.path.removeprefix("replicas.")
+                       for c in change.changes)
+        return frozenset({"arns"}) if replicas else frozenset()
     replace_order = plan_actions.Action.CREATE_THEN_DELETE  # the successor exists before the old key goes
     protected_replace_hint = ("replacing it would schedule the old key's deletion. Declare a new KmsProvider "
                               "instead, or set protect: false and apply with --allow-destroy")

@@ -167,20 +167,25 @@ def _plan_one(address: str, desired: Mapping[str, model.Desired], prior: state_m
         return None
     named = refreshed[address].ids if entry is not None and address in refreshed else {}
     other = entry is not None and any(entry.ids.get(k) != v for k, v in named.items())
-    known = _known(want, prior, refreshed, planned, problems)
+    known = _known(want, prior, refreshed, planned, rules, problems)
     change = _plan_upsert(known, entry, live, kind_rules.rules_for(rules, want.kind), problems,
                           other_object=other)
     return change
 
 
 def _known(want: model.Desired, prior: state_model.State, refreshed: Mapping[str, Refreshed],
-           planned: Mapping[str, model.ResourceChange], problems: list[str]) -> model.Desired:
+           planned: Mapping[str, model.ResourceChange], rules: kind_rules.Registry,
+           problems: list[str]) -> model.Desired:
     """``want`` with each reference resolved where its target keeps its ids, and
-    marked known after apply where this plan creates or replaces the target."""
+    marked known after apply where this plan creates or replaces the target, or
+    updates it in a way its kind says changes the referenced id."""
 
     def lookup(ref: refs.Ref) -> Any:
         change = planned.get(ref.address)
         if change is not None and (change.action is Action.CREATE or change.action.replaces):
+            return ref.unknown()
+        if change is not None and change.action is Action.UPDATE and \
+                ref.attribute in kind_rules.rules_for(rules, change.kind).ids_changed_by(change):
             return ref.unknown()
         entry = prior.resources.get(ref.address)
         found = refreshed.get(ref.address)

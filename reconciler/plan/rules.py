@@ -106,6 +106,11 @@ class Rules:
         """How bad one drifted attribute is (recorded ``before``, live ``after``)."""
         return Severity.WARNING
 
+    def ids_changed_by(self, change: model.ResourceChange) -> frozenset[str]:
+        """Ids an in-place update changes (a key's replica ARNs when replicas are
+        added or removed): references to them are known only after apply."""
+        return frozenset()
+
     def drift_note(self, entry: state_model.ResourceState) -> str:
         """What attribute drift of this kind means, in words."""
         return ""

@@ -297,3 +297,20 @@ def test_a_saved_plan_carries_the_references_and_applies(aws, stack, tmp_path):
     provider = state_of(directory)["resources"]["OidcProvider/pulumi"]["ids"]["arn"]
     assert trust_of("PulumiCmk")["Statement"][0]["Principal"] == {"Federated": [provider]}
     clean(directory)
+
+
+def test_a_replica_added_to_a_granted_key_reaches_the_role_in_one_apply(aws, stack):
+    """Adding a replica changes the key's ARNs: the role's policy is known only
+    after apply, and the same apply grants the new replica (no second apply)."""
+    single = KEY.replace("  replicaRegions: [us-west-2]\n", "")
+    directory = stack({"key.yaml": single, "role.yaml": role()}, region="us-east-2")
+    applied(directory)
+    (directory / "key.yaml").write_text(KEY)
+    plan = run("plan", directory)
+    assert "~ IamRole/cerby" in plan.output and "(known after apply)" in plan.output, plan.output
+    applied(directory)
+    arns = key_arns(directory)
+    assert len(arns) == 2 and any(":us-west-2:" in a for a in arns)
+    policy = iam().get_role_policy(RoleName="cerby", PolicyName="reconciler-grants")["PolicyDocument"]
+    assert policy["Statement"][0]["Resource"] == sorted(arns)
+    clean(directory)
