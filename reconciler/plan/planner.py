@@ -167,7 +167,7 @@ def _plan_one(address: str, desired: Mapping[str, model.Desired], prior: state_m
         return None
     named = refreshed[address].ids if entry is not None and address in refreshed else {}
     other = entry is not None and any(entry.ids.get(k) != v for k, v in named.items())
-    known = _known(want, prior, refreshed, planned, rules, problems)
+    known = _known(want, prior, {**adopted, **refreshed}, planned, rules, problems)
     change = _plan_upsert(known, entry, live, kind_rules.rules_for(rules, want.kind), problems,
                           other_object=other)
     return change
@@ -189,6 +189,12 @@ def _known(want: model.Desired, prior: state_model.State, refreshed: Mapping[str
             return ref.unknown()
         entry = prior.resources.get(ref.address)
         found = refreshed.get(ref.address)
+        if entry is None and found is not None and found.attributes is not None:  # adopted by this plan
+            try:
+                return refs.value_of(ref, found.ids, found.attributes)
+            except KeyError:
+                problems.append(f"{want.address}: refers to {ref}, but {ref.address} has no {ref.attribute}")
+                return ref.unknown()
         if entry is None:
             problems.append(f"{want.address}: refers to {ref}, but {ref.address} is neither in state nor "
                             "created by this plan")

@@ -314,3 +314,24 @@ def test_a_replica_added_to_a_granted_key_reaches_the_role_in_one_apply(aws, sta
     policy = iam().get_role_policy(RoleName="cerby", PolicyName="reconciler-grants")["PolicyDocument"]
     assert policy["Statement"][0]["Resource"] == sorted(arns)
     clean(directory)
+
+
+def test_a_role_granted_an_adopted_key_plans_and_applies_in_one_go(aws, stack):
+    """The adopted key exists already: its ARN is known at plan time, in the
+    same plan that adopts it (no apply of the key alone first)."""
+    kid = boto3.client("kms", region_name="us-east-2").create_key()["KeyMetadata"]["KeyId"]
+    adopted = f"""\
+apiVersion: reconciler/v1
+kind: KmsProvider
+metadata: {{name: vault-rsa}}
+spec:
+  keyId: {kid}
+"""
+    directory = stack({"key.yaml": adopted, "role.yaml": role()}, region="us-east-2")
+    plan = run("plan", directory)
+    assert plan.exit_code == 0, plan.output
+    assert f"arn:aws:kms:us-east-2:123456789012:key/{kid}" in plan.output
+    applied(directory)
+    policy = iam().get_role_policy(RoleName="cerby", PolicyName="reconciler-grants")["PolicyDocument"]
+    assert policy["Statement"][0]["Resource"] == [f"arn:aws:kms:us-east-2:123456789012:key/{kid}"]
+    clean(directory)
