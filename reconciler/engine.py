@@ -134,7 +134,7 @@ def hide_sensitive(plan: plan_model.Plan) -> plan_model.Plan:
 def hide_sensitive_drift(items: Sequence[plan_model.DriftItem]) -> tuple[plan_model.DriftItem, ...]:
     """Drift items with their kind's sensitive attributes masked."""
     return tuple(dataclasses.replace(item, changes=_hidden_changes(
-        item.changes, _sensitive_of(item.address.split("/", 1)[0]))) for item in items)
+        item.changes, _sensitive_of(state_model.Address(item.address).kind))) for item in items)
 
 
 def _placed(line: str, config: manifest.Config) -> str:

@@ -26,7 +26,7 @@ def recover(state: state_model.State, aws: context.ApplyContext,
     the journal is empty."""
     found: list[recovery.Recovery] = []
     for entry in state.journal:
-        handler = kinds.HANDLERS.get(entry.address.split("/", 1)[0])
+        handler = kinds.HANDLERS.get(state_model.Address(entry.address).kind)
         hook = getattr(handler, "recover", None)
         if hook is None:
             continue  # a kind that journals nothing: its entry waits for a version that knows it

@@ -21,6 +21,7 @@ from typing import Any
 
 from reconciler.manifest import model as manifest
 from reconciler.manifest import policylint
+from reconciler.state import model as state_model
 from reconciler.plan import policydoc
 
 ROLE_KIND = "IamRole"
@@ -55,7 +56,7 @@ def manages_users(config: manifest.Config) -> bool:
 
 def sid(address: str) -> str:
     """A statement id IAM accepts (letters and digits): ``IamRole/cerby-vendor`` -> ``...CerbyVendor``."""
-    name = address.split("/", 1)[1]
+    name = state_model.Address(address).name
     return SID_PREFIX + "".join(part[:1].upper() + part[1:] for part in name.split("-"))
 
 

@@ -277,7 +277,7 @@ class SecretHandler:
                 return recovery.Recovery.continues(journal, f"{what} left open: a Secret journals no create")
         data = journal.data
         vault = str(data["attributes"]["vault"])
-        latest = vaults.resolve(aws, vault).store.latest(journal.address.split("/", 1)[1])
+        latest = vaults.resolve(aws, vault).store.latest(state_model.Address(journal.address).name)
         if latest is None or vaults.digest(latest.envelope) != data.get("digest"):
             placeholder = entry is not None and not entry.ids.get("storedDigest")  # older states made one
             return recovery.Recovery.rolled_back(journal, f"rolled back {what}: nothing was stored",
@@ -286,7 +286,7 @@ class SecretHandler:
             if entry is None:
                 return recovery.Recovery.rolled_back(journal, f"rolled back {what}: no record to complete")
             data = {**data, "connection": dict(entry.connection), "dependencies": list(entry.dependencies)}
-        name = journal.address.split("/", 1)[1]
+        name = state_model.Address(journal.address).name
         return recovery.Recovery.resumed(journal, _written(name, entry, data, latest),
                                          f"resuming {what}: the value was stored (version {latest.number})")
 

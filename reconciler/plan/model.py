@@ -43,8 +43,8 @@ class Desired:
     lookup: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # how to find an adopted object
 
     @property
-    def address(self) -> str:
-        return f"{self.kind}/{self.name}"
+    def address(self) -> state_model.Address:
+        return state_model.Address.of(self.kind, self.name)
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "name": self.name, "mode": self.mode,
@@ -79,9 +79,9 @@ class ResourceChange:
     subject: str = ""  # what a timed action (rotate, revoke) acts on, when not the whole resource
 
     @property
-    def resource_address(self) -> str:
+    def resource_address(self) -> state_model.Address:
         """``kind/name``: the address in state (``address`` also names a deposed object)."""
-        return f"{self.kind}/{self.name}"
+        return state_model.Address.of(self.kind, self.name)
 
     def to_json(self) -> dict[str, Any]:
         return {"address": self.address, "kind": self.kind, "name": self.name,

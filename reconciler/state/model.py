@@ -19,6 +19,25 @@ FORMAT_VERSION = 1
 MAX_APPLIED_PLANS = 200
 
 
+class Address(str):
+    """``Kind/name``: how state, plans, references and the journal name one
+    object. A ``str`` (JSON keys, messages) that knows its parts."""
+
+    __slots__ = ()
+
+    @classmethod
+    def of(cls, kind: str, name: str) -> Address:
+        return cls(f"{kind}/{name}")
+
+    @property
+    def kind(self) -> str:
+        return self.partition("/")[0]
+
+    @property
+    def name(self) -> str:
+        return self.partition("/")[2]
+
+
 class Mode(enum.StrEnum):
     """How reconciler holds an object: it made it and owns it; it adopted one
     made elsewhere and converges it (``keyId`` + ``manage: true``); or it only
@@ -40,8 +59,8 @@ class ResourceState:
     dependencies: tuple[str, ...] = ()
 
     @property
-    def address(self) -> str:
-        return f"{self.kind}/{self.name}"
+    def address(self) -> Address:
+        return Address.of(self.kind, self.name)
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "name": self.name, "mode": self.mode, "ids": dict(self.ids),
