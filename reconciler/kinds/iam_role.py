@@ -286,12 +286,10 @@ class IamRoleHandler:
 
     def recover(self, aws: base.AwsContext, journal: state_model.JournalEntry) -> recovery.Recovery:
         """An interrupted create: the role of that name, if its operation tag is this entry's."""
-        what = f"interrupted {journal.operation.value} of {journal.address} (operation {journal.operation_id})"
-        match journal.operation:
-            case state_model.Operation.CREATE:
-                pass
-            case state_model.Operation.WRITE | state_model.Operation.COPY | state_model.Operation.MOVE:
-                return recovery.Recovery.continues(journal, f"{what} left open: a role journals only its create")
+        left_open = recovery.unless_create(journal, "role")
+        if left_open is not None:
+            return left_open
+        what = recovery.what(journal)
         data = journal.data
         client = _iam(aws, data["connection"])
         name = str(data["attributes"]["roleName"])

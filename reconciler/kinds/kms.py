@@ -318,12 +318,10 @@ class KmsProviderHandler:
     def recover(self, aws: base.AwsContext, journal: state_model.JournalEntry) -> recovery.Recovery:
         """An interrupted create: the key its operation tagged, recorded as the
         resource (the plan then converges it), or nothing was created."""
-        what = f"interrupted {journal.operation.value} of {journal.address} (operation {journal.operation_id})"
-        match journal.operation:
-            case state_model.Operation.CREATE:
-                pass
-            case state_model.Operation.WRITE | state_model.Operation.COPY | state_model.Operation.MOVE:
-                return recovery.Recovery.continues(journal, f"{what} left open: a key journals only its create")
+        left_open = recovery.unless_create(journal, "key")
+        if left_open is not None:
+            return left_open
+        what = recovery.what(journal)
         data = journal.data
         kms = aws.kms(data["connection"])
         found = kms.keys_tagged(OPERATION_TAG, journal.operation_id)

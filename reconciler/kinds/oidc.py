@@ -145,12 +145,10 @@ class OidcProviderHandler:
 
     def recover(self, aws: base.AwsContext, journal: state_model.JournalEntry) -> recovery.Recovery:
         """An interrupted create: the provider for the URL, if its operation tag is this entry's."""
-        what = f"interrupted {journal.operation.value} of {journal.address} (operation {journal.operation_id})"
-        match journal.operation:
-            case state_model.Operation.CREATE:
-                pass
-            case state_model.Operation.WRITE | state_model.Operation.COPY | state_model.Operation.MOVE:
-                return recovery.Recovery.continues(journal, f"{what} left open: a provider journals only its create")
+        left_open = recovery.unless_create(journal, "provider")
+        if left_open is not None:
+            return left_open
+        what = recovery.what(journal)
         data = journal.data
         client = iam(aws, data["connection"])
         arn = _find(client, data["attributes"]["url"])

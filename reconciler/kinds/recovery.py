@@ -15,6 +15,21 @@ from reconciler.kinds import context
 from reconciler.state import model as state_model
 
 
+def what(journal: state_model.JournalEntry) -> str:
+    """How plan notes name an open entry."""
+    return f"interrupted {journal.operation.value} of {journal.address} (operation {journal.operation_id})"
+
+
+def unless_create(journal: state_model.JournalEntry, noun: str) -> Recovery | None:
+    """For a kind that journals only its create: any other entry is left open
+    for the resource's change (None: it is a create, the kind recovers it)."""
+    match journal.operation:
+        case state_model.Operation.CREATE:
+            return None
+        case state_model.Operation.WRITE | state_model.Operation.COPY | state_model.Operation.MOVE:
+            return Recovery.continues(journal, f"{what(journal)} left open: a {noun} journals only its create")
+
+
 class Outcome(enum.StrEnum):
     RESUMED = "resumed"  # what the operation made is recorded; the entry is closed
     ROLLED_BACK = "rolled back"  # nothing was made; the entry is closed

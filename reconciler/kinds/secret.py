@@ -178,7 +178,7 @@ class SecretHandler:
     def refresh(self, aws: base.AwsContext, entry: state_model.ResourceState,
                 desired: plan_model.Desired | None) -> planner.Refreshed:
         try:
-            info = _recorded_vault(aws, entry)
+            info = vaults.stored_vault(aws, entry)
         except errors.PlanError:
             return planner.Refreshed(dict(entry.attributes), dict(entry.ids))
         latest = info.store.latest(entry.name)
@@ -262,7 +262,7 @@ class SecretHandler:
         """A write that landed is recorded as written (a generated value is never
         generated twice); one that did not is rolled back. A copy or move
         continues with the change that started it (it skips what is there)."""
-        what = f"interrupted {journal.operation.value} of {journal.address} (operation {journal.operation_id})"
+        what = recovery.what(journal)
         entry = aws.state.resources.get(journal.address)
         match journal.operation:
             case state_model.Operation.WRITE:
@@ -307,7 +307,7 @@ class SecretHandler:
 
     def delete(self, aws: base.AwsContext, entry: state_model.ResourceState) -> None:
         """Every place the entry is: a move to another vault may be halfway."""
-        stored = _recorded_vault(aws, entry)
+        stored = vaults.stored_vault(aws, entry)
         stored.store.delete(entry.name)
         settled = vaults.stored_vault(aws, entry, settled=True)
         if settled.store.describe() != stored.store.describe():
@@ -328,7 +328,7 @@ def _move(aws: base.AwsContext, desired: plan_model.Desired, entry: state_model.
     target = vaults.resolve(aws, desired.attributes["vault"])
     journal = aws.state.journal_of(entry.address, state_model.Operation.MOVE)
     move = (journal.data if journal is not None else {}).get("move") or {}
-    to = vaults.location(target.name, _vault_attributes(aws, target.name))
+    to = vaults.location(target.name, vaults.state_attributes(aws, target.name))
     if journal is not None and move.get("copied") and move.get("to") == to:
         versions = target.store.versions(entry.name)
     else:  # from where the versions are complete: the old vault, or an earlier copy
@@ -365,22 +365,6 @@ def _written(name: str, entry: state_model.ResourceState | None, data: Mapping[s
                                      vaults.recorded_ids({**previous, **data.get("ids", {})}, stored, history),
                                      dict(data["attributes"]), data["connection"],
                                      tuple(data.get("dependencies", ())))
-
-
-def _recorded_vault(aws: base.AwsContext, entry: state_model.ResourceState) -> vaults.VaultInfo:
-    """The vault a recorded secret really lives in: as state has it, else as desired."""
-    return vaults.stored_vault(aws, entry)
-
-
-def _vault_attributes(aws: base.AwsContext, vault: str) -> Mapping[str, Any]:
-    """The vault as recorded in state (where the entry really is), else as desired."""
-    entry = aws.state.resources.get(f"Vault/{vault}")
-    if entry is not None:
-        return entry.attributes
-    want = aws.desired.get(f"Vault/{vault}")
-    if want is None:
-        raise errors.PlanError(f"Vault/{vault} is neither declared nor in state")
-    return want.attributes
 
 
 # -- fingerprint keys and lost keys --------------------------------------------------
