@@ -368,13 +368,7 @@ def secret_encrypt(vault_name: str, name: str, directory: str) -> None:
 @click.option("--dir", "directory", default=".", type=click.Path(file_okay=False))
 def secret_get(address: str, number: int | None, region: str | None, directory: str) -> None:
     """Print a secret's value."""
-    try:
-        value = secret_access.read(directory, address, version=number, region=region)
-    except errors.ReconcilerError as exc:
-        name = address.partition("/")[2]
-        if exc.message.startswith(f"{name}: "):  # a store names the entry alone: name it as VAULT/NAME
-            exc.message = exc.message[len(name) + 2:]
-        raise errors.prefixed(exc, f"{address}: ") from None
+    value = secret_access.read(directory, address, version=number, region=region)
     sys.stdout.buffer.write(value + (b"\n" if _is_tty(sys.stdout) else b""))
     sys.stdout.buffer.flush()
 

@@ -53,14 +53,18 @@ def encrypt(directory: str | pathlib.Path, vault: str, name: str, value: bytes) 
 
 def read(directory: str | pathlib.Path, address: str, *, version: int | None = None,
          region: str | None = None) -> bytes:
-    """The value of VAULT/NAME (a kept version; decrypted in ``region`` if given)."""
-    workspace, aws = _context(directory)
+    """The value of VAULT/NAME (a kept version; decrypted in ``region`` if given).
+    Every error names the secret as VAULT/NAME."""
     vault, name = split(address)
-    info = vaults.resolve_stored(aws, vault, name)
-    stored = store_base.get(info.store, name, version)
-    return aws.keyring.decrypt(env.Envelope.parse(stored.envelope),
-                               binding=env.Binding(workspace.config.stack.name, vault, name),
-                               connection=info.connection, region=region)
+    workspace, aws = _context(directory)
+    try:
+        info = vaults.resolve_stored(aws, vault, name)
+        stored = store_base.get(info.store, name, version)
+        return aws.keyring.decrypt(env.Envelope.parse(stored.envelope),
+                                   binding=env.Binding(workspace.config.stack.name, vault, name),
+                                   connection=info.connection, region=region)
+    except errors.ReconcilerError as exc:
+        raise errors.prefixed(exc, f"{address}: ") from None
 
 
 def history(directory: str | pathlib.Path, address: str) -> list[HistoryRow]:

@@ -77,16 +77,17 @@ class Store(Protocol):
 
 
 def get(store: Store, name: str, number: int | None = None) -> Version:
+    """A kept version of entry ``name`` (the caller names the secret in errors)."""
     versions = store.versions(name)
     if not versions:
-        raise errors.ConfigError(f"{name}: no such secret in {store.describe()}")
+        raise errors.ConfigError(f"no such secret in {store.describe()}")
     if number is None:
         return versions[-1]
     for version in versions:
         if version.number == number:
             return version
     kept = ", ".join(str(v.number) for v in versions)
-    raise errors.ConfigError(f"{name}: version {number} is not kept in {store.describe()} (kept: {kept})")
+    raise errors.ConfigError(f"version {number} is not kept in {store.describe()} (kept: {kept})")
 
 
 def document(versions: list[Version]) -> str:
