@@ -4,9 +4,15 @@ fidelity layer) over HTTP on 127.0.0.1; nothing of ours is patched."""
 from __future__ import annotations
 
 import json
+import os
 import pathlib
+import pty
+import select
 import shutil
+import subprocess
+import sys
 import textwrap
+import time
 import urllib.request
 from collections.abc import Iterator
 
@@ -114,3 +120,34 @@ def example(tmp_path: pathlib.Path):
 
 def state_of(directory: pathlib.Path) -> dict:
     return json.loads((directory / ".reconciler" / "state.json").read_text())
+
+
+def converse(args: list[str], answers: list[tuple[bytes, bytes]]) -> tuple[int, str]:
+    """Run the CLI on a pty, answering each prompt in turn."""
+    controller, worker = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    process = subprocess.Popen([sys.executable, "-m", "reconciler.cli", *args], stdin=worker, stdout=worker, stderr=worker, env=env,
+                               close_fds=True)
+    os.close(worker)
+    seen, pending = b"", list(answers)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([controller], [], [], 1.0)
+        if not ready:
+            if process.poll() is not None:
+                break
+            continue
+        try:
+            chunk = os.read(controller, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+        if pending and seen.rstrip().endswith(pending[0][0]):
+            os.write(controller, pending.pop(0)[1])
+    if process.poll() is None:
+        process.kill()  # stuck (waiting for input that never comes): fail, never hang
+    code = process.wait(timeout=60)
+    os.close(controller)
+    return code, seen.decode(errors="replace")

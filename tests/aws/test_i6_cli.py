@@ -6,17 +6,14 @@ from __future__ import annotations
 
 import os
 import pathlib
-import pty
-import select
 import subprocess
 import sys
-import time
 
 import pytest
 
 from reconciler.state import local, model
 from tests.aws.test_vaults import CANARY, docs, key_doc, secret_doc, vault_doc
-from tests.conftest import run, state_of
+from tests.conftest import converse, run, state_of
 
 CLI = [sys.executable, "-m", "reconciler.cli"]
 
@@ -141,41 +138,10 @@ def test_secret_get_in_a_region_without_replica_names_the_problem(aws, stack):
 
 
 # -- 12: secret encrypt on a terminal --------------------------------------------------
-def _converse(args: list[str], answers: list[tuple[bytes, bytes]]) -> tuple[int, str]:
-    """Run the CLI on a pty, answering each prompt in turn."""
-    controller, worker = pty.openpty()
-    env = {k: v for k, v in os.environ.items() if k != "CI"}
-    process = subprocess.Popen([*CLI, *args], stdin=worker, stdout=worker, stderr=worker, env=env,
-                               close_fds=True)
-    os.close(worker)
-    seen, pending = b"", list(answers)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([controller], [], [], 1.0)
-        if not ready:
-            if process.poll() is not None:
-                break
-            continue
-        try:
-            chunk = os.read(controller, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        seen += chunk
-        if pending and seen.rstrip().endswith(pending[0][0]):
-            os.write(controller, pending.pop(0)[1])
-    if process.poll() is None:
-        process.kill()  # stuck (waiting for input that never comes): fail, never hang
-    code = process.wait(timeout=60)
-    os.close(controller)
-    return code, seen.decode(errors="replace")
-
-
 def test_secret_encrypt_on_a_terminal_asks_twice_without_echo(aws, stack):
     directory = stack({"main.yaml": docs(key_doc(), vault_doc())})
     assert run("apply", directory, "--auto-approve").exit_code == 0
-    code, output = _converse(
+    code, output = converse(
         ["secret", "encrypt", "--vault", "main", "--name", "pw", "--dir", str(directory)],
         [(b"Value for main/pw:", CANARY.encode() + b"\n"),
          (b"Repeat for confirmation:", b"a typo\n"),

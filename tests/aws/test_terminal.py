@@ -2,40 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import pty
-import subprocess
-import sys
-import time
-
 import boto3
 
 from tests.aws.test_kms_lifecycle import SYMMETRIC
+from tests.conftest import converse
 
 
 def _drive(directory, answer: bytes) -> tuple[int, str]:
-    controller, worker = pty.openpty()
-    env = {k: v for k, v in os.environ.items() if k != "CI"}
-    process = subprocess.Popen([sys.executable, "-m", "reconciler.cli", "apply", str(directory)],
-                               stdin=worker, stdout=worker, stderr=worker, env=env, close_fds=True)
-    os.close(worker)
-    seen = b""
-    deadline = time.monotonic() + 60
-    answered = False
-    while time.monotonic() < deadline:
-        try:
-            chunk = os.read(controller, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        seen += chunk
-        if not answered and b"Apply these changes?" in seen:
-            os.write(controller, answer)
-            answered = True
-    code = process.wait(timeout=60)
-    os.close(controller)
-    return code, seen.decode(errors="replace")
+    return converse(["apply", str(directory)], [(b"Apply these changes? [y/N]:", answer)])
 
 
 def test_terminal_apply_asks_and_a_no_changes_nothing(aws, stack):

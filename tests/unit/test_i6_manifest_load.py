@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import pathlib
 import sys
-import textwrap
 
 from reconciler import kinds
 from reconciler.crypto import envelope
