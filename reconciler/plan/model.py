@@ -149,6 +149,7 @@ class Plan:
     changes: tuple[ResourceChange, ...]  # in execution order
     drift: tuple[DriftItem, ...]
     desired: Mapping[str, Desired]
+    schedule: tuple[str, ...] = ()  # timed work to come, one line each (kinds' ``schedule`` hooks)
 
     @property
     def actionable(self) -> tuple[ResourceChange, ...]:
@@ -172,7 +173,8 @@ class Plan:
                 "targets": list(self.targets),
                 "changes": [c.to_json() for c in self.changes],
                 "drift": [d.to_json() for d in self.drift],
-                "desired": {k: v.to_json() for k, v in self.desired.items()}}
+                "desired": {k: v.to_json() for k, v in self.desired.items()},
+                **({"schedule": list(self.schedule)} if self.schedule else {})}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Plan:
@@ -181,4 +183,5 @@ class Plan:
                    data["refreshed"], tuple(data["targets"]),
                    tuple(ResourceChange.from_json(c) for c in data["changes"]),
                    tuple(DriftItem.from_json(d) for d in data["drift"]),
-                   {k: Desired.from_json(v) for k, v in data["desired"].items()})
+                   {k: Desired.from_json(v) for k, v in data["desired"].items()},
+                   tuple(data.get("schedule", ())))

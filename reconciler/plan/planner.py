@@ -101,11 +101,12 @@ def make_plan(*, plan_id: str, now: datetime.datetime, stack: str, directory: st
               refreshed: Mapping[str, Refreshed], adopted: Mapping[str, Refreshed],
               refresh: bool, targets: Sequence[str] = (),
               dependency_graph: graph.Graph | None = None,
-              rules: kind_rules.Registry) -> model.Plan:
+              rules: kind_rules.Registry, forced: Sequence[str] = ()) -> model.Plan:
     """Compute the plan at ``now`` (timed actions fall due by it). ``adopted``
     holds what was read for adopted resources that are not yet in state.
     ``rules``: each kind's (required: a kind's refusals are safety rules).
-    Raises PlanError listing every refusal."""
+    ``forced``: addresses whose kind's ``forced`` action runs now, whatever
+    the schedule (``reconciler rotate``). Raises PlanError listing every refusal."""
     problems: list[str] = []
     scope: set[str] = set(desired) | set(prior.resources) | set(prior.deposed)
     if targets:
@@ -122,11 +123,15 @@ def make_plan(*, plan_id: str, now: datetime.datetime, stack: str, directory: st
         if change is not None:
             changes[address] = change
 
-    timed = _plan_timed(changes, desired, prior, rules, now)
+    timed = _plan_timed(changes, desired, prior, refreshed, rules, now, forced, problems)
+    schedule = tuple(line for address in sorted(set(desired) & scope)
+                     for line in kind_rules.rules_for(rules, desired[address].kind).schedule(
+                         desired[address], prior.resources.get(address), now, refreshed.get(address)))
     deposed = _plan_deposed(prior, scope, rules, problems)
     context = kind_rules.PlanContext(desired, prior, dict(changes), now)
     changes = {a: _reviewed(c, rules, context, problems) for a, c in changes.items()}
     deposed = tuple(_reviewed(c, rules, context, problems) for c in deposed)
+    timed = {a: tuple(_reviewed(c, rules, context, problems) for c in due) for a, due in timed.items()}
     if problems:
         raise errors.PlanError("\n".join(problems))
     ups, downs = _order(desired, prior, set(changes))
@@ -135,7 +140,7 @@ def make_plan(*, plan_id: str, now: datetime.datetime, stack: str, directory: st
     return model.Plan(id=plan_id, created_at=now.isoformat(timespec="seconds"), stack=stack,
                       directory=directory, manifests_hash=manifests_hash, state_lineage=prior.lineage,
                       state_serial=prior.serial, refreshed=refresh, targets=tuple(targets),
-                      changes=ordered, drift=tuple(drift), desired=dict(desired))
+                      changes=ordered, drift=tuple(drift), desired=dict(desired), schedule=schedule)
 
 
 def _plan_one(address: str, desired: Mapping[str, model.Desired], prior: state_model.State,
@@ -220,20 +225,37 @@ def _reviewed(change: model.ResourceChange, rules: kind_rules.Registry, context:
 
 
 def _plan_timed(changes: Mapping[str, model.ResourceChange], desired: Mapping[str, model.Desired],
-                prior: state_model.State, rules: kind_rules.Registry,
-                now: datetime.datetime) -> dict[str, tuple[model.ResourceChange, ...]]:
+                prior: state_model.State, refreshed: Mapping[str, Refreshed], rules: kind_rules.Registry,
+                now: datetime.datetime, forced: Sequence[str] = (),
+                problems: list[str] | None = None) -> dict[str, tuple[model.ResourceChange, ...]]:
     """Actions time asks for, on objects this plan keeps (unchanged or updated in
-    place); one being created, replaced or read in starts its clock afresh."""
+    place); one being created, replaced or read in starts its clock afresh.
+    ``forced`` addresses get their kind's forced action too (once)."""
     timed: dict[str, tuple[model.ResourceChange, ...]] = {}
+    for address in forced:
+        want, entry, change = desired.get(address), prior.resources.get(address), changes.get(address)
+        if want is not None and entry is None and change is not None and change.action is Action.CREATE:
+            continue  # not yet in state: its create is the first rotation
+        forced_action = kind_rules.rules_for(rules, want.kind).forced(want, entry) \
+            if want is not None and entry is not None else None
+        if forced_action is None and problems is not None:
+            problems.append(f"{address}: nothing to rotate now (a {address.split('/', 1)[0]} has no "
+                            "rotation, or it is not in state or in the manifests)")
     for address, change in changes.items():
         want, entry = desired.get(address), prior.resources.get(address)
         if want is None or entry is None or change.action not in (Action.NOOP, Action.UPDATE):
             continue
-        due = kind_rules.rules_for(rules, want.kind).timed(want, entry, now)
+        kind = kind_rules.rules_for(rules, want.kind)
+        due = list(kind.timed(want, entry, now, refreshed.get(address)))
+        if address in forced:
+            extra = kind.forced(want, entry)
+            if extra is not None and not any(t.action is extra.action and t.subject == extra.subject for t in due):
+                due.append(extra)
         timed[address] = tuple(model.ResourceChange(
             f"{address} ({t.action.value} {t.subject})" if t.subject else address, want.kind, want.name,
-            t.action, want.mode, entry.attributes, change.after, notes=(t.reason,),
-            sensitive=tuple(sorted(want.sensitive)), subject=t.subject) for t in due)
+            t.action, want.mode, change.before if change.before is not None else entry.attributes,
+            change.after, notes=(t.reason,), sensitive=tuple(sorted(want.sensitive)), subject=t.subject)
+            for t in due)
     return timed
 
 

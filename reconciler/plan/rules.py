@@ -20,6 +20,7 @@ Action = actions.Action
 class Severity(enum.StrEnum):
     INFO = "info"  # reported, nothing to fix
     WARNING = "warning"
+    HIGH = "high"  # a risk that must not stay silent (a credential we did not issue, a rotation overdue)
     CRITICAL = "critical"  # something no longer works (a key disabled, a value lost)
 
     @property
@@ -29,8 +30,10 @@ class Severity(enum.StrEnum):
                 return 0
             case Severity.WARNING:
                 return 1
-            case Severity.CRITICAL:
+            case Severity.HIGH:
                 return 2
+            case Severity.CRITICAL:
+                return 3
 
 
 def worst(severities: list[Severity]) -> Severity:
@@ -126,8 +129,20 @@ class Rules:
         return None
 
     def timed(self, desired: model.Desired, entry: state_model.ResourceState,
-              now: datetime.datetime) -> tuple[Timed, ...]:
-        """Actions due at ``now`` for a resource in state (rotation due, lease expired)."""
+              now: datetime.datetime, live: model.Refreshed | None = None) -> tuple[Timed, ...]:
+        """Actions due at ``now`` for a resource in state (rotation due, lease expired);
+        ``live``: what this plan's refresh read of it (None without refresh)."""
+        return ()
+
+    def forced(self, desired: model.Desired, entry: state_model.ResourceState) -> Timed | None:
+        """The action ``reconciler rotate`` asks for now, whatever the schedule
+        (None: the kind has nothing to rotate)."""
+        return None
+
+    def schedule(self, desired: model.Desired, entry: state_model.ResourceState | None,
+                 now: datetime.datetime, live: model.Refreshed | None = None) -> tuple[str, ...]:
+        """What timed work comes next and when (a rotation due at T, a key to
+        deactivate after its grace period): one line each, shown under the plan."""
         return ()
 
     def permissions(self, desired: model.Desired, stack: Mapping[str, model.Desired],
