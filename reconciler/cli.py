@@ -223,6 +223,28 @@ def apply_command(target_path: str, auto_approve: bool, allow_destroy: bool, tar
     click.echo(f"\nApply complete: {summary}. State serial {result.state.serial}.")
 
 
+# -- rotate ----------------------------------------------------------------------
+@main.command("rotate")
+@click.argument("name", metavar="NAME")
+@click.option("--dir", "directory", default=".", type=click.Path(file_okay=False))
+@click.option("--dry-run", is_flag=True, help="Show what the rotation would do; change nothing.")
+@click.option("--lock-timeout", default=0.0, type=float, show_default=True, metavar="SECONDS")
+def rotate_command(name: str, directory: str, dry_run: bool, lock_timeout: float) -> None:
+    """Rotate an AccessKeyRotation's key now, whatever its schedule."""
+    workspace = engine.open_stack(directory)
+    _warn(workspace.warnings)
+    aws = engine.new_context(workspace)
+    progress = _progress()
+    with workspace.backend.lock("rotate", timeout=lock_timeout):
+        the_plan = engine.rotation_plan(workspace, aws, name, state=workspace.backend.read(), progress=progress)
+        click.echo(text.render_plan(the_plan, color=_is_tty(sys.stdout)), nl=False)
+        if dry_run or not the_plan.has_changes:
+            return
+        engine.executor.check_preconditions(the_plan, allow_destroy=False)
+        result = engine.apply(the_plan, workspace, aws, allow_destroy=False, progress=progress)
+    click.echo(f"\nRotated {name}. State serial {result.state.serial}.")
+
+
 # -- import ----------------------------------------------------------------------
 @main.command("import")
 @click.argument("address", metavar="KIND/NAME")

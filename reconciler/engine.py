@@ -67,9 +67,11 @@ def preflight(plan: plan_model.Plan, workspace: Workspace, aws: base.AwsContext)
 
 def make_plan(workspace: Workspace, aws: base.AwsContext, *, refresh_live: bool = True,
               targets: Sequence[str] = (), state: state_model.State | None = None,
-              progress: Progress = _quiet, regenerate_lost: bool = False) -> plan_model.Plan:
+              progress: Progress = _quiet, regenerate_lost: bool = False,
+              forced: Sequence[str] = ()) -> plan_model.Plan:
     """``regenerate_lost``: generated secrets whose KMS key is gone get a new
-    value (never by default: whoever used the old one breaks)."""
+    value (never by default: whoever used the old one breaks). ``forced``:
+    addresses to rotate now, whatever the schedule."""
     config = workspace.config
     desired = desired_of(config)
     prior = state if state is not None else workspace.backend.read()
@@ -99,9 +101,28 @@ def make_plan(workspace: Workspace, aws: base.AwsContext, *, refresh_live: bool 
             plan_id=str(uuid.uuid4()), now=clock.now(), stack=config.stack.name,
             directory=str(config.source.directory.resolve()), manifests_hash=config.source.content_hash,
             desired=desired, prior=prior, refreshed=refreshed, adopted=adopted, refresh=refresh_live,
-            targets=tuple(targets), dependency_graph=graph, rules=kinds.RULES), recovered))
+            targets=tuple(targets), dependency_graph=graph, rules=kinds.RULES, forced=tuple(forced)), recovered))
     except errors.PlanError as exc:
         raise errors.PlanError("\n".join(_placed(line, config) for line in exc.message.splitlines())) from None
+
+
+def rotation_plan(workspace: Workspace, aws: base.AwsContext, name: str, *, state: state_model.State,
+                  progress: Progress = _quiet) -> plan_model.Plan:
+    """``reconciler rotate NAME``: a plan that rotates NAME now (or issues its
+    first key), and nothing else. What it depends on must have nothing left
+    to apply: rotate never applies a change that was not reviewed as a plan."""
+    config = workspace.config
+    address = name if "/" in name else f"AccessKeyRotation/{name}"
+    if address not in config.resources:
+        rotations = sorted(r.name for r in config.resources.values() if r.kind == "AccessKeyRotation")
+        raise errors.ConfigError(f"rotate {name}: no {address} in the manifests"
+                                 f"{'; declared: ' + ', '.join(rotations) if rotations else ''}")
+    plan = make_plan(workspace, aws, targets=(address,), state=state, progress=progress, forced=(address,))
+    others = [c.address for c in plan.actionable if c.resource_address != address]
+    if others:
+        raise errors.PlanError(f"rotate {name}: {', '.join(others)} must be applied first (`reconciler plan` "
+                               "shows the changes); rotate performs only the rotation")
+    return dataclasses.replace(plan, changes=tuple(c for c in plan.changes if c.resource_address == address))
 
 
 def _sensitive_of(kind: str) -> frozenset[str]:

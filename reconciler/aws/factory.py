@@ -42,6 +42,10 @@ class Adapters:
     def sts(self, auth: Auth) -> Sts:
         return Sts(self.client("sts", GLOBAL_REGION, auth), GLOBAL_REGION)
 
+    def sts_with_key(self, key_id: str, secret: str) -> Sts:
+        """STS as the holder of one access key (in memory only): who it is, if it works."""
+        return Sts(self.factory.client_with_key("sts", GLOBAL_REGION, key_id, secret), GLOBAL_REGION)
+
     def check(self, auth: Auth, region: str | None) -> None:
         """Resolve ``auth`` now (env refs, token file, source credentials):
         session.AuthError names the field at fault."""

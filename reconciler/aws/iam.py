@@ -173,3 +173,31 @@ class IamAdapter(adapter.Adapter):
             self._call("DeleteRole", RoleName=name)
         except errors.AwsNotFound:
             return
+
+    # -- users and their access keys (AccessKeyRotation) ---------------------------------
+    def user(self, name: str) -> dict[str, Any] | None:
+        """GetUser's User (UserName, Arn, Path...), or None when there is no such user."""
+        try:
+            return dict(self._call("GetUser", UserName=name)["User"])
+        except errors.AwsNotFound:
+            return None
+
+    def access_keys(self, user: str) -> dict[str, str]:
+        """Every access key of ``user``: key id -> status (``Active`` / ``Inactive``)."""
+        return {str(k["AccessKeyId"]): str(k["Status"])
+                for k in self._pages("ListAccessKeys", "AccessKeyMetadata", UserName=user)}
+
+    def create_access_key(self, user: str) -> tuple[str, str]:
+        """A new key of ``user``: (key id, secret access key). The secret is
+        returned once, here: the caller seals it at once and never logs it."""
+        key = self._call("CreateAccessKey", UserName=user)["AccessKey"]
+        return str(key["AccessKeyId"]), str(key["SecretAccessKey"])
+
+    def set_access_key_status(self, user: str, key_id: str, status: str) -> None:
+        self._call("UpdateAccessKey", UserName=user, AccessKeyId=key_id, Status=status)
+
+    def delete_access_key(self, user: str, key_id: str) -> None:
+        try:
+            self._call("DeleteAccessKey", UserName=user, AccessKeyId=key_id)
+        except errors.AwsNotFound:
+            return  # already gone: what delete wants

@@ -125,6 +125,14 @@ class ClientFactory:
                 self._clients[cache_key] = _instrument(client)
             return self._clients[cache_key]
 
+    def client_with_key(self, service: str, region: str, key_id: str, secret: str) -> Any:
+        """A client signing with one access key given in memory (a key just
+        issued, to verify it works): never cached, never written anywhere.
+        Few attempts: a key AWS refuses is retried by the caller's own backoff."""
+        session = boto3.Session(aws_access_key_id=key_id, aws_secret_access_key=secret, region_name=region)
+        config = self._config.merge(botocore.config.Config(retries={"mode": "standard", "total_max_attempts": 2}))
+        return _instrument(session.client(service, region_name=region, config=config))  # type: ignore[call-overload]
+
     def session(self, auth: Mapping[str, Any] | None, region: str | None) -> boto3.Session:
         """The session for ``auth``, made now: env refs, token files and source
         credentials are resolved here (AuthError / ConfigError), not at first call."""

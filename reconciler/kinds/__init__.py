@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from reconciler import errors
-from reconciler.kinds import base, iam_role, kms, oidc, secret, vault
+from reconciler.kinds import access_key_rotation, base, iam_role, kms, oidc, secret, vault
 from reconciler.plan import rules as plan_rules
 
 HANDLERS: dict[str, base.Handler] = {
@@ -12,6 +12,7 @@ HANDLERS: dict[str, base.Handler] = {
     "Secret": secret.SecretHandler(),
     "OidcProvider": oidc.OidcProviderHandler(),
     "IamRole": iam_role.IamRoleHandler(),
+    "AccessKeyRotation": access_key_rotation.AccessKeyRotationHandler(),
 }
 
 RULES: dict[str, plan_rules.Rules] = {  # what the planner knows of each kind (pure)
@@ -20,6 +21,7 @@ RULES: dict[str, plan_rules.Rules] = {  # what the planner knows of each kind (p
     "Secret": secret.RULES,
     "OidcProvider": oidc.RULES,
     "IamRole": iam_role.RULES,
+    "AccessKeyRotation": access_key_rotation.RULES,
 }
 
 

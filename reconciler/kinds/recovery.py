@@ -26,7 +26,8 @@ def unless_create(journal: state_model.JournalEntry, noun: str) -> Recovery | No
     match journal.operation:
         case state_model.Operation.CREATE:
             return None
-        case state_model.Operation.WRITE | state_model.Operation.COPY | state_model.Operation.MOVE:
+        case state_model.Operation.WRITE | state_model.Operation.COPY | state_model.Operation.MOVE \
+                | state_model.Operation.ROTATE:
             return Recovery.continues(journal, f"{what(journal)} left open: a {noun} journals only its create")
 
 

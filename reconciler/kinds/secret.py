@@ -273,8 +273,9 @@ class SecretHandler:
                                                    at=vault)
             case state_model.Operation.MOVE:
                 return recovery.Recovery.continues(journal, f"resuming {what} with its change")
-            case state_model.Operation.CREATE:
-                return recovery.Recovery.continues(journal, f"{what} left open: a Secret journals no create")
+            case state_model.Operation.CREATE | state_model.Operation.ROTATE:
+                return recovery.Recovery.continues(journal, f"{what} left open: a Secret journals no "
+                                                   f"{journal.operation.value}")
         data = journal.data
         vault = str(data["attributes"]["vault"])
         latest = vaults.resolve(aws, vault).store.latest(state_model.Address(journal.address).name)

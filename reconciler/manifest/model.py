@@ -115,11 +115,14 @@ def references(resource: Resource, config: Config | None = None, *,
             if oidc:
                 yield Reference(("trust", "oidc", "provider"), f"OidcProvider/{oidc['provider']}")
         case "AccessKeyRotation":
+            outputs = spec.get("outputs") or {}
             for output in ("accessKeyId", "secretAccessKey"):
-                target = (spec.get("outputs") or {}).get(output) or {}
-                vault = target.get("vault") or default
+                target = outputs.get(output) or {}
+                vault = target.get("vault") or outputs.get("vault") or default
+                field = ("outputs", output, "vault") if target.get("vault") else \
+                    ("outputs", "vault") if outputs.get("vault") else ("outputs", output)
                 if vault:
-                    yield Reference(("outputs", output, "vault"), f"Vault/{vault}")
+                    yield Reference(field, f"Vault/{vault}")
         case _:
             pass
     for path, text in value_references(spec):  # `{$ref: Kind/name#attribute}` anywhere in a spec
@@ -232,14 +235,49 @@ def _lint(resource: Resource, resources: Mapping[str, Resource]) -> Iterator[err
         case "AccessKeyRotation":
             try:
                 interval = parse_duration(spec["interval"])
-                grace = parse_duration(spec.get("gracePeriod", "0s"))
+                grace = parse_duration(spec.get("gracePeriod", ROTATION_GRACE_DEFAULT))
             except (KeyError, ValueError):
                 return
-            if grace >= interval:
-                yield problem(f"gracePeriod ({spec['gracePeriod']}) must be shorter than interval "
-                              f"({spec['interval']})", "gracePeriod")
+            if interval <= 0:
+                yield problem("interval must be longer than 0", "interval")
+            elif grace <= 0:
+                yield problem("gracePeriod must be longer than 0: the previous key must outlive the cut-over "
+                              "long enough for every consumer to read the new one", "gracePeriod")
+            elif grace >= interval:
+                yield problem(f"gracePeriod ({spec.get('gracePeriod', ROTATION_GRACE_DEFAULT)}) must be shorter "
+                              f"than interval ({spec['interval']})",
+                              "gracePeriod" if "gracePeriod" in spec else "interval")
         case _:
             return
+
+
+ROTATION_GRACE_DEFAULT = "1h"
+ROTATION_OUTPUTS = ("accessKeyId", "secretAccessKey")
+
+
+def _rotation_outputs(config: Config) -> Iterator[errors.Diagnostic]:
+    """The secrets an AccessKeyRotation writes are its own: no Secret document
+    may declare one, nor another output (reported at both positions)."""
+    claims: dict[str, list[tuple[Resource, tuple[str, ...]]]] = {}
+    for resource in config.resources.values():
+        if resource.kind == "Secret":
+            claims.setdefault(resource.name, []).append((resource, ()))
+        elif resource.kind == "AccessKeyRotation":
+            for output in ROTATION_OUTPUTS:
+                secret = ((resource.spec.get("outputs") or {}).get(output) or {}).get("secret")
+                if secret:
+                    claims.setdefault(secret, []).append((resource, ("outputs", output, "secret")))
+    for name, holders in claims.items():
+        if len(holders) < 2 or all(r.kind == "Secret" for r, _ in holders):
+            continue  # two Secrets of one name are duplicate resources, reported as such
+        for resource, path in holders:
+            others = [f"{r.address}{' (' + '.'.join(p[1:]) + ')' if p else ''} at {r.position(*p)}"
+                      for r, p in holders if (r, p) != (resource, path)]
+            yield errors.Diagnostic(
+                f"secret {name} is also declared by {'; '.join(others)}; the secrets an AccessKeyRotation "
+                "writes are its own (no Secret document, no other output may name one)",
+                resource.position(*path) if path else resource.document.position(("metadata", "name")),
+                resource.address)
 
 
 def _check_envelopes(config: Config) -> Iterator[errors.Diagnostic]:
@@ -500,6 +538,7 @@ def build(source: loader.Source) -> tuple[Config | None, list[errors.Diagnostic]
         diagnostics.extend(_regions(config))
         diagnostics.extend(_shared_aliases(config))
         diagnostics.extend(_shared_stores(config))
+        diagnostics.extend(_rotation_outputs(config))
     diagnostics.sort(key=lambda d: (d.position.file, d.position.line, d.position.column)
                      if d.position else ("", 0, 0))
     return config, diagnostics

@@ -113,13 +113,20 @@ def render_plan(plan: model.Plan, *, color: bool = False) -> str:
         lines.extend(render_drift(plan.drift, color=color))
     if not plan.has_changes:
         lines.append("No changes. Live AWS matches the manifests.")
-        return "\n".join(lines) + "\n"
+        return "\n".join(lines + _schedule_lines(plan)) + "\n"
     lines.append("reconciler will perform the following actions:")
     lines.append("")
     for change in plan.actionable:
         lines.extend(_change_lines(change, style))
     lines.append(summary_line(plan))
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _schedule_lines(plan)) + "\n"
+
+
+def _schedule_lines(plan: model.Plan) -> list[str]:
+    """Timed work to come (next rotation, a key's grace period), after the plan."""
+    if not plan.schedule:
+        return []
+    return ["", "Schedule:", *(f"  {line}" for line in plan.schedule)]
 
 
 def render_drift_report(items: Sequence[model.DriftItem], *, color: bool = False) -> str:

@@ -113,6 +113,7 @@ class Operation(enum.StrEnum):
     WRITE = "write"  # a value about to be stored (Secret)
     COPY = "copy"  # versions about to be re-sealed in place or copied to another store (Vault)
     MOVE = "move"  # versions about to move to another vault (Secret)
+    ROTATE = "rotate"  # an access key about to be replaced (AccessKeyRotation: evict, create, verify, write)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
