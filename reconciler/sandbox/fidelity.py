@@ -41,6 +41,16 @@ in tests/aws/test_sandbox_fidelity.py that fails on stock moto.
    PutKeyPolicy refuse a key policy naming it (MalformedPolicyDocumentException,
    "one or more invalid principals"), so the retry that copes with it is
    tested end to end.
+10. IAM user access keys used to call STS: stock moto (with auth off, as the
+    sandbox runs) looks at nothing but the access key id, so a deleted key
+    still answers GetCallerIdentity (as the placeholder ``user/moto``), an
+    Inactive key and a wrong secret access key still answer as the user.
+    Here every STS action signed (SigV4 ``Authorization`` header) with a key
+    IAM issued to a user fails as on AWS: InvalidClientTokenId (403) once the
+    key is deleted (or its user is) or while it is Inactive, and
+    SignatureDoesNotMatch (403) when the signature, recomputed by moto's own
+    ``IAMRequest`` check, is wrong. Other credentials (the tests'
+    ``testing``, assumed-role keys) and other services are untouched.
 """
 
 from __future__ import annotations
@@ -51,6 +61,7 @@ import json
 import os
 import struct
 from typing import Any
+from urllib.parse import urlparse
 
 from moto.core import authorization
 from moto.core import exceptions as core_exceptions
@@ -63,7 +74,9 @@ from moto.core.responses import EmptyResult
 from moto.core import utils as core_utils
 from moto.iam import exceptions as iam_exceptions
 from moto.iam import models as iam_models
+from moto.iam import access_control as iam_access_control
 from moto.iam import responses as iam_responses
+from moto.sts import responses as sts_responses
 from moto.kms import responses as kms_responses
 
 _applied = False
@@ -333,6 +346,62 @@ def _put_key_policy(self: kms_models.KmsBackend, key_id: str, policy: str) -> No
     _ORIGINAL["put_key_policy"](self, key_id, policy)
 
 
+ISSUED_KEYS = "_reconciler_issued_user_keys"  # on each IAMBackend, so /moto-api/reset clears it
+
+
+def _create_access_key(self: iam_models.IAMBackend, *args: Any, **kwargs: Any) -> Any:
+    key = _ORIGINAL["create_access_key"](self, *args, **kwargs)
+    self.__dict__.setdefault(ISSUED_KEYS, set()).add(key.access_key_id)
+    return key
+
+
+def _issuer(key_id: str) -> tuple[str, iam_models.IAMBackend] | None:
+    """The account and IAM backend that issued user access key ``key_id`` (None: not one IAM issued)."""
+    for account_id, account in list(iam_models.iam_backends.items()):
+        for backend in list(account.values()):
+            if key_id in backend.__dict__.get(ISSUED_KEYS, ()):
+                return account_id, backend
+    return None
+
+
+def _live_user_key(backend: iam_models.IAMBackend, key_id: str) -> Any:
+    """The access key if it still exists and its user does (None: deleted)."""
+    key = backend.access_keys.get(key_id)
+    user = backend.users.get(key.user_name) if key is not None and key.user_name else None
+    return key if user is not None and key in user.access_keys else None
+
+
+def _check_user_key_signature(self: sts_responses.TokenResponse, account_id: str) -> None:
+    """moto's own SigV4 check (as with auth on): SignatureDoesNotMatch for a wrong secret."""
+    path = self.raw_path
+    query = urlparse(self.uri).query
+    request = iam_access_control.IAMRequest(
+        account_id=account_id, method=self.method, path=f"{path}?{query}" if query else path,
+        data=self.data, body=self.raw_body, headers=self.headers, action=self._get_action())
+    request.check_signature()
+
+
+def _check_user_key(self: sts_responses.TokenResponse) -> None:
+    """An STS request signed with an IAM user's access key: the key must exist, be Active and sign right."""
+    header = self.headers.get("Authorization") or ""
+    if not header.startswith("AWS4-HMAC-SHA256"):
+        return  # unsigned (AssumeRoleWithWebIdentity) or presigned: as stock moto
+    key_id = header.partition("Credential=")[2].partition("/")[0]
+    issuer = _issuer(key_id)
+    if issuer is None:
+        return  # not a key IAM issued (e.g. "testing"): as stock moto
+    account_id, backend = issuer
+    key = _live_user_key(backend, key_id)
+    if key is None or key.status != "Active":
+        raise core_exceptions.InvalidClientTokenIdError()
+    _check_user_key_signature(self, account_id)
+
+
+def _sts_authenticate(self: sts_responses.TokenResponse, resource: str = "*") -> None:
+    _check_user_key(self)
+    _ORIGINAL["sts_authenticate"](self, resource)
+
+
 _ORIGINAL: dict[str, Any] = {}
 
 
@@ -370,4 +439,9 @@ def apply() -> None:
     iam_models.IAMBackend.update_assume_role_policy = _update_assume_role_policy  # type: ignore[method-assign]
     _ORIGINAL["put_key_policy"] = kms_models.KmsBackend.put_key_policy
     kms_models.KmsBackend.put_key_policy = _put_key_policy  # type: ignore[method-assign]
+    _ORIGINAL["create_access_key"] = iam_models.IAMBackend.create_access_key
+    iam_models.IAMBackend.create_access_key = _create_access_key  # type: ignore[method-assign]
+    _ORIGINAL["sts_authenticate"] = sts_responses.TokenResponse._authenticate_and_authorize_normal_action
+    sts_responses.TokenResponse._authenticate_and_authorize_normal_action = (  # type: ignore[method-assign]
+        _sts_authenticate)
     _applied = True
