@@ -331,8 +331,8 @@ class AccessKeyRotationHandler:
         except errors.ReconcilerError as exc:
             _put_back(aws, desired, data.get("before") or {})
             self._abandon(aws, client, journal, user, str(data["newKey"]))
-            raise errors.prefixed(exc, "", "; both outputs still hold the previous key (nothing was "
-                                  "switched) and the new key was deleted") from None
+            raise errors.AwsError(f"{exc.message}; both outputs still hold the previous key (nothing was "
+                                  "switched) and the new key was deleted", getattr(exc, "code", "")) from None
         result = _rotated(desired, ids, data, written)
         aws.settle(journal, result)
         return result

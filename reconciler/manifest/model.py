@@ -267,17 +267,19 @@ def _rotation_outputs(config: Config) -> Iterator[errors.Diagnostic]:
                 secret = ((resource.spec.get("outputs") or {}).get(output) or {}).get("secret")
                 if secret:
                     claims.setdefault(secret, []).append((resource, ("outputs", output, "secret")))
+    def where(resource: Resource, path: tuple[str, ...]) -> errors.Position:
+        return resource.position(*path) if path else resource.document.position(("metadata", "name"))
+
     for name, holders in claims.items():
         if len(holders) < 2 or all(r.kind == "Secret" for r, _ in holders):
             continue  # two Secrets of one name are duplicate resources, reported as such
         for resource, path in holders:
-            others = [f"{r.address}{' (' + '.'.join(p[1:]) + ')' if p else ''} at {r.position(*p)}"
+            others = [f"{r.address}{' (' + '.'.join(p[1:]) + ')' if p else ''} at {where(r, p)}"
                       for r, p in holders if (r, p) != (resource, path)]
             yield errors.Diagnostic(
                 f"secret {name} is also declared by {'; '.join(others)}; the secrets an AccessKeyRotation "
                 "writes are its own (no Secret document, no other output may name one)",
-                resource.position(*path) if path else resource.document.position(("metadata", "name")),
-                resource.address)
+                where(resource, path), resource.address)
 
 
 def _check_envelopes(config: Config) -> Iterator[errors.Diagnostic]:
