@@ -143,5 +143,5 @@ def for_identity(workspace: engine.Workspace, name: str) -> Policy:
     found = plan_rules.rules_for(kinds.RULES, want.kind).granted(want, desired, prior)
     if not found:
         raise errors.ConfigError(f"--for {want.address}: a {want.kind} declares no identity that is granted "
-                                 "anything (--for takes an IamRole)")
+                                 "anything (--for takes an IamRole or an AccessKeyRotation)")
     return Policy(document(found, account_of(prior), workspace.config.stack.name), _notes(found))

@@ -632,7 +632,7 @@ class AccessKeyRotationRules(plan_rules.Rules):
             case Action.DELETE | Action.DELETE_THEN_CREATE:
                 entry = context.prior.resources.get(change.resource_address)
                 ids = entry.ids if entry is not None else {}
-                keys = [k.get("id") for k in (ids.get("current") or {}, ids.get("previous") or {}) if k.get("id")]
+                keys = [str(k["id"]) for k in (ids.get("current") or {}, ids.get("previous") or {}) if k.get("id")]
                 return plan_rules.Review(notes=(
                     f"deletes access key{'s' if len(keys) != 1 else ''} {', '.join(keys) or '(none)'} of user "
                     f"{ids.get('userName')} (whoever still uses them stops working) and the outputs "

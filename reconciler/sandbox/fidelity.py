@@ -442,6 +442,5 @@ def apply() -> None:
     _ORIGINAL["create_access_key"] = iam_models.IAMBackend.create_access_key
     iam_models.IAMBackend.create_access_key = _create_access_key  # type: ignore[method-assign]
     _ORIGINAL["sts_authenticate"] = sts_responses.TokenResponse._authenticate_and_authorize_normal_action
-    sts_responses.TokenResponse._authenticate_and_authorize_normal_action = (  # type: ignore[method-assign]
-        _sts_authenticate)
+    setattr(sts_responses.TokenResponse, "_authenticate_and_authorize_normal_action", _sts_authenticate)
     _applied = True

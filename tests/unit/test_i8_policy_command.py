@@ -194,7 +194,7 @@ def test_for_a_resource_that_declares_no_identity_is_one_clear_error(example):
     result = run("policy", directory, "--for", "app-data")
     assert result.exit_code == 1
     assert result.output.strip() == ("Error: --for KmsProvider/app-data: a KmsProvider declares no identity that "
-                                     "is granted anything (--for takes an IamRole)")
+                                     "is granted anything (--for takes an IamRole or an AccessKeyRotation)")
     missing = run("policy", directory, "--for", "nobody")
     assert (missing.exit_code, missing.output.strip()) == (1, "Error: --for nobody: no such resource in the manifests")
 
