@@ -19,7 +19,7 @@ from typing import Any
 import click
 import jsonschema
 
-from reconciler import __version__, engine, errors, importer, planfile, policy, secret_access
+from reconciler import __version__, engine, errors, importer, leases, planfile, policy, secret_access
 from reconciler.manifest import model as manifest
 from reconciler.manifest import schema
 from reconciler.render import structured, text
@@ -243,6 +243,91 @@ def rotate_command(name: str, directory: str, dry_run: bool, lock_timeout: float
         engine.executor.check_preconditions(the_plan, allow_destroy=False)
         result = engine.apply(the_plan, workspace, aws, allow_destroy=False, progress=progress)
     click.echo(f"\nRotated {name}. State serial {result.state.serial}.")
+
+
+# -- lease -----------------------------------------------------------------------
+@main.group()
+def lease() -> None:
+    """Short-lived IAM users from a DynamicIamTemplate: create, renew, revoke, list."""
+
+
+LEASE_FORMATS = click.Choice(["env", "dotenv", "json"])
+
+
+@lease.command("create")
+@click.argument("template", metavar="TEMPLATE")
+@click.option("--ttl", help="How long the lease lives (default: the template's defaultTtl; at most its maxTtl).")
+@click.option("--format", "fmt", type=LEASE_FORMATS, default="env", show_default=True)
+@click.option("--dir", "directory", default=".", type=click.Path(file_okay=False))
+@click.option("--lock-timeout", default=0.0, type=float, show_default=True, metavar="SECONDS")
+def lease_create(template: str, ttl: str | None, fmt: str, directory: str, lock_timeout: float) -> None:
+    """Create an IAM user from TEMPLATE and print its credentials (once: they are never stored)."""
+    issued = leases.create(directory, template, ttl, lock_timeout=lock_timeout)
+    record = issued.lease
+    match fmt:
+        case "json":
+            click.echo(json.dumps({"leaseId": record["id"], "template": record["template"],
+                                   "userName": record["userName"], "expiresAt": record["expiresAt"],
+                                   "accessKeyId": issued.access_key_id,
+                                   "secretAccessKey": issued.secret_access_key}, indent=2))
+        case "dotenv":
+            click.echo(f"# lease {record['id']}, user {record['userName']}, expires {record['expiresAt']}")
+            click.echo(f"AWS_ACCESS_KEY_ID={issued.access_key_id}")
+            click.echo(f"AWS_SECRET_ACCESS_KEY={issued.secret_access_key}")
+        case _:
+            click.echo(f"# lease {record['id']}, user {record['userName']}, expires {record['expiresAt']}")
+            click.echo(f"export AWS_ACCESS_KEY_ID={issued.access_key_id}")
+            click.echo(f"export AWS_SECRET_ACCESS_KEY={issued.secret_access_key}")
+    click.echo(f"Lease {record['id']} (user {record['userName']}) expires {record['expiresAt']}.", err=True)
+
+
+@lease.command("renew")
+@click.argument("lease_id", metavar="ID")
+@click.option("--ttl", help="From now (default: the template's defaultTtl); never past creation + maxTtl.")
+@click.option("--dir", "directory", default=".", type=click.Path(file_okay=False))
+@click.option("--lock-timeout", default=0.0, type=float, show_default=True, metavar="SECONDS")
+def lease_renew(lease_id: str, ttl: str | None, directory: str, lock_timeout: float) -> None:
+    """Extend a lease."""
+    renewed, note = leases.renew(directory, lease_id, ttl, lock_timeout=lock_timeout)
+    click.echo(f"Lease {lease_id} now expires {renewed['expiresAt']}{f' ({note})' if note else ''}.")
+
+
+@lease.command("revoke")
+@click.argument("lease_id", metavar="[ID]", required=False)
+@click.option("--template", help="Revoke every lease of this template.")
+@click.option("--expired", is_flag=True, help="Revoke every expired lease (and retry failed revokes).")
+@click.option("--force", is_flag=True, help="Forget a lease whose user is confirmed gone.")
+@click.option("--parallelism", default=8, show_default=True, type=click.IntRange(1, 64))
+@click.option("--dir", "directory", default=".", type=click.Path(file_okay=False))
+@click.option("--lock-timeout", default=0.0, type=float, show_default=True, metavar="SECONDS")
+def lease_revoke(lease_id: str | None, template: str | None, expired: bool, force: bool, parallelism: int,
+                 directory: str, lock_timeout: float) -> None:
+    """Delete leases' users with everything attached to them."""
+    if sum(bool(x) for x in (lease_id, template, expired)) != 1:
+        raise errors.ConfigError("lease revoke takes one of: ID, --template T, --expired")
+    outcomes = leases.revoke(directory, lease_id=lease_id, template=template, expired=expired, force=force,
+                             workers=parallelism, lock_timeout=lock_timeout)
+    for revoked, removed, _error in outcomes:
+        extra = f" (also removed: {', '.join(r for r in removed if not r.startswith('access key'))})" \
+            if removed and any(not r.startswith("access key") for r in removed) else ""
+        click.echo(f"Revoked lease {revoked}{extra}.")
+    if not outcomes:
+        click.echo("No lease to revoke.")
+
+
+@lease.command("list")
+@click.option("--template", help="Only this template's leases.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--dir", "directory", default=".", type=click.Path(file_okay=False))
+def lease_list(template: str | None, fmt: str, directory: str) -> None:
+    """Every lease: id, template, user, created, expires, state, revoke attempts, last error."""
+    rows = leases.listing(directory, template)
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        click.echo("\t".join([row["id"], row["template"], row["user"], row["created"], row["expires"],
+                              row["state"], str(row["revokeAttempts"]), row["lastError"]]))
 
 
 # -- import ----------------------------------------------------------------------

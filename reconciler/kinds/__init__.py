@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from reconciler import errors
-from reconciler.kinds import access_key_rotation, base, iam_role, kms, oidc, secret, vault
+from reconciler.kinds import access_key_rotation, base, dynamic_iam, iam_role, kms, oidc, secret, vault
 from reconciler.plan import rules as plan_rules
 
 HANDLERS: dict[str, base.Handler] = {
@@ -13,6 +13,7 @@ HANDLERS: dict[str, base.Handler] = {
     "OidcProvider": oidc.OidcProviderHandler(),
     "IamRole": iam_role.IamRoleHandler(),
     "AccessKeyRotation": access_key_rotation.AccessKeyRotationHandler(),
+    "DynamicIamTemplate": dynamic_iam.DynamicIamTemplateHandler(),
 }
 
 RULES: dict[str, plan_rules.Rules] = {  # what the planner knows of each kind (pure)
@@ -22,6 +23,7 @@ RULES: dict[str, plan_rules.Rules] = {  # what the planner knows of each kind (p
     "OidcProvider": oidc.RULES,
     "IamRole": iam_role.RULES,
     "AccessKeyRotation": access_key_rotation.RULES,
+    "DynamicIamTemplate": dynamic_iam.RULES,
 }
 
 

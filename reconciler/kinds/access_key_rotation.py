@@ -317,7 +317,7 @@ class AccessKeyRotationHandler:
             if secret is None:
                 secret = _unseal(aws, desired, data["sealed"]["secretAccessKey"], "secretAccessKey")
             try:
-                _verify(aws, str(data["newKey"]), secret, str(data["userArn"]))
+                verify_key(aws, str(data["newKey"]), secret, str(data["userArn"]))
             except errors.ReconcilerError:
                 self._abandon(aws, client, journal, user, str(data["newKey"]))
                 raise
@@ -413,7 +413,7 @@ def _unseal(aws: base.AwsContext, desired: plan_model.Desired, text: str, which:
                                connection=info.connection).decode()
 
 
-def _verify(aws: base.AwsContext, key_id: str, secret: str, user_arn: str,
+def verify_key(aws: base.AwsContext, key_id: str, secret: str, user_arn: str,
             backoff: propagation.Backoff | None = None) -> None:
     """sts:GetCallerIdentity signed with the new key must name the target user.
     A key AWS does not accept yet (InvalidClientTokenId: IAM propagates new keys
@@ -572,7 +572,8 @@ class AccessKeyRotationRules(plan_rules.Rules):
                 "changed outside reconciler, or the rotation is overdue")
 
     def timed(self, desired: plan_model.Desired, entry: state_model.ResourceState, now: datetime.datetime,
-              live: plan_model.Refreshed | None = None) -> tuple[plan_rules.Timed, ...]:
+              live: plan_model.Refreshed | None = None,
+              prior: state_model.State | None = None) -> tuple[plan_rules.Timed, ...]:
         due: list[plan_rules.Timed] = []
         seen = _view(entry, live)
         previous = entry.ids.get("previous") or {}

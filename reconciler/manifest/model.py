@@ -229,7 +229,9 @@ def _lint(resource: Resource, resources: Mapping[str, Resource]) -> Iterator[err
                 max_ttl = parse_duration(spec["maxTtl"])
             except (KeyError, ValueError):
                 return
-            if max_ttl < default_ttl:
+            if default_ttl <= 0:
+                yield problem("defaultTtl must be longer than 0", "defaultTtl")
+            elif max_ttl < default_ttl:
                 yield problem(f"maxTtl ({spec['maxTtl']}) is shorter than defaultTtl "
                               f"({spec['defaultTtl']})", "maxTtl")
         case "AccessKeyRotation":

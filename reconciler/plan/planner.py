@@ -246,7 +246,7 @@ def _plan_timed(changes: Mapping[str, model.ResourceChange], desired: Mapping[st
         if want is None or entry is None or change.action not in (Action.NOOP, Action.UPDATE):
             continue
         kind = kind_rules.rules_for(rules, want.kind)
-        due = list(kind.timed(want, entry, now, refreshed.get(address)))
+        due = list(kind.timed(want, entry, now, refreshed.get(address), prior))
         if address in forced:
             extra = kind.forced(want, entry)
             if extra is not None and not any(t.action is extra.action and t.subject == extra.subject for t in due):
@@ -254,7 +254,8 @@ def _plan_timed(changes: Mapping[str, model.ResourceChange], desired: Mapping[st
         timed[address] = tuple(model.ResourceChange(
             f"{address} ({t.action.value} {t.subject})" if t.subject else address, want.kind, want.name,
             t.action, want.mode, change.before if change.before is not None else entry.attributes,
-            change.after, notes=(t.reason,), sensitive=tuple(sorted(want.sensitive)), subject=t.subject)
+            change.after, notes=(t.reason, *t.notes), sensitive=tuple(sorted(want.sensitive)), subject=t.subject,
+            requires_allow_destroy=t.destroys)
             for t in due)
     return timed
 

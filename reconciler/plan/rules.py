@@ -48,6 +48,8 @@ class Timed:
     action: Action  # ROTATE or REVOKE
     reason: str  # shown as the change's note: why now
     subject: str = ""  # what it acts on, when not the whole resource (a lease id, an access key id)
+    destroys: bool = False  # deletes something no lease or state records (an orphan): needs --allow-destroy
+    notes: tuple[str, ...] = ()  # more lines under the reason (each lease it revokes)
 
     def __post_init__(self) -> None:
         if not self.action.timed:
@@ -129,9 +131,11 @@ class Rules:
         return None
 
     def timed(self, desired: model.Desired, entry: state_model.ResourceState,
-              now: datetime.datetime, live: model.Refreshed | None = None) -> tuple[Timed, ...]:
+              now: datetime.datetime, live: model.Refreshed | None = None,
+              prior: state_model.State | None = None) -> tuple[Timed, ...]:
         """Actions due at ``now`` for a resource in state (rotation due, lease expired);
-        ``live``: what this plan's refresh read of it (None without refresh)."""
+        ``live``: what this plan's refresh read of it (None without refresh);
+        ``prior``: the whole recorded state (its leases, its journal)."""
         return ()
 
     def forced(self, desired: model.Desired, entry: state_model.ResourceState) -> Timed | None:

@@ -51,6 +51,33 @@ in tests/aws/test_sandbox_fidelity.py that fails on stock moto.
     SignatureDoesNotMatch (403) when the signature, recomputed by moto's own
     ``IAMRequest`` check, is wrong. Other credentials (the tests'
     ``testing``, assumed-role keys) and other services are untouched.
+11. User permission boundaries: stock moto's CreateUser drops
+    ``PermissionsBoundary`` and PutUserPermissionsBoundary /
+    DeleteUserPermissionsBoundary are HTML 500s. Here CreateUser and
+    PutUserPermissionsBoundary store it, GetUser (and CreateUser's answer)
+    return it as ``{PermissionsBoundaryType: Policy, PermissionsBoundaryArn}``,
+    ListUsers does not (AWS's listing omits it), and
+    DeleteUserPermissionsBoundary removes it (succeeding on a user without one).
+    A boundary naming a policy that does not exist is NoSuchEntity ("Scope ARN:
+    ... does not exist or is not attachable.", HTTP 404) and no user is created;
+    as with AttachUserPolicy, AWS-managed ``arn:aws:iam::aws:policy/...``
+    policies exist only when the server runs with
+    ``MOTO_IAM_LOAD_MANAGED_POLICIES=true``. A boundary does not block
+    DeleteUser (AWS's DeleteUser lists no boundary among what must go first).
+12. DeleteUser: stock moto deletes a user that still has access keys, group
+    memberships, a login profile, MFA devices, SSH public keys or signing
+    certificates (DeleteConflict only for policies). Here DeleteUser refuses
+    with DeleteConflict (HTTP 409, "Cannot delete entity, must ... first.")
+    while any of them, or a service-specific credential, inline or attached
+    policy, remains, as on AWS. And DeleteVirtualMFADevice refuses
+    (DeleteConflict) a device still assigned to a user, which stock moto
+    deletes, leaving the user holding it: AWS wants DeactivateMFADevice first.
+13. Service-specific credentials: stock moto does not implement
+    CreateServiceSpecificCredential / ListServiceSpecificCredentials /
+    DeleteServiceSpecificCredential (HTML 500). Here they create (two per user
+    and service, for codecommit.amazonaws.com and cassandra.amazonaws.com),
+    list (optionally by service, without the password) and delete them, with
+    AWS's errors (LimitExceeded, NotSupportedService, NoSuchEntity).
 """
 
 from __future__ import annotations
@@ -59,6 +86,8 @@ import base64
 import copy
 import json
 import os
+import secrets
+import string
 import struct
 from typing import Any
 from urllib.parse import urlparse
@@ -70,7 +99,8 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from moto.kms import exceptions as kms_exceptions
 from moto.kms import utils as kms_utils
 from moto.kms import models as kms_models
-from moto.core.responses import EmptyResult
+from moto.core.responses import ActionResult, EmptyResult
+from moto.core import serialize as core_serialize
 from moto.core import utils as core_utils
 from moto.iam import exceptions as iam_exceptions
 from moto.iam import models as iam_models
@@ -402,6 +432,139 @@ def _sts_authenticate(self: sts_responses.TokenResponse, resource: str = "*") ->
     _ORIGINAL["sts_authenticate"](self, resource)
 
 
+BOUNDARY = "_reconciler_permissions_boundary_arn"  # on each moto User, so /moto-api/reset clears it
+
+
+def _user_boundary(user: iam_models.User) -> dict[str, str] | None:
+    arn = user.__dict__.get(BOUNDARY)
+    return {"PermissionsBoundaryType": "Policy", "PermissionsBoundaryArn": arn} if arn else None
+
+
+def _check_boundary(backend: iam_models.IAMBackend, arn: str) -> None:
+    """InvalidInput for what is not a policy ARN, NoSuchEntity for a policy that does not exist."""
+    if not backend.policy_arn_regex.match(arn or ""):
+        raise iam_exceptions.InvalidInput(f"Value ({arn}) for parameter PermissionsBoundary is invalid.")
+    if arn not in backend.managed_policies:
+        raise iam_exceptions.NoSuchEntity(f"Scope ARN: {arn} does not exist or is not attachable.")
+
+
+def _create_user(self: iam_responses.IamResponse) -> Any:
+    boundary = self._get_param("PermissionsBoundary")
+    if boundary:
+        _check_boundary(self.backend, boundary)  # before the user exists: AWS creates none
+    result = _ORIGINAL["create_user"](self)
+    if boundary:
+        self.backend.get_user(self._get_param("UserName")).__dict__[BOUNDARY] = boundary
+    return result
+
+
+def _put_user_permissions_boundary(self: iam_responses.IamResponse) -> Any:
+    user = self.backend.get_user(self._get_param("UserName"))
+    boundary = self._get_param("PermissionsBoundary")
+    _check_boundary(self.backend, boundary)
+    user.__dict__[BOUNDARY] = boundary
+    return EmptyResult()
+
+
+def _delete_user_permissions_boundary(self: iam_responses.IamResponse) -> Any:
+    self.backend.get_user(self._get_param("UserName")).__dict__.pop(BOUNDARY, None)
+    return EmptyResult()
+
+
+SERVICE_CREDENTIALS = "_reconciler_service_specific_credentials"  # on each moto User: id -> credential
+CREDENTIAL_SERVICES = ("codecommit.amazonaws.com", "cassandra.amazonaws.com")
+
+
+class NotSupportedService(iam_exceptions.IAMException):
+    code = "NotSupportedService"
+
+
+def _service_credentials(user: iam_models.User) -> dict[str, dict[str, Any]]:
+    return user.__dict__.setdefault(SERVICE_CREDENTIALS, {})  # type: ignore[no-any-return]
+
+
+# What DeleteUser wants gone first, one check per kind, with AWS's DeleteConflict message
+_DELETE_USER_BLOCKERS: tuple[tuple[str, Any], ...] = (
+    ("must delete login profile first.", lambda backend, user: user.password),
+    ("must delete access keys first.", lambda backend, user: user.access_keys),
+    ("must delete signing certificates first.", lambda backend, user: user.signing_certificates),
+    ("must delete SSH public keys first.", lambda backend, user: user.ssh_public_keys),
+    ("must delete service specific credentials first.", lambda backend, user: _service_credentials(user)),
+    ("must delete MFA devices first.", lambda backend, user: user.mfa_devices),
+    ("must detach all policies first.", lambda backend, user: user.managed_policies),
+    ("must delete policies first.", lambda backend, user: user.policies),
+    ("must remove users from group first.", lambda backend, user: backend.get_groups_for_user(user.name)),
+)
+
+
+def _delete_user(self: iam_models.IAMBackend, user_name: str) -> None:
+    user = self.get_user(user_name)
+    for message, attached in _DELETE_USER_BLOCKERS:
+        if attached(self, user):
+            raise iam_exceptions.DeleteConflictException(f"Cannot delete entity, {message}")
+    _ORIGINAL["delete_user"](self, user_name)
+
+
+def _delete_virtual_mfa_device(self: iam_models.IAMBackend, serial_number: str) -> None:
+    device = self.virtual_mfa_devices.get(serial_number)
+    if device is not None and device.user is not None:
+        raise iam_exceptions.DeleteConflictException(
+            f"MFA device {serial_number} is assigned to user {device.user.name}; deactivate it first.")
+    _ORIGINAL["delete_virtual_mfa_device"](self, serial_number)
+
+
+def _credential_user(self: iam_responses.IamResponse) -> iam_models.User:
+    """UserName, or (List/Delete without one, as AWS allows) the caller's own user."""
+    name = self._get_param("UserName")
+    if name:
+        return self.backend.get_user(name)
+    user = self.backend.get_user_from_access_key_id(self.get_access_key())
+    if user is None:
+        raise iam_exceptions.NoSuchEntity("The request must name a user (UserName).")
+    return user
+
+
+def _random(alphabet: str, length: int) -> str:
+    return "".join(secrets.choice(alphabet) for _ in range(length))
+
+
+def _create_service_specific_credential(self: iam_responses.IamResponse) -> Any:
+    user = self.backend.get_user(self._get_param("UserName"))
+    service = self._get_param("ServiceName")
+    if service not in CREDENTIAL_SERVICES:
+        raise NotSupportedService(f"Service {service} is not supported for service-specific credentials.")
+    credentials = _service_credentials(user)
+    of_service = [c for c in credentials.values() if c["ServiceName"] == service]
+    if len(of_service) >= 2:
+        raise iam_exceptions.LimitExceededException(
+            "Cannot exceed quota for ServiceSpecificCredentialsPerUserPerService: 2")
+    suffix = f"-{len(of_service)}" if of_service else ""
+    credential = {
+        "CreateDate": core_utils.utcnow(), "ServiceName": service,
+        "ServiceUserName": f"{user.name}-at-{self.current_account}{suffix}",
+        "ServiceSpecificCredentialId": "ACCA" + _random(string.ascii_uppercase + string.digits, 17),
+        "UserName": user.name, "Status": "Active",
+    }
+    credentials[credential["ServiceSpecificCredentialId"]] = credential
+    password = base64.b64encode(secrets.token_bytes(33)).decode()
+    return ActionResult({"ServiceSpecificCredential": {**credential, "ServicePassword": password}})
+
+
+def _list_service_specific_credentials(self: iam_responses.IamResponse) -> Any:
+    service = self._get_param("ServiceName")
+    listed = [dict(c) for c in _service_credentials(_credential_user(self)).values()
+              if not service or c["ServiceName"] == service]
+    return ActionResult({"ServiceSpecificCredentials": listed})
+
+
+def _delete_service_specific_credential(self: iam_responses.IamResponse) -> Any:
+    credential_id = self._get_param("ServiceSpecificCredentialId")
+    credentials = _service_credentials(_credential_user(self))
+    if credentials.pop(credential_id, None) is None:
+        raise iam_exceptions.NoSuchEntity(f"No such credential {credential_id}.")
+    return EmptyResult()
+
+
 _ORIGINAL: dict[str, Any] = {}
 
 
@@ -443,4 +606,20 @@ def apply() -> None:
     iam_models.IAMBackend.create_access_key = _create_access_key  # type: ignore[method-assign]
     _ORIGINAL["sts_authenticate"] = sts_responses.TokenResponse._authenticate_and_authorize_normal_action
     setattr(sts_responses.TokenResponse, "_authenticate_and_authorize_normal_action", _sts_authenticate)
+    _ORIGINAL["create_user"] = iam_responses.IamResponse.create_user
+    iam_responses.IamResponse.create_user = _create_user  # type: ignore[method-assign]
+    setattr(iam_responses.IamResponse, "put_user_permissions_boundary", _put_user_permissions_boundary)
+    setattr(iam_responses.IamResponse, "delete_user_permissions_boundary", _delete_user_permissions_boundary)
+    setattr(iam_models.User, "permissions_boundary", property(_user_boundary))
+    iam_responses.IamResponse.RESPONSE_KEY_PATH_TO_TRANSFORMER = {
+        **iam_responses.IamResponse.RESPONSE_KEY_PATH_TO_TRANSFORMER,
+        "ListUsersResponse.Users.User.PermissionsBoundary": core_serialize.never_return}
+    _ORIGINAL["delete_user"] = iam_models.IAMBackend.delete_user
+    iam_models.IAMBackend.delete_user = _delete_user  # type: ignore[method-assign]
+    _ORIGINAL["delete_virtual_mfa_device"] = iam_models.IAMBackend.delete_virtual_mfa_device
+    iam_models.IAMBackend.delete_virtual_mfa_device = _delete_virtual_mfa_device  # type: ignore[method-assign]
+    for name, method in (("create_service_specific_credential", _create_service_specific_credential),
+                         ("list_service_specific_credentials", _list_service_specific_credentials),
+                         ("delete_service_specific_credential", _delete_service_specific_credential)):
+        setattr(iam_responses.IamResponse, name, method)
     _applied = True

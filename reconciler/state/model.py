@@ -225,6 +225,20 @@ class State:
     def deposed_object(self, address: str, deposed_id: str) -> Deposed | None:
         return next((d for d in self.deposed.get(address, ()) if d.id == deposed_id), None)
 
+    def with_lease(self, lease: Mapping[str, Any]) -> State:
+        """A lease recorded (by its ``id``; DynamicIamTemplate leases: ids, names, dates, never a secret)."""
+        leases = dict(self.leases)
+        leases[str(lease["id"])] = dict(lease)
+        return dataclasses.replace(self, leases=leases)
+
+    def without_lease(self, lease_id: str) -> State:
+        return dataclasses.replace(self, leases={k: v for k, v in self.leases.items() if k != lease_id})
+
+    def leases_of(self, template: str) -> list[Mapping[str, Any]]:
+        """The leases of ``template`` (its metadata.name), oldest first."""
+        return sorted((v for v in self.leases.values() if isinstance(v, Mapping) and v.get("template") == template),
+                      key=lambda v: (str(v.get("createdAt", "")), str(v.get("id", ""))))
+
     def with_journal(self, entry: JournalEntry) -> State:
         """``entry`` recorded (replacing the entry of the same operation id)."""
         kept = tuple(e for e in self.journal if e.operation_id != entry.operation_id)

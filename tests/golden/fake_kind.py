@@ -29,7 +29,8 @@ class WidgetRules(plan_rules.Rules):
         return plan_rules.Severity.WARNING
 
     def timed(self, desired: model.Desired, entry: state_model.ResourceState,
-              now: datetime.datetime, live: model.Refreshed | None = None) -> tuple[plan_rules.Timed, ...]:
+              now: datetime.datetime, live: model.Refreshed | None = None,
+              prior: state_model.State | None = None) -> tuple[plan_rules.Timed, ...]:
         """Rotation every ``rotateEveryDays`` since ``ids.rotatedAt``; each lease in
         ``ids.leases`` (id -> expiry) revoked once expired."""
         due: list[plan_rules.Timed] = []

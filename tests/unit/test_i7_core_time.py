@@ -50,7 +50,7 @@ def test_a_plan_made_by_the_cli_is_dated_by_the_clock(tmp_path, monkeypatch):
 class Rotating(plan_rules.Rules):
     """Rotation due 30 days after ``ids.rotatedAt``."""
 
-    def timed(self, desired, entry, now, live=None):
+    def timed(self, desired, entry, now, live=None, prior=None):
         due = datetime.datetime.fromisoformat(entry.ids["rotatedAt"]) + datetime.timedelta(days=30)
         return (plan_rules.Timed(Action.ROTATE, f"due since {due.date()}"),) if now >= due else ()
 
