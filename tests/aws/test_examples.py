@@ -5,6 +5,7 @@ from __future__ import annotations
 import boto3
 import pytest
 
+from tests.aws import test_i10_example
 from tests.aws.test_i9_rotation_example import by_hand
 from tests.conftest import EXAMPLES, run, state_of
 
@@ -12,7 +13,8 @@ NAMES = sorted(p.name for p in EXAMPLES.iterdir() if p.is_dir())
 
 
 def test_examples_exist():
-    assert {"quickstart", "pulumi-cmk", "cerby-vault", "infisical-external-kms", "iam-user-rotation"} <= set(NAMES)
+    assert {"quickstart", "pulumi-cmk", "cerby-vault", "infisical-external-kms", "iam-user-rotation",
+            "dynamic-iam"} <= set(NAMES)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -20,6 +22,8 @@ def test_example_applies_and_is_then_clean(aws, example, name, monkeypatch):
     monkeypatch.setenv("DATABASE_PASSWORD", "example-password")
     if name == "iam-user-rotation":  # the guide's steps 1 and 2, by hand: the users, the manager's key
         by_hand(monkeypatch)
+    if name == "dynamic-iam":  # the guide's prerequisite: the manager and its key, the boundary, group, policy
+        test_i10_example.by_hand(monkeypatch)
     directory = example(name)
     assert run("validate", directory).exit_code == 0
     applied = run("apply", directory, "--auto-approve")
