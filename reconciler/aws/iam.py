@@ -275,17 +275,44 @@ class IamAdapter(adapter.Adapter):
 
     def strip_and_delete_user(self, name: str) -> list[str]:
         """Delete ``name`` with everything attached to it, in the order IAM
-        requires (DeleteUser refuses while any is left): access keys, login
-        profile, MFA devices (deactivated, virtual ones deleted), SSH public
-        keys, signing certificates, service-specific credentials, inline and
-        managed policies, group memberships, the boundary; then the user.
-        What was removed, one word each, for the record. A user already gone is done."""
-        if self.user(name) is None:
-            return []
+        requires (DeleteUser refuses with DeleteConflict while any is left):
+        access keys, inline and managed policies, group memberships; then, if
+        IAM still refuses (someone added more by hand), the login profile, MFA
+        devices (deactivated, virtual ones deleted), SSH public keys, signing
+        certificates and service-specific credentials. What was removed, for
+        the record. A user already gone is done (nothing removed)."""
         removed: list[str] = []
-        for key in self.access_keys(name):
+        try:
+            keys = self.access_keys(name)
+        except errors.AwsNotFound:
+            return removed
+        for key in keys:
             self.delete_access_key(name, key)
             removed.append(f"access key {key}")
+        for policy in self._pages("ListUserPolicies", "PolicyNames", UserName=name):
+            self.delete_user_inline(name, str(policy))
+        for arn in self.user_attached(name):
+            self.detach_user(name, arn)
+        for group in self.user_groups(name):
+            self.remove_from_group(name, group)
+        try:
+            self._call("DeleteUser", UserName=name)
+            return removed
+        except errors.AwsNotFound:
+            return removed
+        except errors.AwsError as exc:
+            if exc.code != "DeleteConflict":
+                raise
+        removed.extend(self._strip_by_hand(name))
+        try:
+            self._call("DeleteUser", UserName=name)
+        except errors.AwsNotFound:
+            pass
+        return removed
+
+    def _strip_by_hand(self, name: str) -> list[str]:
+        """What reconciler never adds to a lease's user but someone may have."""
+        removed: list[str] = []
         try:
             self._call("GetLoginProfile", UserName=name)
         except errors.AwsNotFound:
@@ -313,14 +340,4 @@ class IamAdapter(adapter.Adapter):
             self._call("DeleteServiceSpecificCredential", UserName=name,
                        ServiceSpecificCredentialId=credential["ServiceSpecificCredentialId"])
             removed.append(f"service credential {credential['ServiceSpecificCredentialId']}")
-        for policy in self.user_inline(name):
-            self.delete_user_inline(name, policy)
-        for arn in self.user_attached(name):
-            self.detach_user(name, arn)
-        for group in self.user_groups(name):
-            self.remove_from_group(name, group)
-        try:
-            self._call("DeleteUser", UserName=name)
-        except errors.AwsNotFound:
-            pass
         return removed

@@ -109,6 +109,7 @@ class ClientFactory:
         self._lock = threading.Lock()  # boto3 sessions are not thread-safe; clients are
         self._sessions: dict[str, boto3.Session] = {}
         self._clients: dict[tuple[str, str, str], Any] = {}
+        self._keyed: botocore.session.Session | None = None
         self._config = botocore.config.Config(
             retries={"mode": "adaptive", "total_max_attempts": attempts or max_attempts()},
             user_agent_extra=f"reconciler/{__version__}",
@@ -129,9 +130,13 @@ class ClientFactory:
         """A client signing with one access key given in memory (a key just
         issued, to verify it works): never cached, never written anywhere.
         Few attempts: a key AWS refuses is retried by the caller's own backoff."""
-        session = boto3.Session(aws_access_key_id=key_id, aws_secret_access_key=secret, region_name=region)
         config = self._config.merge(botocore.config.Config(retries={"mode": "standard", "total_max_attempts": 2}))
-        return _instrument(session.client(service, region_name=region, config=config))  # type: ignore[call-overload]
+        with self._lock:  # one botocore session for every such client: its service models are loaded once
+            if self._keyed is None:
+                self._keyed = botocore.session.Session()
+            client = self._keyed.create_client(service, region_name=region, aws_access_key_id=key_id,
+                                               aws_secret_access_key=secret, config=config)
+        return _instrument(client)
 
     def session(self, auth: Mapping[str, Any] | None, region: str | None) -> boto3.Session:
         """The session for ``auth``, made now: env refs, token files and source

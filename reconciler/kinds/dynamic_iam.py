@@ -433,11 +433,14 @@ class DynamicIamTemplateRules(plan_rules.Rules):
         users = (_user_arn(str(want["path"])),)
         boundary = want.get("permissionsBoundary")
         bounded: tuple[plan_rules.Condition, ...] = (
-            (("StringEquals", "iam:PermissionsBoundary", (str(boundary),)),) if boundary else ())
+            (("ArnEquals", "iam:PermissionsBoundary", (str(boundary),)),) if boundary else ())
         found = [
             plan_rules.Permission(("iam:CreateUser", "iam:PutUserPermissionsBoundary"), users, bounded),
             plan_rules.Permission(USER_ACTIONS, users),
         ]
+        if not boundary:  # only a template that drops its boundary removes one: granted beside a boundary,
+            # the manager could strip it after PutUserPolicy and escape it
+            found.append(plan_rules.Permission(("iam:DeleteUserPermissionsBoundary",), users))
         if want["policyArns"]:
             found.append(plan_rules.Permission(("iam:AttachUserPolicy",), users,
                                                (("ArnEquals", "iam:PolicyARN", tuple(want["policyArns"])),)))
@@ -448,16 +451,16 @@ class DynamicIamTemplateRules(plan_rules.Rules):
         found.append(plan_rules.Permission(("iam:DeleteVirtualMFADevice",), ("arn:aws:iam::*:mfa/*",),
                                            note="virtual MFA devices someone added to a lease's user are deleted "
                                            "with it; their ARNs are not under the user's path"))
-        found.append(plan_rules.Permission(("iam:ListUsers",), ("arn:aws:iam::*:user/*",),
-                                           note="finding orphaned users lists the users under the template's path "
-                                           "(iam:ListUsers is authorized on the account's users)"))
+        found.append(plan_rules.Permission(("iam:ListUsers",), ("*",),
+                                           note="finding orphaned users lists the users under the template's path: "
+                                           "iam:ListUsers takes no resource ARN in AWS (Resource \"*\"); it only lists"))
         return tuple(found)
 
 
 USER_ACTIONS = ("iam:CreateAccessKey", "iam:DeleteAccessKey", "iam:ListAccessKeys", "iam:DeleteUser",
                 "iam:GetUser", "iam:TagUser", "iam:UntagUser", "iam:ListUserTags", "iam:ListAttachedUserPolicies",
                 "iam:PutUserPolicy", "iam:GetUserPolicy", "iam:DeleteUserPolicy", "iam:ListUserPolicies",
-                "iam:ListGroupsForUser", "iam:DeleteUserPermissionsBoundary", "iam:GetLoginProfile",
+                "iam:ListGroupsForUser", "iam:GetLoginProfile",
                 "iam:DeleteLoginProfile", "iam:ListMFADevices", "iam:DeactivateMFADevice", "iam:ListSSHPublicKeys",
                 "iam:DeleteSSHPublicKey", "iam:ListSigningCertificates", "iam:DeleteSigningCertificate",
                 "iam:ListServiceSpecificCredentials", "iam:DeleteServiceSpecificCredential")
