@@ -241,6 +241,10 @@ class DynamicIamTemplateHandler:
         info = [plan_model.DriftItem(f"{entry.address} (lease {i})", plan_rules.Severity.WARNING.value, (),
                                      gone=True, note="the lease's user was deleted outside reconciler; apply "
                                      "forgets the lease") for i in gone]
+        info += [plan_model.DriftItem(f"{entry.address} (lease {lease['id']})", plan_rules.Severity.HIGH.value, (),
+                                      note=f"revoking user {lease['userName']} failed {lease.get('revokeAttempts')} "
+                                      f"time(s) (last error: {lease.get('lastError')}); every apply retries it")
+                 for lease in aws.state.leases_of(entry.name) if pending(lease) and str(lease["id"]) not in gone]
         info += [plan_model.DriftItem(f"{entry.address} (orphan {name})", plan_rules.Severity.HIGH.value, (),
                                       note=f"IAM user {name} carries this template's tags but no lease in state "
                                       "records it; `reconciler apply --allow-destroy` deletes it") for name in orphans]

@@ -193,6 +193,11 @@ def test_expired_leases_are_planned_and_revoked_and_a_failed_revoke_is_retried(a
         assert row["lastError"] == "iam:DeleteUser failed (ServiceFailure): try later"
         assert f"retry {attempt + 1} (last error: iam:DeleteUser failed (ServiceFailure): try later)" in \
             run("plan", directory).output
+        drift = run("drift", directory)  # never silent: a nightly drift check pages for it
+        assert drift.exit_code == 2
+        assert (f"DynamicIamTemplate/ci (lease {first['leaseId']}) [HIGH]: revoking user {first['userName']} "
+                f"failed {attempt} time(s) (last error: iam:DeleteUser failed (ServiceFailure): try later)") \
+            in drift.output
     inject.clear()
     assert run("apply", directory, "--auto-approve").exit_code == 0
     assert set(leases(directory)) == {second["leaseId"]}
