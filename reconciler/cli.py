@@ -377,7 +377,7 @@ def state_list(directory: str) -> None:
     """One line per resource in state."""
     recorded = engine.open_stack(directory).backend.read()
     for address, entry in sorted(recorded.resources.items()):
-        ident = entry.ids.get("arn") or entry.ids.get("keyId") or ""
+        ident = entry.ids.get("arn") or entry.ids.get("keyId") or entry.ids.get("userArn") or ""
         click.echo(f"{address}\t{entry.mode}\t{ident}")
     for address, deposed in sorted(recorded.deposed.items()):
         for old in deposed:  # replaced, deletion still to do (plan shows it)

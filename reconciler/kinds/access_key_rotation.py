@@ -195,12 +195,13 @@ class AccessKeyRotationHandler:
         overdue = due + datetime.timedelta(seconds=seconds(entry.attributes["gracePeriod"])) if due else None
         now = clock.now()
         schedule = f"overdue since {_at(overdue)}" if overdue is not None and now >= overdue else ON_TIME
+        journal = aws.state.journal_of(entry.address, state_model.Operation.ROTATE)
+        ours = _made_by(journal, keys)
         live = _status(entry.attributes, bool(previous), outputs, schedule,
                        current=keys.get(str(current), DELETED),
                        previous_status=keys.get(str(previous), DELETED),
-                       foreign={k: s for k, s in keys.items() if k not in (current, previous)})
+                       foreign={k: s for k, s in keys.items() if k not in (current, previous) and k not in ours})
         found: dict[str, Any] = dict(ids)
-        journal = aws.state.journal_of(entry.address, state_model.Operation.ROTATE)
         if journal is not None:
             found["openOperation"] = {"id": journal.operation_id, "step": journal.step}
         return planner.Refreshed(live, found)
@@ -215,7 +216,8 @@ class AccessKeyRotationHandler:
             found = client.user(user)
             if found is None:
                 return [f"{desired.address}: IAM user {user} does not exist; create it first or fix userName"]
-            if entry is None or entry.ids.get("userName") != user:
+            opened = aws.state.journal_of(desired.address, state_model.Operation.ROTATE)
+            if opened is None and (entry is None or entry.ids.get("userName") != user):
                 _evictable(client.access_keys(user), {}, bool(desired.attributes["evictUnknownKeys"]), user)
         except errors.AwsAccessDenied as exc:
             return [f"{desired.address}: {_denied_hint(exc, desired)}"]
@@ -381,6 +383,14 @@ def _where(recorded: Mapping[str, Any]) -> str:
 
 def _store(aws: base.AwsContext, recorded: Mapping[str, Any]) -> Any:
     return vaults.open_store(aws, recorded["store"], store_base.DEFAULT_KEEP)
+
+
+def _made_by(journal: state_model.JournalEntry | None, keys: Mapping[str, str]) -> set[str]:
+    """Keys an interrupted rotation made (its new key, or one it made before
+    the crash and never recorded): not someone else's; the resume deals with them."""
+    if journal is None:
+        return set()
+    return {k for k in keys if k not in set(journal.data.get("known") or ())}
 
 
 def _output_state(aws: base.AwsContext, recorded: Mapping[str, Any]) -> str:
@@ -652,8 +662,8 @@ class AccessKeyRotationRules(plan_rules.Rules):
         """A rotation the user's keys leave no room for: refused now, not half-way through apply."""
         entry = context.prior.resources.get(change.resource_address)
         live = change.before or {}
-        if entry is None:
-            return ()
+        if entry is None or context.prior.journal_of(change.resource_address, state_model.Operation.ROTATE):
+            return ()  # an interrupted rotation: room was made before it started; it resumes
         ids = entry.ids
         keys = {str(k): str(s) for k, s in (live.get("foreignKeys") or {}).items()}
         for which, status in (("current", live.get("currentKey")), ("previous", live.get("previousKey"))):
