@@ -20,6 +20,7 @@ from reconciler.manifest import model as manifest
 from reconciler.plan import diff
 from reconciler.plan import model as plan_model
 from reconciler.plan import planner
+from reconciler.plan import rules as plan_rules
 from reconciler.render import values
 from reconciler.state import model as state_model
 from reconciler.workspace import Workspace, open_stack  # noqa: F401 - the engine is the CLI's one entry point
@@ -75,6 +76,7 @@ def make_plan(workspace: Workspace, aws: base.AwsContext, *, refresh_live: bool 
     config = workspace.config
     desired = desired_of(config)
     prior = state if state is not None else workspace.backend.read()
+    plan_rules.check_state(prior, kinds.RULES)
     aws.desired, aws.state = desired, prior
     aws.regenerate_lost = regenerate_lost
     graph = config.dependency_graph()
@@ -170,6 +172,7 @@ def _placed(line: str, config: manifest.Config) -> str:
 def drift(workspace: Workspace, aws: base.AwsContext,
           progress: Progress = _quiet) -> list[plan_model.DriftItem]:
     prior = workspace.backend.read()
+    plan_rules.check_state(prior, kinds.RULES)
     desired = desired_of(workspace.config, resolve_values=False)
     aws.desired, aws.state = desired, prior
     prior, recovered = resume.recover(prior, aws, progress)  # an interrupted write that landed is not drift

@@ -49,6 +49,12 @@ def refresh(desired: Mapping[str, plan_model.Desired], prior: state_model.State,
             return address, adopter.lookup(aws, want)
         except errors.ReconcilerError as exc:
             raise errors.prefixed(exc, f"{address}: ") from None
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            if address not in prior.resources:
+                raise
+            raise errors.StateError(
+                f"{address}: its state entry is malformed ({type(exc).__name__}: {exc}); restore the previous "
+                "version (state.json.backup, or the S3 key's .backup) or fix the entry by hand") from None
 
     # Reads are independent: run them side by side (boto3 clients are thread-safe).
     with concurrent.futures.ThreadPoolExecutor(max_workers=REFRESH_WORKERS) as pool:

@@ -252,7 +252,7 @@ class AccessKeyRotationHandler:
             case Action.ROTATE:
                 return self._rotate(aws, desired, entry)
             case Action.REVOKE:
-                return self._retire(aws, desired, entry, change.subject)
+                return self._retire(aws, desired, entry, change.subject, checkpoint)
             case _:
                 raise errors.PlanError(f"{desired.address}: cannot {change.action.value}")
 
@@ -351,7 +351,7 @@ class AccessKeyRotationHandler:
         aws.persist_outcome(aws.state.without_journal(journal.operation_id))
 
     def _retire(self, aws: base.AwsContext, desired: plan_model.Desired, entry: state_model.ResourceState,
-                subject: str) -> state_model.ResourceState:
+                subject: str, checkpoint: base.Checkpoint) -> state_model.ResourceState:
         """The previous key: deactivated after grace, deleted one grace later.
         Never the current key (a stale plan's revoke of it does nothing)."""
         previous = dict(entry.ids.get("previous") or {})
@@ -366,9 +366,13 @@ class AccessKeyRotationHandler:
         ids = dict(entry.ids)
         deactivate, delete = retire_times(desired.attributes, previous)
         if status == ACTIVE and now >= deactivate:
-            client.set_access_key_status(user, subject, INACTIVE)
             ids["previous"] = {**previous, "deactivatedAt": _at(now)}
             attributes["previousKey"] = INACTIVE
+            # recorded before the call: a run killed right after it leaves state as AWS is (no drift,
+            # and the deletion one grace after the real deactivation); killed before it, the next
+            # plan sees the key still active and deactivates it again
+            checkpoint(dataclasses.replace(entry, ids=ids, attributes=attributes))
+            client.set_access_key_status(user, subject, INACTIVE)
         elif status is None or (status != ACTIVE and now >= delete):
             client.delete_access_key(user, subject)
             ids.pop("previous", None)
@@ -576,6 +580,35 @@ class AccessKeyRotationRules(plan_rules.Rules):
                 return plan_rules.Severity.HIGH
             case _:
                 return plan_rules.Severity.WARNING
+
+    def malformed(self, entry: state_model.ResourceState) -> str:
+        ids, attributes = entry.ids, entry.attributes
+        for field in ("userName", "interval", "gracePeriod"):
+            if not isinstance(attributes.get(field), str):
+                return f"attributes.{field}: expected a string"
+        for field in ("interval", "gracePeriod"):
+            try:
+                seconds(attributes[field])
+            except ValueError:
+                return f"attributes.{field}: expected a duration"
+        for field, needs in (("current", ("id", "issuedAt")), ("previous", ("id", "retiredAt"))):
+            value = ids.get(field)
+            if value is None and field == "previous":
+                continue
+            if not isinstance(value, Mapping) or not all(isinstance(value.get(n), str) for n in needs):
+                return f"ids.{field}: expected an object with {' and '.join(needs)}"
+            try:
+                for stamp in [value[n] for n in needs if n != "id"] + (
+                        [value["deactivatedAt"]] if value.get("deactivatedAt") else []):
+                    _when(str(stamp))
+            except ValueError:
+                return f"ids.{field}: a date is not ISO 8601"
+        outputs = ids.get("outputs")
+        if not isinstance(outputs, Mapping) or not all(
+                isinstance(outputs.get(w), Mapping) and isinstance(outputs[w].get("secret"), str)
+                and isinstance(outputs[w].get("store"), Mapping) for w in OUTPUTS):
+            return "ids.outputs: expected accessKeyId and secretAccessKey, each with its secret and store"
+        return ""
 
     def drift_note(self, entry: state_model.ResourceState) -> str:
         return (f"access keys of IAM user {entry.ids.get('userName')} or the outputs ({output_names(entry.attributes)}) "

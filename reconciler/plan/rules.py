@@ -11,6 +11,7 @@ import enum
 from collections.abc import Mapping
 from typing import Any
 
+from reconciler import errors
 from reconciler.plan import actions, model
 from reconciler.state import model as state_model
 
@@ -120,6 +121,11 @@ class Rules:
         """What attribute drift of this kind means, in words."""
         return ""
 
+    def malformed(self, entry: state_model.ResourceState) -> str:
+        """What is wrong with a recorded entry's ids or attributes, in the shape
+        this kind reads them ("" when nothing): damaged state is one clear error."""
+        return ""
+
     def interrupted(self, entry: state_model.ResourceState) -> bool:
         """A recorded object a crash left before it was written: its absence is not drift."""
         return False
@@ -169,6 +175,15 @@ Registry = Mapping[str, Rules]
 
 def rules_for(registry: Registry, kind: str) -> Rules:
     return registry.get(kind, DEFAULT)
+
+
+def check_state(prior: state_model.State, registry: Registry) -> None:
+    """Every recorded entry in the shape its kind reads it, else StateError naming it."""
+    for address, entry in sorted(prior.resources.items()):
+        problem = rules_for(registry, entry.kind).malformed(entry)
+        if problem:
+            raise errors.StateError(f"{address}: its state entry is malformed ({problem}); restore the previous "
+                                    "version (state.json.backup, or the S3 key's .backup) or fix the entry by hand")
 
 
 def permissions_of(desired: Mapping[str, model.Desired], prior: state_model.State,

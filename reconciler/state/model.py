@@ -306,6 +306,10 @@ class State:
             journal = [JournalEntry.from_json(e) for e in data.get("journal") or ()]
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise errors.StateError(f"{origin}: malformed journal entry ({exc}){_REPAIR}") from exc
+        for lease_id, lease in (data.get("leases") or {}).items():
+            problem = _lease_problem(lease)
+            if problem:
+                raise errors.StateError(f"{origin}: leases.{lease_id}: malformed lease ({problem}){_REPAIR}")
         resources, legacy = _legacy_journal(resources)
         return cls(data["lineage"], int(data["serial"]), resources, data.get("leases", {}),
                    tuple(journal + legacy), tuple(data.get("appliedPlans", ())),
@@ -313,6 +317,24 @@ class State:
 
 
 _REPAIR = "; restore the previous version (state.json.backup, or the S3 key's .backup) or fix it by hand"
+
+
+LEASE_FIELDS = ("id", "template", "userName", "createdAt", "expiresAt", "maxExpiresAt")
+
+
+def _lease_problem(lease: Any) -> str:
+    """What is wrong with a recorded lease ("" when nothing): every field it is read by."""
+    if not isinstance(lease, Mapping):
+        return f"expected an object, got {_shape(lease)}"
+    for field in LEASE_FIELDS:
+        if not isinstance(lease.get(field), str) or not lease[field]:
+            return f"{field}: expected a string, got {_shape(lease.get(field))}"
+    if not isinstance(lease.get("connection", {}), Mapping):
+        return f"connection: expected an object, got {_shape(lease.get('connection'))}"
+    attempts = lease.get("revokeAttempts", 0)
+    if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 0:
+        return f"revokeAttempts: expected a whole number >= 0, got {_shape(attempts)}"
+    return ""
 
 
 def _shape(value: Any) -> str:
