@@ -47,8 +47,14 @@ def _template(workspace: engine.Workspace, aws: base.AwsContext, name: str) -> p
         declared = sorted(d.name for d in aws.desired.values() if d.kind == dynamic_iam.KIND)
         raise errors.ConfigError(f"{name}: no {address} in the manifests"
                                  f"{'; declared: ' + ', '.join(declared) if declared else ''}")
-    if address not in aws.state.resources:
+    applied = aws.state.resources.get(address)
+    if applied is None:
         raise errors.ConfigError(f"{address} has not been applied yet; run `reconciler apply` first")
+    pending = sorted(k for k in want.attributes if k != "leaseUsers"
+                     and want.attributes[k] != applied.attributes.get(k))
+    if pending:  # a lease is made as reviewed and applied, never from a manifest not yet applied
+        raise errors.ConfigError(f"{address} has changes not applied yet ({', '.join(pending)}); apply them "
+                                 "first (`reconciler plan` shows them)")
     refreshing.check_connections({address: want}, aws, workspace.config)
     return want
 
@@ -103,7 +109,9 @@ def renew(directory: str | pathlib.Path, lease_id: str, ttl: str | None, *,
             raise errors.ConfigError(f"lease {lease_id} expired at {lease['expiresAt']}; create a new lease")
         seconds = _seconds(ttl or want.attributes["defaultTtl"], "--ttl" if ttl else "defaultTtl")
         wanted = now + datetime.timedelta(seconds=seconds)
-        cap = dynamic_iam._when(str(lease["maxExpiresAt"]))
+        cap = min(dynamic_iam._when(str(lease["maxExpiresAt"])),  # and the template's maxTtl now, if lowered
+                  dynamic_iam._when(str(lease["createdAt"]))
+                  + datetime.timedelta(seconds=manifest.parse_duration(want.attributes["maxTtl"])))
         note = ""
         if wanted > cap:
             wanted = cap

@@ -209,6 +209,9 @@ class IamAdapter(adapter.Adapter):
             params["PermissionsBoundary"] = boundary
         return dict(self._call("CreateUser", **params)["User"])
 
+    def move_user(self, name: str, path: str) -> None:
+        self._call("UpdateUser", UserName=name, NewPath=path)
+
     def users(self, path_prefix: str) -> list[dict[str, Any]]:
         return [dict(u) for u in self._pages("ListUsers", "Users", PathPrefix=path_prefix)]
 

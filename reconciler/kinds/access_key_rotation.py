@@ -122,7 +122,7 @@ def _evictable(keys: Mapping[str, str], ids: Mapping[str, Any], evict_unknown: b
         return None
     current = (ids.get("current") or {}).get("id")
     previous = (ids.get("previous") or {}).get("id")
-    inactive = sorted(k for k, s in keys.items() if s != ACTIVE and k != current)
+    inactive = sorted(k for k, s in keys.items() if s != ACTIVE)  # serves nobody (the current one included)
     if inactive:
         return inactive[0]
     if previous in keys and previous != current:
@@ -130,8 +130,6 @@ def _evictable(keys: Mapping[str, str], ids: Mapping[str, Any], evict_unknown: b
     unknown = sorted(k for k in keys if k not in (current, previous))
     if evict_unknown and unknown:
         return unknown[0]
-    if any(s != ACTIVE for k, s in keys.items() if k == current) and current in keys:
-        return str(current)  # the current key is inactive: it serves nobody
     named = ", ".join(f"{k} ({keys[k]})" for k in unknown) or ", ".join(sorted(keys))
     raise errors.PlanError(
         f"user {user} already holds two access keys and {named} was not issued by this stack, so a "
@@ -300,6 +298,9 @@ class AccessKeyRotationHandler:
                 "statuses": dict(keys), "connection": dict(desired.connection),
                 "attributes": dict(desired.attributes), "dependencies": list(desired.dependencies)})
         data = dict(journal.data)
+        if journal.step == "abandoning":  # a failed rotation killed while it cleaned up: finish that first
+            self._abandon(aws, client, journal, user, str(data["abandon"]))
+            return self._rotate(aws, desired, entry)
         if journal.step == "evicting":
             client.delete_access_key(user, data["evict"])
             data["known"] = [k for k in data["known"] if k != data["evict"]]
@@ -328,10 +329,21 @@ class AccessKeyRotationHandler:
         if journal.step != "verified":
             raise errors.StateError(f"{address}: journal entry {journal.operation_id} is at an unknown step "
                                     f"{journal.step!r}")
+        if client.access_keys(user).get(str(data["newKey"])) != ACTIVE:
+            # the new key went (deleted or deactivated out of band) before the outputs hold it: never
+            # write a pair that does not work; what was written of it is put back, and a fresh rotation runs
+            if _put_back(aws, desired, data.get("before") or {}):
+                self._abandon(aws, client, journal, user, str(data["newKey"]))
+                return self._rotate(aws, desired, entry)
+            raise errors.AwsError(f"the new access key {data['newKey']} is no longer active and the outputs "
+                                  "could not be put back; run apply again")
         try:
             written = _write_outputs(aws, desired, data)
         except errors.ReconcilerError as exc:
-            _put_back(aws, desired, data.get("before") or {})
+            if not _put_back(aws, desired, data.get("before") or {}):
+                raise errors.AwsError(f"{exc.message}; an output may already hold the new key {data['newKey']}, "
+                                      "which is kept (it works): the next run completes the rotation",
+                                      getattr(exc, "code", "")) from None
             self._abandon(aws, client, journal, user, str(data["newKey"]))
             raise errors.AwsError(f"{exc.message}; both outputs still hold the previous key (nothing was "
                                   "switched) and the new key was deleted", getattr(exc, "code", "")) from None
@@ -342,12 +354,14 @@ class AccessKeyRotationHandler:
     @staticmethod
     def _abandon(aws: base.AwsContext, client: iam_adapter.IamAdapter, journal: state_model.JournalEntry,
                  user: str, key_id: str) -> None:
-        """A rotation that failed: its new key deleted, the journal closed, the
-        previous key and the outputs untouched."""
+        """A rotation that failed: recorded as abandoning (so a run killed while
+        it cleans up never writes this key's pair later), its new key deleted,
+        the journal closed; the previous key and the outputs untouched."""
+        journal = aws.advance(journal, "abandoning", {**journal.data, "abandon": key_id})
         try:
             client.delete_access_key(user, key_id)
         except errors.ReconcilerError:
-            return  # the entry stays open: the next run finds the key and deletes it
+            return  # the entry stays open at "abandoning": the next run deletes the key
         aws.persist_outcome(aws.state.without_journal(journal.operation_id))
 
     def _retire(self, aws: base.AwsContext, desired: plan_model.Desired, entry: state_model.ResourceState,
@@ -480,9 +494,11 @@ def _write_outputs(aws: base.AwsContext, desired: plan_model.Desired,
     return written
 
 
-def _put_back(aws: base.AwsContext, desired: plan_model.Desired, before: Mapping[str, int]) -> None:
+def _put_back(aws: base.AwsContext, desired: plan_model.Desired, before: Mapping[str, int]) -> bool:
     """Undo what a failed write stored: each output's newest version is again
-    the one it had before (re-written on top), or the entry is removed."""
+    the one it had before (re-written on top), or the entry is removed.
+    False when that could not be done (an output may hold the new key)."""
+    done = True
     for which in OUTPUTS:
         try:
             info, name = _vault_of(aws, desired, which)
@@ -495,7 +511,8 @@ def _put_back(aws: base.AwsContext, desired: plan_model.Desired, before: Mapping
             else:
                 info.store.delete(name)
         except errors.ReconcilerError:
-            continue  # the other output is put back all the same; drift reports what is left
+            done = False  # the other output is put back all the same
+    return done
 
 
 def _rotated(desired: plan_model.Desired, ids: Mapping[str, Any], data: Mapping[str, Any],
@@ -686,30 +703,40 @@ class AccessKeyRotationRules(plan_rules.Rules):
                     f"the outputs moved: a new key pair is issued into {output_names(after)}; entries no "
                     "longer named are deleted once it is written",))
             case Action.ROTATE:
-                return plan_rules.Review(problems=self._no_room(change, context))
+                return self._no_room(change, context)
             case _:
                 return plan_rules.Review()
 
     @staticmethod
-    def _no_room(change: plan_model.ResourceChange, context: plan_rules.PlanContext) -> tuple[str, ...]:
-        """A rotation the user's keys leave no room for: refused now, not half-way through apply."""
+    def _no_room(change: plan_model.ResourceChange, context: plan_rules.PlanContext) -> plan_rules.Review:
+        """A rotation the user's keys leave no room for: refused now, not half-way
+        through apply; one that must delete the previous key inside its grace
+        period (the user can hold two keys) says so."""
         entry = context.prior.resources.get(change.resource_address)
         live = change.before or {}
         if entry is None or context.prior.journal_of(change.resource_address, state_model.Operation.ROTATE):
-            return ()  # an interrupted rotation: room was made before it started; it resumes
+            return plan_rules.Review()  # an interrupted rotation: room was made before it started; it resumes
         ids = entry.ids
         keys = {str(k): str(s) for k, s in (live.get("foreignKeys") or {}).items()}
         for which, status in (("current", live.get("currentKey")), ("previous", live.get("previousKey"))):
             key = (ids.get(which) or {}).get("id")
             if key and status in (ACTIVE, INACTIVE):
                 keys[str(key)] = str(status)
-        retiring = {c.subject for c in context.changes.values() if c.action is Action.REVOKE}
         try:
-            _evictable({k: s for k, s in keys.items() if k not in retiring}, ids,
-                       bool((change.after or {}).get("evictUnknownKeys")), str(ids.get("userName")))
+            evict = _evictable(keys, ids, bool((change.after or {}).get("evictUnknownKeys")), str(ids.get("userName")))
         except errors.PlanError as exc:
-            return (f"{change.resource_address}: {exc.message}",)
-        return ()
+            return plan_rules.Review(problems=(f"{change.resource_address}: {exc.message}",))
+        previous = ids.get("previous") or {}
+        if evict and evict == previous.get("id") and keys.get(evict) == ACTIVE:
+            deactivate, _delete = retire_times(change.after or entry.attributes, previous)
+            if context.now < deactivate:
+                return plan_rules.Review(notes=(
+                    f"deletes the previous key {evict} now, before its grace period ends at {_at(deactivate)}: "
+                    "the user can hold only two keys; whoever still uses it stops working",))
+        if evict:
+            return plan_rules.Review(notes=(f"deletes {evict} ({keys.get(evict, '?').lower()}) first to make "
+                                            "room: the user can hold only two keys",))
+        return plan_rules.Review()
 
     def permissions(self, desired: plan_model.Desired, stack: Mapping[str, plan_model.Desired],
                     prior: state_model.State) -> tuple[plan_rules.Permission, ...]:

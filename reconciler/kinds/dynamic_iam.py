@@ -104,6 +104,8 @@ def differences(client: iam_adapter.IamAdapter, name: str, want: Mapping[str, An
     if found is None:
         return None
     out: list[str] = []
+    if found.get("Path", "/") != want["path"]:
+        out.append(f"path {found.get('Path')} instead of {want['path']}")
     groups = set(client.user_groups(name))
     for group in sorted(groups - set(want["groups"])):
         out.append(f"added to group {group} outside reconciler")
@@ -131,6 +133,8 @@ def converge_user(client: iam_adapter.IamAdapter, name: str, want: Mapping[str, 
     found = client.user(name)
     if found is None:
         return
+    if found.get("Path", "/") != want["path"]:
+        client.move_user(name, str(want["path"]))
     boundary = (found.get("PermissionsBoundary") or {}).get("PermissionsBoundaryArn")
     if boundary != want.get("permissionsBoundary"):
         client.set_user_boundary(name, want.get("permissionsBoundary"))
@@ -203,6 +207,16 @@ def failures(outcomes: Sequence[Outcome]) -> str:
             f"`reconciler lease list` shows them): {shown}{more}")
 
 
+def clean_interrupted(aws: base.AwsContext, address: str, connection: Mapping[str, Any]) -> None:
+    """Interrupted lease creates of ``address``: their users (nobody holds their
+    credentials) stripped and deleted, their journal entries closed."""
+    for journal in [j for j in aws.state.journal if j.address == address]:
+        name = str(journal.data.get("userName") or "")
+        if name:
+            _iam(aws, journal.data.get("connection") or connection).strip_and_delete_user(name)
+        aws.persist_outcome(aws.state.without_journal(journal.operation_id))
+
+
 class DynamicIamTemplateHandler:
     kind = KIND
     sensitive: frozenset[str] = frozenset()
@@ -255,7 +269,10 @@ class DynamicIamTemplateHandler:
         known = {str(v.get("userName")) for v in aws.state.leases.values() if isinstance(v, Mapping)}
         opened = {str(j.data.get("userName")) for j in aws.state.journal if j.address == entry.address}
         found = []
-        for user in client.users(str(entry.attributes.get("path") or "/")):
+        paths = {str(entry.attributes.get("path") or "/")} | {
+            str(v.get("path")) for v in aws.state.leases_of(entry.name) if v.get("path")}
+        users = {str(u["UserName"]): u for p in sorted(_outermost(paths)) for u in client.users(p)}
+        for user in users.values():
             name = str(user["UserName"])
             if name in known or name in opened:
                 continue
@@ -280,12 +297,20 @@ class DynamicIamTemplateHandler:
         for lease in aws.state.leases_of(desired.name):
             converge_user(client, str(lease["userName"]), desired.attributes,
                           _tags(aws.stack, desired.address, str(lease["id"]), desired.attributes["tags"]))
+            if lease.get("path") != desired.attributes["path"]:
+                aws.persist_outcome(aws.state.with_lease({**lease, "path": desired.attributes["path"]}))
         return state_model.ResourceState(KIND, desired.name, state_model.Mode.MANAGED, {}, dict(desired.attributes),
                                          desired.connection, desired.dependencies)
 
     def delete(self, aws: base.AwsContext, entry: state_model.ResourceState) -> None:
-        """A template removed: every one of its leases revoked first."""
+        """A template removed: every one of its leases revoked first, then the
+        users of interrupted creates and any orphan tagged for it (removing a
+        template needs --allow-destroy): nothing is left that nobody looks for."""
         self._revoke(aws, aws.state.leases_of(entry.name))
+        clean_interrupted(aws, entry.address, entry.connection)
+        client = _iam(aws, entry.connection)
+        for name in self._orphans(aws, client, entry):
+            client.strip_and_delete_user(name)
 
     def _revoke(self, aws: base.AwsContext, leases: Sequence[Mapping[str, Any]]) -> None:
         def record(outcome: Outcome) -> None:
@@ -305,11 +330,7 @@ class DynamicIamTemplateHandler:
                        or client.user(str(lease["userName"])) is None]
                 self._revoke(aws, due)
             case _ if change.subject == INTERRUPTED:
-                for journal in [j for j in aws.state.journal if j.address == desired.address]:
-                    name = str(journal.data.get("userName", ""))
-                    if name:
-                        _iam(aws, journal.data.get("connection") or desired.connection).strip_and_delete_user(name)
-                    aws.persist_outcome(aws.state.without_journal(journal.operation_id))
+                clean_interrupted(aws, desired.address, desired.connection)
             case _ if change.subject == ORPHANS:
                 for name in self._orphans(aws, client, entry):
                     client.strip_and_delete_user(name)
@@ -359,10 +380,16 @@ class DynamicIamTemplateHandler:
             raise errors.AwsError(f"{exc.message}; the half-made user {name} was deleted: nothing leaked",
                                   getattr(exc, "code", None)) from None
         lease = {"id": lease_id, "template": desired.name, "userName": name, "userArn": str(user["Arn"]),
+                 "path": str(want["path"]),
                  "keyId": key_id, "createdAt": created, "expiresAt": expires, "maxExpiresAt": cap,
                  "connection": dict(desired.connection), "revokeAttempts": 0, "lastError": ""}
         aws.persist_outcome(aws.state.with_lease(lease).without_journal(journal.operation_id))
         return lease, key_id, secret
+
+
+def _outermost(paths: set[str]) -> set[str]:
+    """The paths none of the others contains (ListUsers PathPrefix lists inside them)."""
+    return {p for p in paths if not any(o != p and p.startswith(o) for o in paths)}
 
 
 # -- plan rules (pure) -----------------------------------------------------------------------------
@@ -434,7 +461,8 @@ class DynamicIamTemplateRules(plan_rules.Rules):
         """The manager's policy: users under the template's path only; a boundary
         and managed policies it cannot change (condition keys); its groups only."""
         want = desired.attributes
-        users = (_user_arn(str(want["path"])),)
+        paths = {str(want["path"])} | {str(v["path"]) for v in prior.leases_of(desired.name) if v.get("path")}
+        users = tuple(sorted(_user_arn(p) for p in _outermost(paths)))  # live leases under an older path too
         boundary = want.get("permissionsBoundary")
         bounded: tuple[plan_rules.Condition, ...] = (
             (("ArnEquals", "iam:PermissionsBoundary", (str(boundary),)),) if boundary else ())

@@ -260,26 +260,29 @@ ROTATION_OUTPUTS = ("accessKeyId", "secretAccessKey")
 def _rotation_outputs(config: Config) -> Iterator[errors.Diagnostic]:
     """The secrets an AccessKeyRotation writes are its own: no Secret document
     may declare one, nor another output (reported at both positions)."""
-    claims: dict[str, list[tuple[Resource, tuple[str, ...]]]] = {}
+    claims: dict[tuple[str, str], list[tuple[Resource, tuple[str, ...]]]] = {}
     for resource in config.resources.values():
         if resource.kind == "Secret":
-            claims.setdefault(resource.name, []).append((resource, ()))
+            vault = resource.spec.get("vault") or config.default_vault or ""
+            claims.setdefault((vault, resource.name), []).append((resource, ()))
         elif resource.kind == "AccessKeyRotation":
+            outputs = resource.spec.get("outputs") or {}
             for output in ROTATION_OUTPUTS:
-                secret = ((resource.spec.get("outputs") or {}).get(output) or {}).get("secret")
-                if secret:
-                    claims.setdefault(secret, []).append((resource, ("outputs", output, "secret")))
+                target = outputs.get(output) or {}
+                vault = target.get("vault") or outputs.get("vault") or config.default_vault or ""
+                if target.get("secret"):
+                    claims.setdefault((vault, target["secret"]), []).append((resource, ("outputs", output, "secret")))
     def where(resource: Resource, path: tuple[str, ...]) -> errors.Position:
         return resource.position(*path) if path else resource.document.position(("metadata", "name"))
 
-    for name, holders in claims.items():
+    for (vault, name), holders in claims.items():
         if len(holders) < 2 or all(r.kind == "Secret" for r, _ in holders):
             continue  # two Secrets of one name are duplicate resources, reported as such
         for resource, path in holders:
             others = [f"{r.address}{' (' + '.'.join(p[1:]) + ')' if p else ''} at {where(r, p)}"
                       for r, p in holders if (r, p) != (resource, path)]
             yield errors.Diagnostic(
-                f"secret {name} is also declared by {'; '.join(others)}; the secrets an AccessKeyRotation "
+                f"secret {vault}/{name} is also declared by {'; '.join(others)}; the secrets an AccessKeyRotation "
                 "writes are its own (no Secret document, no other output may name one)",
                 where(resource, path), resource.address)
 

@@ -364,3 +364,41 @@ def _certificate() -> str:
             .serial_number(1).not_valid_before(dt.datetime(2025, 1, 1)).not_valid_after(dt.datetime(2035, 1, 1))
             .sign(key, hashes.SHA256()))
     return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def test_removing_a_template_also_deletes_the_user_of_an_interrupted_create(applied):
+    directory = applied()
+    hook = KillAfter(1, "CreateUser")
+    session.register_hook("after-call", hook)
+    try:
+        with pytest.raises(Killed):
+            run("lease", "create", "ci", "--dir", directory)
+    finally:
+        session.unregister_hook("after-call", hook)
+    assert len(lease_users()) == 1 and state_of(directory)["journal"]
+    (directory / "template.yaml").unlink()
+    assert run("apply", directory, "--auto-approve", "--allow-destroy").exit_code == 0
+    assert lease_users() == [] and state_of(directory)["journal"] == []
+
+
+def test_a_lease_is_made_only_from_the_applied_template(applied):
+    directory = applied()
+    (directory / "template.yaml").write_text(template(groups="[writers]"))
+    refused = run("lease", "create", "ci", "--dir", directory)
+    assert refused.exit_code == 1
+    assert "DynamicIamTemplate/ci has changes not applied yet (groups); apply them first" in refused.output
+    assert lease_users() == []
+
+
+def test_a_new_path_moves_every_live_lease_user(applied):
+    directory = applied()
+    issued = create(directory)
+    (directory / "template.yaml").write_text(template().replace("path: /leases/", "path: /leases/v2/"))
+    policy = json.loads(run("policy", directory, "--for", "ci").stdout)
+    resources = {r for s in policy["Statement"] for r in s["Resource"]}
+    assert "arn:aws:iam::*:user/leases/*" in resources  # the live lease's path: its revoke stays allowed
+    assert run("apply", directory, "--auto-approve").exit_code == 0
+    assert iam().get_user(UserName=issued["userName"])["User"]["Path"] == "/leases/v2/"
+    assert run("drift", directory).exit_code == 0
+    assert run("lease", "revoke", issued["leaseId"], "--dir", directory).exit_code == 0
+    assert lease_users() == []

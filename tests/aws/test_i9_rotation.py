@@ -425,3 +425,64 @@ def test_unit_evictable_picks_inactive_then_previous_and_refuses_unknown():
     assert access_key_rotation._evictable({"CUR": "Active", "X": "Active"}, ids, True, "u") == "X"
     with pytest.raises(errors.PlanError, match=r"X \(Active\) was not issued by this stack"):
         access_key_rotation._evictable({"CUR": "Active", "X": "Active"}, ids, False, "u")
+
+
+def test_a_failed_write_killed_while_it_cleans_up_never_switches_to_a_deleted_key(rotated, inject, monkeypatch):
+    """Review of issue 9: the cleanup of a failed rotation is journaled before
+    it deletes the new key, so the next run never writes that key's pair."""
+    from tests.aws.test_i7_runtime_journal import Killed, KillAfter
+    from reconciler.aws import session
+    directory = rotated(store=STORES["secretsmanager"])
+    old = pair(directory)
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    seen = {"n": 0}
+
+    def second_put_fails(request, **_kwargs):
+        seen["n"] += 1
+        if seen["n"] == 2:
+            raw = json.dumps({"__type": "InternalServiceError", "message": "boom"}).encode()
+            return AWSResponse(request.url, 400, {"Content-Type": "application/x-amz-json-1.1"}, _Raw(raw))
+        return None
+
+    inject("before-send.secrets-manager.PutSecretValue", second_put_fails)
+    at(monkeypatch, DUE)
+    hook = KillAfter(1, "DeleteAccessKey")
+    session.register_hook("after-call", hook)
+    try:
+        with pytest.raises(Killed):
+            run("apply", directory, "--auto-approve")
+    finally:
+        session.unregister_hook("after-call", hook)
+    inject.clear()
+    assert pair(directory) == old  # put back before the key was deleted
+    [journal] = state_of(directory)["journal"]
+    assert journal["step"] == "abandoning"
+    assert run("apply", directory, "--auto-approve").exit_code == 0
+    key_id, secret = pair(directory)
+    assert key_id == current(directory) != old[0] and caller(key_id, secret).endswith(":user/app-user")
+    assert set(user_keys()) == {old[0], key_id} and state_of(directory)["journal"] == []
+
+
+def test_an_inactive_current_key_is_evicted_before_the_previous_key_in_its_grace(rotated, monkeypatch):
+    directory = rotated()
+    at(monkeypatch, DUE)
+    assert run("apply", directory, "--auto-approve").exit_code == 0
+    previous, dead = state_of(directory)["resources"][ADDRESS]["ids"]["previous"]["id"], current(directory)
+    iam().update_access_key(UserName="app-user", AccessKeyId=dead, Status="Inactive")
+    at(monkeypatch, "2030-02-01T00:10:00Z")  # inside the previous key's grace period
+    planned = run("plan", directory)
+    assert f"deletes {dead} (inactive) first to make room" in " ".join(planned.output.split())
+    assert run("apply", directory, "--auto-approve").exit_code == 0
+    new_id = current(directory)
+    assert user_keys() == {previous: "Active", new_id: "Active"}  # the previous key keeps its grace
+
+
+def test_rotating_inside_the_grace_period_says_it_deletes_the_previous_key_now(rotated, monkeypatch):
+    directory = rotated()
+    at(monkeypatch, DUE)
+    assert run("apply", directory, "--auto-approve").exit_code == 0
+    previous = state_of(directory)["resources"][ADDRESS]["ids"]["previous"]["id"]
+    at(monkeypatch, "2030-02-01T00:30:00Z")
+    dry = run("rotate", "app", "--dir", directory, "--dry-run")
+    assert (f"deletes the previous key {previous} now, before its grace period ends at 2030-02-01T01:00:00+00:00: "
+            "the user can hold only two keys") in " ".join(dry.output.split())

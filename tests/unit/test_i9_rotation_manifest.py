@@ -50,9 +50,9 @@ def test_an_output_declared_again_as_a_secret_is_an_error_at_both_positions(tmp_
     assert result.exit_code == 1
     found = errors_of(result)
     # the rotation's outputs.accessKeyId.secret (line 18 of the file) and the Secret's metadata.name (line 23)
-    assert found[0].startswith(f"{file}:18:27: AccessKeyRotation/r: secret key-id is also declared by "
+    assert found[0].startswith(f"{file}:18:27: AccessKeyRotation/r: secret main/key-id is also declared by "
                                f"Secret/key-id at {file}:23:18;")
-    assert found[1].startswith(f"{file}:23:18: Secret/key-id: secret key-id is also declared by "
+    assert found[1].startswith(f"{file}:23:18: Secret/key-id: secret main/key-id is also declared by "
                                f"AccessKeyRotation/r (accessKeyId.secret) at {file}:18:27;")
     assert "the secrets an AccessKeyRotation writes are its own" in found[0]
     assert len(found) == 2
@@ -63,10 +63,10 @@ def test_two_rotations_writing_one_secret_and_one_rotation_writing_both_outputs_
                              rotation("c", key_id="key-secret", secret="x-secret"))
     found = errors_of(result)
     assert result.exit_code == 1
-    assert sum("secret key-secret is also declared by" in line for line in found) == 2
+    assert sum("secret main/key-secret is also declared by" in line for line in found) == 2
     _file, result = validate(tmp_path, rotation("d", key_id="same", secret="same"))
     assert result.exit_code == 1
-    assert sum("secret same is also declared by AccessKeyRotation/d" in line for line in errors_of(result)) == 2
+    assert sum("secret main/same is also declared by AccessKeyRotation/d" in line for line in errors_of(result)) == 2
 
 
 def test_grace_must_be_shorter_than_the_interval_and_both_positive(tmp_path):
@@ -93,3 +93,11 @@ def test_outputs_vault_must_exist(tmp_path):
     _file, result = validate(tmp_path, text)
     assert result.exit_code == 1
     assert "vault refers to Vault/nope, which does not exist; known: main" in result.output
+
+
+def test_a_secret_of_the_same_name_in_another_vault_is_no_conflict(tmp_path):
+    other = ("apiVersion: reconciler/v1\nkind: Vault\nmetadata: {name: other}\n"
+             "spec: {provider: k, store: {local: {path: w}}}\n")
+    secret = SECRET.replace("spec: {generate", "spec: {vault: other, generate")
+    _file, result = validate(tmp_path, rotation(), other, secret)
+    assert result.exit_code == 0, result.output
