@@ -229,6 +229,9 @@ class SecretHandler:
                                              binding=binding, connection=info.connection)
         else:
             if "generate" in source:
+                restored = _restorable(info, desired, entry)
+                if restored is not None:  # a value written out of band: ours comes back, never a new one
+                    return self._store(aws, desired, entry, restored, attributes, fingerprint_ids, info)
                 value = generate(source["generate"] or {})
             else:
                 value = env_value(source["fromEnv"], desired.address)
@@ -243,7 +246,12 @@ class SecretHandler:
                                                      desired.connection, desired.dependencies)
             sealed = aws.keyring.encrypt(value, key_arn=info.key_arn, key_spec=info.key_spec,
                                          binding=binding, connection=info.connection)
-        text = sealed.to_string()
+        return self._store(aws, desired, entry, sealed.to_string(), attributes, fingerprint_ids, info)
+
+    def _store(self, aws: base.AwsContext, desired: plan_model.Desired, entry: state_model.ResourceState | None,
+               text: str, attributes: Mapping[str, Any], fingerprint_ids: Mapping[str, Any],
+               info: vaults.VaultInfo) -> state_model.ResourceState:
+        """The journaled write of one envelope as the entry's new version."""
         journal = aws.begin(desired.address, state_model.Operation.WRITE, "storing", {
             "digest": vaults.digest(text), "attributes": attributes, "ids": fingerprint_ids,
             "connection": dict(desired.connection), "dependencies": list(desired.dependencies)})
@@ -353,6 +361,27 @@ def _move(aws: base.AwsContext, desired: plan_model.Desired, entry: state_model.
                                       desired.dependencies)
     aws.settle(journal, moved)
     return moved
+
+
+def _restorable(info: vaults.VaultInfo, desired: plan_model.Desired,
+                entry: state_model.ResourceState | None) -> str | None:
+    """For a generated secret whose generation did not change: the envelope
+    reconciler last wrote, when the store's newest version is not it (written
+    out of band) but still keeps it, to be written again as a new version."""
+    if entry is None or entry.attributes.get("value") != desired.attributes.get("value") \
+            or entry.attributes.get("vault") != desired.attributes.get("vault"):
+        return None
+    recorded = entry.ids.get("storedDigest")
+    latest = info.store.latest(desired.name)
+    if not recorded or latest is None or vaults.digest(latest.envelope) == recorded:
+        return None
+    for version in reversed(info.store.versions(desired.name)):
+        if vaults.digest(version.envelope) == recorded:
+            return str(version.envelope)
+    raise errors.PlanError(
+        f"{desired.address}: its value was changed outside reconciler and the version reconciler wrote is no "
+        f"longer kept in {info.store.describe()}; a generated value is never regenerated silently: bump "
+        "generate.generation to make a new one (whoever uses the old value needs the new)")
 
 
 def _written(name: str, entry: state_model.ResourceState | None, data: Mapping[str, Any],
@@ -539,7 +568,15 @@ class SecretRules(plan_rules.Rules):
     noun = "secret"
 
     def drift_note(self, entry: state_model.ResourceState) -> str:
+        if str(entry.attributes.get("value", "")).startswith("generation:"):
+            return ("the stored value was changed outside reconciler; apply writes back the value reconciler "
+                    "generated (as a new version), never a new one")
         return "the stored entry was changed outside reconciler"
+
+    def severity(self, path: str, before: Any, after: Any) -> plan_rules.Severity:
+        if path == "value" and str(before).startswith("generation:"):
+            return plan_rules.Severity.CRITICAL  # whoever reads it gets a value reconciler did not make
+        return plan_rules.Severity.WARNING
 
     def unreadable(self, entry: state_model.ResourceState, prior: state_model.State,
                    refreshed: Mapping[str, plan_model.Refreshed]) -> plan_model.DriftItem | None:

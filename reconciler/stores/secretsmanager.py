@@ -101,7 +101,10 @@ class SecretsManagerStore(adapter.Adapter):
         current = self.latest(name)
         if current is None and self._restore(name):
             current = self.latest(name)
-        version = base.Version((current.number if current else 0) + 1, base.now(), envelope)
+        number = current.number if current else 0
+        if current is not None and not number:  # the current value was written by someone else:
+            number = max((v.number for v in self.versions(name)), default=0)  # after our newest, never again 1
+        version = base.Version(number + 1, base.now(), envelope)
         self._write(name, version, exists=current is not None, history=False)
         return version
 
