@@ -45,7 +45,7 @@ from reconciler.aws import factory
 from reconciler.aws import iam as iam_adapter
 from reconciler.aws import propagation
 from reconciler.crypto import envelope as env
-from reconciler.kinds import base, recovery
+from reconciler.kinds import base, kms, recovery
 from reconciler.kinds import vault as vaults
 from reconciler.manifest import model as manifest
 from reconciler.plan import actions as plan_actions
@@ -338,7 +338,7 @@ class AccessKeyRotationHandler:
             raise errors.AwsError(f"the new access key {data['newKey']} is no longer active and the outputs "
                                   "could not be put back; run apply again")
         try:
-            written = _write_outputs(aws, desired, data)
+            written = _write_outputs(aws, desired, data, journal.operation_id)
         except errors.ReconcilerError as exc:
             if not _put_back(aws, desired, data.get("before") or {}):
                 raise errors.AwsError(f"{exc.message}; an output may already hold the new key {data['newKey']}, "
@@ -476,8 +476,8 @@ def _latest_numbers(aws: base.AwsContext, desired: plan_model.Desired) -> dict[s
     return numbers
 
 
-def _write_outputs(aws: base.AwsContext, desired: plan_model.Desired,
-                   data: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+def _write_outputs(aws: base.AwsContext, desired: plan_model.Desired, data: Mapping[str, Any],
+                   operation: str) -> dict[str, dict[str, Any]]:
     """Both envelopes as new versions (one already there from an interrupted run is kept)."""
     written = {}
     for which in OUTPUTS:
@@ -485,7 +485,7 @@ def _write_outputs(aws: base.AwsContext, desired: plan_model.Desired,
         text = data["sealed"][which]
         latest = info.store.latest(name)
         if latest is None or vaults.digest(latest.envelope) != vaults.digest(text):
-            latest = info.store.put(name, text)
+            latest = info.store.put(name, text, tags=kms.ownership(aws.stack, desired.address, operation))
         out = desired.attributes["outputs"][which]
         written[which] = {"vault": out["vault"], "secret": name, "provider": out["provider"],
                           "store": out["store"], "version": latest.number,

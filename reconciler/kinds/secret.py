@@ -33,7 +33,7 @@ from typing import Any
 
 from reconciler import errors
 from reconciler.crypto import envelope as env
-from reconciler.kinds import base, recovery
+from reconciler.kinds import base, kms, recovery
 from reconciler.kinds import vault as vaults
 from reconciler.manifest import model as manifest
 from reconciler.plan import actions as plan_actions
@@ -255,7 +255,8 @@ class SecretHandler:
         journal = aws.begin(desired.address, state_model.Operation.WRITE, "storing", {
             "digest": vaults.digest(text), "attributes": attributes, "ids": fingerprint_ids,
             "connection": dict(desired.connection), "dependencies": list(desired.dependencies)})
-        stored = info.store.put(desired.name, text)
+        stored = info.store.put(desired.name, text,
+                                tags=kms.ownership(aws.stack, desired.address, journal.operation_id))
         # a secret recorded before versionKeys: learn which key wraps each kept version from the store
         history = None if entry is None or "versionKeys" in entry.ids else info.store.versions(desired.name)
         result = _written(desired.name, entry, journal.data, stored, history)

@@ -301,9 +301,12 @@ def copy_history(ctx: base.AwsContext, secret: state_model.ResourceState, source
     journal = (ctx.advance(open_entry, "copying", data) if open_entry is not None else
                ctx.begin(secret.address, operation, "copying", data))
     newest = versions[-1].number
+    owner = {"reconciler:stack": ctx.stack, "reconciler:address": secret.address,  # as kms.ownership
+             "reconciler:operation": journal.operation_id}  # (kms imports this module)
     for version in todo:
         target.store.put_version(name, store_base.Version(version.number, version.created_at,
-                                                          texts[version.number]), newest=version.number == newest)
+                                                          texts[version.number]), newest=version.number == newest,
+                                 tags=owner)
     return Copied(copied, journal)
 
 
@@ -437,13 +440,14 @@ def _store_permissions(store: Mapping[str, Any], region: str) -> tuple[plan_rule
             return (plan_rules.Permission(("secretsmanager:CreateSecret", "secretsmanager:PutSecretValue",
                                            "secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret",
                                            "secretsmanager:ListSecretVersionIds", "secretsmanager:DeleteSecret",
-                                           "secretsmanager:RestoreSecret"),
+                                           "secretsmanager:RestoreSecret", "secretsmanager:TagResource"),
                                           (f"arn:aws:secretsmanager:{where}:*:secret:{spec['prefix']}*",)),)
         case {"ssm": spec}:
             where = spec.get("region") or region
             path = "/" + str(spec["path"]).strip("/")
             return (plan_rules.Permission(("ssm:PutParameter", "ssm:GetParameterHistory", "ssm:DeleteParameter",
-                                           "ssm:LabelParameterVersion", "ssm:UnlabelParameterVersion"),
+                                           "ssm:LabelParameterVersion", "ssm:UnlabelParameterVersion",
+                                           "ssm:AddTagsToResource"),
                                           (f"arn:aws:ssm:{where}:*:parameter{path}/*",)),)
         case _:
             return ()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from reconciler import clock, errors
@@ -65,10 +66,12 @@ class Store(Protocol):
 
     def latest(self, name: str) -> Version | None: ...
 
-    def put(self, name: str, envelope: str) -> Version:
-        """Store a new version; returns it."""
+    def put(self, name: str, envelope: str, *, tags: Mapping[str, str] | None = None) -> Version:
+        """Store a new version; returns it. ``tags`` (stack, address, operation)
+        go on the entry where the store has tags and the entry is created now."""
 
-    def put_version(self, name: str, version: Version, *, newest: bool) -> Version:
+    def put_version(self, name: str, version: Version, *, newest: bool,
+                    tags: Mapping[str, str] | None = None) -> Version:
         """Store ``version`` with its own number and date (a copy or a re-wrap),
         replacing a kept version of that number. History is written oldest
         first; ``newest`` marks the last write, which becomes the current entry."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+from collections.abc import Mapping
 
 from reconciler.stores import base
 
@@ -31,12 +32,13 @@ class LocalStore:
         versions = self.versions(name)
         return versions[-1] if versions else None
 
-    def put(self, name: str, envelope: str) -> base.Version:
+    def put(self, name: str, envelope: str, *, tags: Mapping[str, str] | None = None) -> base.Version:
         versions, new = base.next_versions(self.versions(name), envelope, self.keep)
         self._write(name, versions)
         return new
 
-    def put_version(self, name: str, version: base.Version, *, newest: bool) -> base.Version:
+    def put_version(self, name: str, version: base.Version, *, newest: bool,
+                    tags: Mapping[str, str] | None = None) -> base.Version:
         self._write(name, base.with_version(self.versions(name), version, self.keep))
         return version
 

@@ -5,6 +5,8 @@ entry) so two writers never lose a version."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from reconciler import errors
 from reconciler.aws import adapter
 from reconciler.aws.s3 import PRECONDITION_FAILED
@@ -100,7 +102,7 @@ class S3Store(adapter.Adapter):
                 found.append(got[0])
         return base.kept(found, self.keep)
 
-    def put(self, name: str, envelope: str) -> base.Version:
+    def put(self, name: str, envelope: str, *, tags: Mapping[str, str] | None = None) -> base.Version:
         self._check_versioning()
         current = self._get(name)
         last = (self.latest(name) if current[2] else current[0]) if current else None
@@ -109,7 +111,8 @@ class S3Store(adapter.Adapter):
         self._prune(name)
         return new
 
-    def put_version(self, name: str, version: base.Version, *, newest: bool) -> base.Version:
+    def put_version(self, name: str, version: base.Version, *, newest: bool,
+                    tags: Mapping[str, str] | None = None) -> base.Version:
         self._check_versioning()
         self._write(name, version, self._get(name), history=not newest)
         if newest:

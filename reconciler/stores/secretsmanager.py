@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from collections.abc import Mapping
 
 from reconciler import errors
 from reconciler.aws import adapter
@@ -97,7 +98,7 @@ class SecretsManagerStore(adapter.Adapter):
         envelope = value["SecretBinary"].decode() if "SecretBinary" in value else value.get("SecretString", "")
         return self._version(value["VersionId"], value.get("CreatedDate"), envelope)[1]
 
-    def put(self, name: str, envelope: str) -> base.Version:
+    def put(self, name: str, envelope: str, *, tags: Mapping[str, str] | None = None) -> base.Version:
         current = self.latest(name)
         if current is None and self._restore(name):
             current = self.latest(name)
@@ -105,20 +106,23 @@ class SecretsManagerStore(adapter.Adapter):
         if current is not None and not number:  # the current value was written by someone else:
             number = max((v.number for v in self.versions(name)), default=0)  # after our newest, never again 1
         version = base.Version(number + 1, base.now(), envelope)
-        self._write(name, version, exists=current is not None, history=False)
+        self._write(name, version, exists=current is not None, history=False, tags=tags)
         return version
 
-    def put_version(self, name: str, version: base.Version, *, newest: bool) -> base.Version:
+    def put_version(self, name: str, version: base.Version, *, newest: bool,
+                    tags: Mapping[str, str] | None = None) -> base.Version:
         exists = self.latest(name) is not None or self._restore(name)
-        self._write(name, version, exists=exists, history=not newest)
+        self._write(name, version, exists=exists, history=not newest, tags=tags)
         return version
 
-    def _write(self, name: str, version: base.Version, *, exists: bool, history: bool) -> None:
+    def _write(self, name: str, version: base.Version, *, exists: bool, history: bool,
+               tags: Mapping[str, str] | None = None) -> None:
         request = token(version)
         if not exists:
             try:
                 self._call("CreateSecret", Name=self._id(name), SecretBinary=version.envelope.encode(),
-                           ClientRequestToken=request, Description="reconciler envelope")
+                           ClientRequestToken=request, Description="reconciler envelope",
+                           Tags=[{"Key": k, "Value": v} for k, v in sorted((tags or {}).items())])
                 return
             except errors.AwsError as exc:
                 if exc.code != "ResourceExistsException":

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from reconciler import errors
@@ -73,18 +74,20 @@ class SsmStore(adapter.Adapter):
         versions = self.versions(name)
         return versions[-1] if versions else None
 
-    def put(self, name: str, envelope: str) -> base.Version:
+    def put(self, name: str, envelope: str, *, tags: Mapping[str, str] | None = None) -> base.Version:
         history = self._history(name)
         current = base.kept([v for _, v in self._read(history)], self.keep)
         version = base.Version((current[-1].number if current else 0) + 1, base.now(), envelope)
-        self._write(name, version, history)
+        self._write(name, version, history, tags)
         return version
 
-    def put_version(self, name: str, version: base.Version, *, newest: bool) -> base.Version:
-        self._write(name, version, self._history(name))
+    def put_version(self, name: str, version: base.Version, *, newest: bool,
+                    tags: Mapping[str, str] | None = None) -> base.Version:
+        self._write(name, version, self._history(name), tags)
         return version
 
-    def _write(self, name: str, version: base.Version, history: list[dict[str, Any]]) -> None:
+    def _write(self, name: str, version: base.Version, history: list[dict[str, Any]],
+               tags: Mapping[str, str] | None = None) -> None:
         """Write, label with our number and date, then unlabel what is no longer kept.
         A parameter written before labels gets its versions labelled first."""
         if history and not any(_LABEL.match(x) for p in history for x in p.get("Labels", [])):
@@ -96,8 +99,12 @@ class SsmStore(adapter.Adapter):
                 self._call("UnlabelParameterVersion", Name=self._name(name),
                            ParameterVersion=int(history[0]["Version"]), Labels=oldest[:LABEL_BATCH])
         tier = "Standard" if len(version.envelope) <= STANDARD_LIMIT else "Advanced"
-        out = self._call("PutParameter", Name=self._name(name), Value=version.envelope, Type="String",
-                         Overwrite=True, Tier=tier)
+        if history:
+            out = self._call("PutParameter", Name=self._name(name), Value=version.envelope, Type="String",
+                             Overwrite=True, Tier=tier)
+        else:  # a new parameter: tagged as it is made (SSM takes Tags only without Overwrite)
+            out = self._call("PutParameter", Name=self._name(name), Value=version.envelope, Type="String",
+                             Tier=tier, Tags=[{"Key": k, "Value": v} for k, v in sorted((tags or {}).items())])
         self._label(name, int(out["Version"]), label(version))
         self._unlabel_stale(name)
 

@@ -168,9 +168,10 @@ def test_stores_are_scoped_to_their_bucket_prefix_secret_prefix_and_parameter_pa
     assert {tuple(s["Action"]) for s in listing} == {("s3:GetBucketVersioning",), ("s3:ListBucketVersions",)}
     (versions,) = [s for s in listing if s["Action"] == ["s3:ListBucketVersions"]]
     assert versions["Condition"] == {"StringLike": {"s3:prefix": "vault/*"}}
-    assert "secretsmanager:RestoreSecret" in by_resource[("arn:aws:secretsmanager:us-east-1:*:secret:team/*",)]["Action"]
+    assert {"secretsmanager:RestoreSecret", "secretsmanager:TagResource"} <= set(
+        by_resource[("arn:aws:secretsmanager:us-east-1:*:secret:team/*",)]["Action"])  # tagged as it is created
     assert by_resource[("arn:aws:ssm:us-east-1:*:parameter/team/app/*",)]["Action"] == [
-        "ssm:DeleteParameter", "ssm:GetParameterHistory", "ssm:LabelParameterVersion", "ssm:PutParameter",
+        "ssm:AddTagsToResource", "ssm:DeleteParameter", "ssm:GetParameterHistory", "ssm:LabelParameterVersion", "ssm:PutParameter",
         "ssm:UnlabelParameterVersion"]
 
 
