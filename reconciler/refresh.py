@@ -18,7 +18,14 @@ from reconciler.plan import planner
 from reconciler.state import model as state_model
 
 Progress = Callable[[str], None]
-REFRESH_WORKERS = 8
+PARALLELISM = 10  # AWS calls side by side at most (--parallelism; Terraform's default too)
+
+
+def workers(parallelism: int | None) -> int:
+    """Threads for side-by-side reads: ``parallelism`` (default PARALLELISM),
+    within 1..session.MAX_PARALLELISM. Each thread makes one call at a time,
+    so this bounds the calls in flight."""
+    return max(1, min(parallelism or PARALLELISM, session.MAX_PARALLELISM))
 
 
 def _quiet(_message: str) -> None:
@@ -26,7 +33,7 @@ def _quiet(_message: str) -> None:
 
 
 def refresh(desired: Mapping[str, plan_model.Desired], prior: state_model.State, aws: base.AwsContext,
-            scope: set[str] | None = None, progress: Progress = _quiet,
+            scope: set[str] | None = None, progress: Progress = _quiet, parallelism: int | None = None,
             ) -> tuple[dict[str, planner.Refreshed], dict[str, planner.Refreshed]]:
     """Live attributes of everything in state, and of adopted objects not yet in it."""
     refreshed: dict[str, planner.Refreshed] = {}
@@ -57,7 +64,7 @@ def refresh(desired: Mapping[str, plan_model.Desired], prior: state_model.State,
                 "version (state.json.backup, or the S3 key's .backup) or fix the entry by hand") from None
 
     # Reads are independent: run them side by side (boto3 clients are thread-safe).
-    with concurrent.futures.ThreadPoolExecutor(max_workers=REFRESH_WORKERS) as pool:
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers(parallelism)) as pool:
         futures = [pool.submit(one, address) for address in todo + adopt]
         try:
             for future in concurrent.futures.as_completed(futures):
@@ -73,7 +80,7 @@ def refresh(desired: Mapping[str, plan_model.Desired], prior: state_model.State,
 
 
 def check_live(desired: Mapping[str, plan_model.Desired], prior: state_model.State,
-               aws: base.AwsContext, scope: set[str] | None = None) -> None:
+               aws: base.AwsContext, scope: set[str] | None = None, parallelism: int | None = None) -> None:
     """Every kind's plan-time checks against live AWS (``Handler.check``),
     side by side; every problem found refuses the plan, all reported at once."""
     todo = [a for a in sorted(desired) if scope is None or a in scope]
@@ -85,7 +92,7 @@ def check_live(desired: Mapping[str, plan_model.Desired], prior: state_model.Sta
         except errors.ReconcilerError as exc:
             raise errors.prefixed(exc, f"{address}: ") from None
 
-    with concurrent.futures.ThreadPoolExecutor(max_workers=REFRESH_WORKERS) as pool:
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers(parallelism)) as pool:
         problems = [line for found in pool.map(one, todo) for line in found]
     if problems:
         raise errors.PlanError("\n".join(problems))
@@ -124,7 +131,7 @@ def _auth_problem(exc: session.AuthError, address: str, config: manifest.Config 
 
 def resolve_values(desired: Mapping[str, plan_model.Desired], prior: state_model.State,
                    refreshed: Mapping[str, planner.Refreshed], aws: base.AwsContext,
-                   scope: set[str] | None = None,
+                   scope: set[str] | None = None, parallelism: int | None = None,
                    ) -> tuple[dict[str, plan_model.Desired], dict[str, planner.Refreshed]]:
     """Plan-time values that need AWS, by each kind's optional ``resolve`` hook
     (base.ResolvesValues), after refresh: a fromEnv fingerprint under its
@@ -146,7 +153,7 @@ def resolve_values(desired: Mapping[str, plan_model.Desired], prior: state_model
         return address, want, now, now is not found
 
     # side by side: unwraps are cached per key, and a legacy scrypt comparison releases the GIL
-    with concurrent.futures.ThreadPoolExecutor(max_workers=REFRESH_WORKERS) as pool:
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers(parallelism)) as pool:
         for address, want, now, changed in pool.map(one, todo):
             resolved[address] = want
             if changed and now is not None:

@@ -44,10 +44,8 @@ def translate(exc: Exception, service: str, operation: str) -> errors.Reconciler
         if code in QUOTA:
             return errors.AwsError(_quota_message(service, action, code, detail), code)
         if code in THROTTLED:
-            attempts = exc.response.get("ResponseMetadata", {}).get("RetryAttempts", 0)
-            return errors.AwsThrottled(
-                f"{action} was throttled by AWS ({code}) and still failed after {attempts + 1} "
-                "attempts; retry later or lower the request rate", code)
+            return errors.AwsThrottled(_throttled_message(exc.response.get("ResponseMetadata", {}),
+                                                          service, action, code), code)
         return errors.AwsError(f"{action} failed ({code}){detail}", code)
     if isinstance(exc, botocore.exceptions.NoCredentialsError):
         return errors.AwsError("no AWS credentials found (set AWS_PROFILE or AWS_ACCESS_KEY_ID/"
@@ -68,6 +66,20 @@ def translate(exc: Exception, service: str, operation: str) -> errors.Reconciler
     if isinstance(exc, botocore.exceptions.BotoCoreError):
         return errors.AwsError(f"{action} failed: {str(exc).splitlines()[0]}")
     return errors.AwsError(f"{action} failed: {type(exc).__name__}")
+
+
+def _throttled_message(metadata: dict[str, object], service: str, action: str, code: str) -> str:
+    """Throttled after every attempt botocore makes, or after fewer once this
+    run's retry budget for the service and region (aws/session.py) is spent."""
+    retries = metadata.get("RetryAttempts", 0)
+    attempts = (retries if isinstance(retries, int) else 0) + 1
+    tried = f"{attempts} attempt{'s' if attempts != 1 else ''}"
+    if metadata.get("RetryQuotaReached"):
+        return (f"{action} was throttled by AWS ({code}) and still failed after {tried}: so many {service} "
+                "calls were throttled in this run that its retry budget for the service and region is spent; "
+                "retry later or lower the request rate (plan, apply and drift take --parallelism)")
+    return (f"{action} was throttled by AWS ({code}) and still failed after {tried}; "
+            "retry later or lower the request rate (plan, apply and drift take --parallelism)")
 
 
 def _quota_message(service: str, action: str, code: str, detail: str) -> str:
