@@ -22,9 +22,12 @@ import jsonschema
 from reconciler import __version__, engine, errors, importer, leases, planfile, policy, secret_access
 from reconciler.manifest import model as manifest
 from reconciler.manifest import schema
+from reconciler.refresh import PARALLELISM
 from reconciler.render import structured, text
 
 FORMATS = click.Choice(["text", "json", "markdown"])
+PARALLELISM_HELP = "At most this many AWS calls side by side (refresh and plan-time checks)."
+PARALLELISM_RANGE = click.IntRange(1, 64)  # aws.session.MAX_PARALLELISM
 REGENERATE_LOST_HELP = "Generate new values for generated secrets whose KMS key no longer exists."
 
 
@@ -156,15 +159,17 @@ def _render_plan(plan: Any, fmt: str) -> str:
               help="Limit to this resource and what it depends on (repeatable).")
 @click.option("--no-refresh", is_flag=True, help="Trust the recorded state; do not read live AWS.")
 @click.option("--regenerate-lost", is_flag=True, help=REGENERATE_LOST_HELP)
+@click.option("--parallelism", default=PARALLELISM, show_default=True, type=PARALLELISM_RANGE, help=PARALLELISM_HELP)
 def plan(directory: str, out: str | None, fmt: str, detailed_exitcode: bool,
-         targets: tuple[str, ...], no_refresh: bool, regenerate_lost: bool) -> None:
+         targets: tuple[str, ...], no_refresh: bool, regenerate_lost: bool, parallelism: int) -> None:
     """Show what apply would change."""
     if out:
         planfile.check_plan_path(out)  # before any AWS call, not after a long refresh
     workspace = engine.open_stack(directory)
     _warn(workspace.warnings)
     the_plan = engine.make_plan(workspace, engine.new_context(workspace), refresh_live=not no_refresh,
-                                targets=targets, progress=_progress(), regenerate_lost=regenerate_lost)
+                                targets=targets, progress=_progress(), regenerate_lost=regenerate_lost,
+                                parallelism=parallelism)
     click.echo(_render_plan(the_plan, fmt), nl=False)
     if out:
         planfile.save_plan(the_plan, out)
@@ -183,8 +188,9 @@ def plan(directory: str, out: str | None, fmt: str, detailed_exitcode: bool,
 @click.option("--lock-timeout", default=0.0, type=float, show_default=True, metavar="SECONDS",
               help="How long to wait for the state lock.")
 @click.option("--regenerate-lost", is_flag=True, help=REGENERATE_LOST_HELP)
+@click.option("--parallelism", default=PARALLELISM, show_default=True, type=PARALLELISM_RANGE, help=PARALLELISM_HELP)
 def apply_command(target_path: str, auto_approve: bool, allow_destroy: bool, targets: tuple[str, ...],
-                  lock_timeout: float, regenerate_lost: bool) -> None:
+                  lock_timeout: float, regenerate_lost: bool, parallelism: int) -> None:
     """Make live AWS match the manifests (or a saved plan)."""
     path = pathlib.Path(target_path)
     if not path.exists():
@@ -208,7 +214,7 @@ def apply_command(target_path: str, auto_approve: bool, allow_destroy: bool, tar
             the_plan = saved
         else:
             the_plan = engine.make_plan(workspace, aws, targets=targets, state=state, progress=progress,
-                                        regenerate_lost=regenerate_lost)
+                                        regenerate_lost=regenerate_lost, parallelism=parallelism)
         click.echo(text.render_plan(the_plan, color=_is_tty(sys.stdout)), nl=False)
         if not the_plan.has_changes:
             return
@@ -350,10 +356,11 @@ def import_command(address: str, aws_id: str, directory: str, lock_timeout: floa
 @main.command()
 @click.argument("directory", default=".", type=click.Path(file_okay=False))
 @click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
-def drift(directory: str, fmt: str) -> None:
+@click.option("--parallelism", default=PARALLELISM, show_default=True, type=PARALLELISM_RANGE, help=PARALLELISM_HELP)
+def drift(directory: str, fmt: str, parallelism: int) -> None:
     """Report every difference between the recorded state and live AWS (exit 2 on drift)."""
     workspace = engine.open_stack(directory)
-    items = engine.drift(workspace, engine.new_context(workspace), progress=_progress())
+    items = engine.drift(workspace, engine.new_context(workspace), progress=_progress(), parallelism=parallelism)
     match fmt:
         case "json":
             click.echo(structured.drift_json(items), nl=False)

@@ -69,10 +69,11 @@ def preflight(plan: plan_model.Plan, workspace: Workspace, aws: base.AwsContext)
 def make_plan(workspace: Workspace, aws: base.AwsContext, *, refresh_live: bool = True,
               targets: Sequence[str] = (), state: state_model.State | None = None,
               progress: Progress = _quiet, regenerate_lost: bool = False,
-              forced: Sequence[str] = ()) -> plan_model.Plan:
+              forced: Sequence[str] = (), parallelism: int | None = None) -> plan_model.Plan:
     """``regenerate_lost``: generated secrets whose KMS key is gone get a new
     value (never by default: whoever used the old one breaks). ``forced``:
-    addresses to rotate now, whatever the schedule."""
+    addresses to rotate now, whatever the schedule. ``parallelism``: AWS
+    calls side by side at most (default refresh.PARALLELISM)."""
     config = workspace.config
     desired = desired_of(config)
     prior = state if state is not None else workspace.backend.read()
@@ -87,18 +88,18 @@ def make_plan(workspace: Workspace, aws: base.AwsContext, *, refresh_live: bool 
     refreshing.check_connections({a: d for a, d in desired.items() if scope is None or a in scope}, aws, config)
     prior, recovered = resume.recover(prior, aws, progress)  # open journal entries first
     if refresh_live:
-        refreshed, adopted = refreshing.refresh(desired, prior, aws, scope, progress)
+        refreshed, adopted = refreshing.refresh(desired, prior, aws, scope, progress, parallelism)
     else:
         refreshed = {}
         wanted = {a: d for a, d in desired.items() if a not in prior.resources
                   and d.mode in ("adopted", "read") and (scope is None or a in scope)}
-        _, adopted = refreshing.refresh(wanted, state_model.State.empty(), aws, scope, progress)
-    desired, refreshed = refreshing.resolve_values(desired, prior, refreshed, aws, scope)
+        _, adopted = refreshing.refresh(wanted, state_model.State.empty(), aws, scope, progress, parallelism)
+    desired, refreshed = refreshing.resolve_values(desired, prior, refreshed, aws, scope, parallelism)
     prior = planner.with_learned(prior, refreshed)
     aws.desired = desired
     try:
         if refresh_live:
-            refreshing.check_live(desired, prior, aws, scope)
+            refreshing.check_live(desired, prior, aws, scope, parallelism)
         return hide_sensitive(resume.noted(planner.make_plan(
             plan_id=str(uuid.uuid4()), now=clock.now(), stack=config.stack.name,
             directory=str(config.source.directory.resolve()), manifests_hash=config.source.content_hash,
@@ -169,15 +170,15 @@ def _placed(line: str, config: manifest.Config) -> str:
     return f"{resource.document.position(('metadata', 'name'))}: {line}"
 
 
-def drift(workspace: Workspace, aws: base.AwsContext,
-          progress: Progress = _quiet) -> list[plan_model.DriftItem]:
+def drift(workspace: Workspace, aws: base.AwsContext, progress: Progress = _quiet,
+          parallelism: int | None = None) -> list[plan_model.DriftItem]:
     prior = workspace.backend.read()
     plan_rules.check_state(prior, kinds.RULES)
     desired = desired_of(workspace.config, resolve_values=False)
     aws.desired, aws.state = desired, prior
     prior, recovered = resume.recover(prior, aws, progress)  # an interrupted write that landed is not drift
     refreshed, _ = refreshing.refresh({a: d for a, d in desired.items() if a in prior.resources}, prior, aws,
-                                      None, progress)
+                                      None, progress, parallelism)
     found = planner.detect_drift(prior, refreshed, desired, rules=kinds.RULES)
     return list(hide_sensitive_drift([*found, *resume.left_open(recovered, None)]))
 
