@@ -8,8 +8,13 @@ Pure apart from reading the files handed to it: no AWS, no click.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
+import json
+import os
 import pathlib
+import re
+import stat
 from typing import Any
 
 import yaml
@@ -51,13 +56,16 @@ class Document:
 
     @property
     def kind(self) -> str | None:
-        return self.data.get("kind") if isinstance(self.data, dict) else None
+        kind = self.data.get("kind") if isinstance(self.data, dict) else None
+        return kind if isinstance(kind, str) and len(kind) <= MAX_QUOTED else None
 
     @property
     def name(self) -> str | None:
+        """metadata.name, when it is a string short enough to name the document
+        in messages (a longer one is refused by the schema all the same)."""
         if isinstance(self.data, dict) and isinstance(self.data.get("metadata"), dict):
             name = self.data["metadata"].get("name")
-            return name if isinstance(name, str) else None
+            return name if isinstance(name, str) and len(name) <= MAX_QUOTED else None
         return None
 
     @property
@@ -72,11 +80,56 @@ def _mark(file: str, node: yaml.Node) -> errors.Position:
 
 
 # Limits that keep a hostile or broken file cheap to refuse (YAML alias bombs,
-# recursive aliases, absurd nesting), far above anything a manifest needs.
+# recursive aliases, absurd nesting, huge files, mappings or document streams),
+# far above anything a manifest needs. Each is one positioned error, found
+# before the work it would cost (bench/hostile_input.py has the figures).
 MAX_DEPTH = 64  # nested mappings and lists, aliases expanded
 MAX_ALIASES = 100  # alias uses per document, those inside expanded aliases included
 MAX_ALIAS_DEPTH = 8  # aliases within what an alias expands to
 MAX_EXPANDED_NODES = 10_000  # nodes copied by expanding aliases, per document
+MAX_FILE_BYTES = 5 * 1024 * 1024  # one manifest file: 5 MB
+MAX_DOCUMENTS = 1_000  # YAML documents in one file
+MAX_NODES = 25_000  # YAML nodes (scalars, mappings, lists) in one file, as written (~1,000 documents)
+MAX_ENTRIES = 5_000  # keys of one mapping, items of one list
+MAX_WALK = 20_000  # files and directories looked at under the stack directory
+MAX_QUOTED = 200  # characters of a value quoted in a message
+
+# What YAML lets a file hold (YAML 1.1, 5.1: printable characters; libyaml's
+# reader): anything else is refused up front, with its own position.
+_UNPRINTABLE = re.compile("[^\t\n\r\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+# Control characters a value may not hold even when written as an escape
+# ("\e", "\x07"): no manifest field needs one, and none must reach a terminal.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_NON_PRINTING = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def character(char: str) -> str:
+    """A character as a message shows it: escaped, never raw (U+001B '\\x1b')."""
+    return f"U+{ord(char):04X} ({ascii(char)})"
+
+
+def clip(text: str, limit: int = MAX_QUOTED) -> str:
+    """``text`` cut to ``limit`` characters, with an ellipsis when cut."""
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def quote(value: Any, limit: int = MAX_QUOTED) -> str:
+    """A value for a message: JSON-quoted, control characters escaped, at most
+    ``limit`` characters (and an ellipsis). Long strings are cut before they
+    are encoded, so quoting a 5 MB value costs no more than a short one."""
+    if isinstance(value, str) and len(value) > limit:
+        return clip(quote(value[:limit + 1], limit + 2), limit)
+    try:
+        text = json.dumps(value, ensure_ascii=False, default=str)
+    except (TypeError, ValueError, RecursionError):
+        text = repr(type(value))
+    text = _NON_PRINTING.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    return clip(text, limit)
+
+
+def _line_column(text: str, offset: int) -> tuple[int, int]:
+    line_start = text.rfind("\n", 0, offset) + 1
+    return text.count("\n", 0, offset) + 1, offset - line_start + 1
 
 
 class _Alias(yaml.Node):
@@ -93,12 +146,25 @@ class _Alias(yaml.Node):
 
 
 class _Composer(yaml.composer.Composer):
-    """PyYAML's composer, keeping aliases as ``_Alias`` and refusing nesting
-    deeper than MAX_DEPTH while composing (it recurses once per level)."""
+    """PyYAML's composer, keeping aliases as ``_Alias`` and refusing, while
+    composing, nesting deeper than MAX_DEPTH (it recurses once per level), a
+    mapping or list of more than MAX_ENTRIES and more than MAX_NODES nodes in
+    one file: the refusal comes before the nodes are built, not after."""
 
     _depth = 0
+    _nodes = 0
+
+    def _refuse(self, problem: str) -> None:
+        raise yaml.composer.ComposerError(None, None, problem, self.peek_event().start_mark)
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        self._nodes += 1
+        if self._nodes > MAX_NODES:
+            self._refuse(f"more than {MAX_NODES:,} YAML nodes in one file; split it into several files")
+        if isinstance(parent, yaml.SequenceNode) and isinstance(index, int) and index >= MAX_ENTRIES:
+            self._refuse(f"a list of more than {MAX_ENTRIES:,} items")
+        if isinstance(parent, yaml.MappingNode) and index is None and len(parent.value) >= MAX_ENTRIES:
+            self._refuse(f"a mapping of more than {MAX_ENTRIES:,} keys")
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
             target = super().compose_node(parent, index)
@@ -106,8 +172,7 @@ class _Composer(yaml.composer.Composer):
         self._depth += 1
         try:
             if self._depth > MAX_DEPTH:
-                raise yaml.composer.ComposerError(
-                    None, None, f"nested more than {MAX_DEPTH} levels deep", self.peek_event().start_mark)
+                self._refuse(f"nested more than {MAX_DEPTH} levels deep")
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
@@ -169,10 +234,29 @@ class _Walker:
                     [self.walk(item, path + (i,)) for i, item in enumerate(node.value)]
             finally:
                 self._open.discard(id(node))
-        value = self.loader.construct_object(node)
-        # Dates and timestamps become strings: manifests are JSON-shaped.
+        return self._scalar(node)
+
+    def _scalar(self, node: yaml.Node) -> Any:
+        """A scalar's value: str, int, float, bool or None. Dates and
+        timestamps stay strings (manifests are JSON-shaped), and so does a
+        plain scalar that only looks like one (``2024-13-45``)."""
+        try:
+            value = self.loader.construct_object(node)
+        except yaml.constructor.ConstructorError:
+            raise
+        except (ValueError, OverflowError, TypeError) as exc:
+            if node.tag == "tag:yaml.org,2002:int":  # past Python's int-from-text limit
+                return self._stop(f"integer {quote(node.value, 40)} is too large", node)
+            if node.tag not in ("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:float"):
+                return self._stop(f"invalid {node.tag.rsplit(':', 1)[-1]} value: {clip(str(exc))}", node)
+            value = node.value
         if not isinstance(value, (str, int, float, bool, type(None))):
             value = node.value
+        if isinstance(value, str):
+            control = _CONTROL.search(value)
+            if control:
+                return self._stop(f"control character {character(control.group())} in a value; "
+                                  "manifests hold no control characters", node)
         return value
 
     def _mapping(self, node: yaml.MappingNode, path: Path) -> dict[str, Any]:
@@ -189,10 +273,13 @@ class _Walker:
                     "YAML merge keys (<<) are not supported; write the fields out",
                     _mark(self.file, key_node)))
                 continue
-            key = str(self.loader.construct_object(key_node))
+            constructed = self._scalar(key_node)
+            if self.stopped:
+                return result
+            key = str(constructed)
             if key in result:
                 self.diagnostics.append(errors.Diagnostic(
-                    f"duplicate key {key!r} (first at line "
+                    f"duplicate key {clip(key)!r} (first at line "
                     f"{self.key_positions[path + (key,)].line})",
                     _mark(self.file, key_node)))
                 continue
@@ -203,7 +290,7 @@ class _Walker:
     def _expand(self, alias: _Alias, path: Path) -> Any:
         """The value an alias stands for, within the limits."""
         if id(alias.target) in self._open:
-            return self._stop(f"YAML alias *{alias.anchor} refers to a node that contains it "
+            return self._stop(f"YAML alias *{clip(alias.anchor)} refers to a node that contains it "
                               "(a recursive alias)", alias)
         self._aliases += 1
         if self._aliases > MAX_ALIASES:
@@ -223,24 +310,45 @@ class _Walker:
         self.stopped = True
 
 
+def _unprintable(text: str, file: str) -> errors.Diagnostic | None:
+    """The first character YAML does not allow in a file, with its position."""
+    found = _UNPRINTABLE.search(text)
+    if found is None:
+        return None
+    char = found.group()
+    kind = "control character" if ord(char) < 0x20 or 0x7F <= ord(char) <= 0x9F else "character"
+    return errors.Diagnostic(f"invalid YAML: {kind} {character(char)} is not allowed in YAML",
+                             errors.Position(file, *_line_column(text, found.start())))
+
+
 def parse_text(text: str, file: str) -> tuple[list[Document], list[errors.Diagnostic]]:
     """Parse one file's text into documents (empty documents are skipped)."""
+    unprintable = _unprintable(text, file)
+    if unprintable is not None:
+        return [], [unprintable]
     documents: list[Document] = []
     diagnostics: list[errors.Diagnostic] = []
     loader = _Loader(text)
     index = 0
     try:
         while loader.check_node():
+            if index >= MAX_DOCUMENTS:
+                mark = loader.peek_event().start_mark
+                diagnostics.append(errors.Diagnostic(
+                    f"more than {MAX_DOCUMENTS:,} YAML documents in one file; split it into several files",
+                    errors.Position(file, mark.line + 1, mark.column + 1)))
+                break
             node = loader.get_node()
+            index += 1
             if node is None:
                 continue
             walker = _Walker(file, loader)
             data = walker.walk(node, ())
             diagnostics.extend(walker.diagnostics)
             if data is not None and not walker.stopped:
-                documents.append(Document(file, index, data, walker.positions,
+                documents.append(Document(file, index - 1, data, walker.positions,
                                           walker.key_positions))
-            index += 1
+            loader.constructed_objects.clear()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         position = (errors.Position(file, mark.line + 1, mark.column + 1)
@@ -248,25 +356,213 @@ def parse_text(text: str, file: str) -> tuple[list[Document], list[errors.Diagno
         problem = exc.problem or exc.context or "invalid YAML"
         if exc.context and exc.problem:
             problem = f"{exc.problem} ({exc.context})"
-        diagnostics.append(errors.Diagnostic(f"invalid YAML: {problem}", position))
-    except yaml.YAMLError as exc:  # reader errors: bad encoding, control chars
+        diagnostics.append(errors.Diagnostic(f"invalid YAML: {one_line(problem)}", position))
+    except yaml.reader.ReaderError as exc:  # found by _unprintable first; kept for safety
+        position = errors.Position(file, *_line_column(text, min(exc.position, len(text))))
+        diagnostics.append(errors.Diagnostic(f"invalid YAML: {one_line(exc.reason)}", position))
+    except yaml.YAMLError as exc:
         diagnostics.append(errors.Diagnostic(
-            f"invalid YAML: {exc}".splitlines()[0], errors.Position(file, 1, 1)))
+            f"invalid YAML: {one_line(str(exc))}", errors.Position(file, 1, 1)))
     finally:
         loader.dispose()
     return documents, diagnostics
 
 
+def one_line(text: str) -> str:
+    """A parser's message as one short line, with nothing unprintable in it."""
+    first = " ".join(str(text).split())
+    return clip(_NON_PRINTING.sub(lambda m: ascii(m.group())[1:-1], first))
+
+
+def _is_manifest(name: str) -> bool:
+    return name.endswith((".yaml", ".yml"))
+
+
+_FILE_TYPES = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+               (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+               (stat.S_ISSOCK, "a socket"))
+
+
+def _file_type(mode: int) -> str:
+    return next((name for test, name in _FILE_TYPES if test(mode)), "not a regular file")
+
+
+def _at(path: pathlib.Path) -> errors.Position:
+    return errors.Position(str(path), 1, 1)
+
+
+class _Walk:
+    """Every manifest file under a directory, sorted (depth first, names in
+    order: the order of ``sorted(rglob)``), skipping hidden entries.
+
+    Nothing is skipped silently: a ``*.yaml`` / ``*.yml`` entry that is not a
+    regular file (a dangling or looping symlink, a device, a FIFO, a
+    directory) is reported; a symlinked directory is followed, and reported
+    when it loops back to a directory above it or is a second way to one
+    already loaded. A tree larger than MAX_WALK entries is refused (a
+    symlink to ``/``, say) instead of read to the end."""
+
+    def __init__(self, root: pathlib.Path) -> None:
+        self.root = root
+        self.files: list[pathlib.Path] = []
+        self.diagnostics: list[errors.Diagnostic] = []
+        self.seen = 0
+        self.loaded: dict[tuple[int, int], pathlib.Path] = {}  # (device, inode) -> path it was loaded at
+
+    def run(self) -> None:
+        try:
+            info = self.root.stat()
+        except OSError as exc:
+            raise errors.ConfigError(f"{self.root}: cannot read: {exc.strerror or exc}") from None
+        self.loaded[(info.st_dev, info.st_ino)] = self.root
+        self._directory(self.root, [(info.st_dev, info.st_ino)])
+
+    def _report(self, path: pathlib.Path, message: str) -> None:
+        self.diagnostics.append(errors.Diagnostic(message, _at(path)))
+
+    def _directory(self, directory: pathlib.Path, above: list[tuple[int, int]]) -> None:
+        try:
+            with os.scandir(directory) as scan:
+                entries = sorted((entry for entry in scan if not entry.name.startswith(".")),
+                                 key=lambda entry: entry.name)
+        except OSError as exc:
+            self._report(directory, f"cannot list this directory: {exc.strerror or exc}")
+            return
+        for entry in entries:
+            self.seen += 1
+            if self.seen > MAX_WALK:
+                if self.seen == MAX_WALK + 1:
+                    self.diagnostics.append(errors.Diagnostic(
+                        f"{self.root}: more than {MAX_WALK:,} files and directories under the stack "
+                        "directory (does a symlink point at a large tree?); not read further"))
+                return
+            try:
+                link = entry.is_symlink()
+                if not link and not _is_manifest(entry.name) and not entry.is_dir(follow_symlinks=False):
+                    continue  # an ordinary file that is no manifest: not even a stat
+            except OSError:
+                link = False
+            self._entry(directory / entry.name, above, link)
+
+    def _entry(self, path: pathlib.Path, above: list[tuple[int, int]], link: bool) -> None:
+        target = ""
+        try:
+            if link:
+                target = clip(os.readlink(path))
+                info = path.stat()
+            else:
+                info = path.lstat()
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                self._report(path, f"symlink loop ({path.name} -> {target} leads back to itself)")
+            elif link and exc.errno in (errno.ENOENT, errno.ENOTDIR):
+                if _is_manifest(path.name):
+                    self._report(path, f"dangling symlink: {target} does not exist")
+                else:
+                    self._report(path, f"dangling symlink to {target}: it does not exist "
+                                 "(a manifest directory, or nothing?); remove it or fix it")
+            elif link and target:
+                self._report(path, f"cannot follow symlink to {target}: {exc.strerror or exc}")
+            else:
+                self._report(path, f"cannot read: {exc.strerror or exc}")
+            return
+        if stat.S_ISDIR(info.st_mode):
+            if _is_manifest(path.name):
+                what = "a symlink to a directory" if link else "a directory"
+                self._report(path, f"{what} named like a manifest file; rename it, or remove it")
+                return
+            identity = (info.st_dev, info.st_ino)
+            if identity in above or (link and self._contains_root(path)):
+                self._report(path, f"symlink loop: {path.name} -> {target} is a directory that contains it; "
+                             "remove it")
+                return
+            if link and identity in self.loaded:
+                first = self.loaded[identity]
+                if first != path and self._holds_manifests(first):
+                    self._report(path, f"symlink to {target}, whose manifests are already loaded as {first}; "
+                                 "remove one of the two")
+                return
+            self.loaded.setdefault(identity, path)
+            self._directory(path, above + [identity])
+            return
+        if not _is_manifest(path.name):
+            return
+        if not stat.S_ISREG(info.st_mode):
+            via = f"a symlink to {target}, " if link else ""
+            self._report(path, f"cannot read: {via}{_file_type(info.st_mode)}, not a regular file")
+            return
+        self.files.append(path)
+
+    def _contains_root(self, path: pathlib.Path) -> bool:
+        """Whether a symlinked directory is the stack directory or one above it (``/``, say)."""
+        real, root = os.path.realpath(path), os.path.realpath(self.root)
+        return root == real or root.startswith(real.rstrip(os.sep) + os.sep)
+
+    @property
+    def overflowed(self) -> bool:
+        return self.seen > MAX_WALK
+
+    def _holds_manifests(self, directory: pathlib.Path) -> bool:
+        prefix = str(directory) + os.sep
+        return any(str(f).startswith(prefix) for f in self.files)
+
+
 def manifest_files(directory: pathlib.Path) -> list[pathlib.Path]:
-    """Every YAML file under ``directory``, sorted, skipping hidden folders."""
-    found = []
-    for path in sorted(directory.rglob("*")):
-        relative = path.relative_to(directory)
-        if any(part.startswith(".") for part in relative.parts):
-            continue
-        if path.is_file() and path.suffix in (".yaml", ".yml"):
-            found.append(path)
-    return found
+    """Every YAML file under ``directory``, sorted, skipping hidden entries
+    (problems with entries are left out here: ``load_directory`` reports them)."""
+    walk = _Walk(pathlib.Path(directory))
+    walk.run()
+    return walk.files
+
+
+def read_manifest(path: pathlib.Path) -> tuple[bytes | None, errors.Diagnostic | None]:
+    """A manifest file's bytes, or why they cannot be read. Opened without
+    blocking (a FIFO swapped in since the walk is refused, not waited on),
+    checked to be a regular file, and never read past MAX_FILE_BYTES."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        return None, errors.Diagnostic(f"cannot read: {exc.strerror or exc}", _at(path))
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return None, errors.Diagnostic(f"cannot read: {_file_type(info.st_mode)}, not a regular file",
+                                           _at(path))
+        if info.st_size > MAX_FILE_BYTES:
+            return None, _too_large(path, info.st_size)
+        chunks, size = [], 0
+        while size <= MAX_FILE_BYTES:
+            chunk = os.read(fd, MAX_FILE_BYTES + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > MAX_FILE_BYTES:
+            return None, _too_large(path, size)
+        return b"".join(chunks), None
+    except OSError as exc:
+        return None, errors.Diagnostic(f"cannot read: {exc.strerror or exc}", _at(path))
+    finally:
+        os.close(fd)
+
+
+def _too_large(path: pathlib.Path, size: int) -> errors.Diagnostic:
+    return errors.Diagnostic(
+        f"file is {size:,} bytes, over the limit of {MAX_FILE_BYTES:,} bytes (5 MB) for one manifest "
+        "file; split it into several files", _at(path))
+
+
+def decode(raw: bytes, file: str) -> tuple[str | None, errors.Diagnostic | None]:
+    """UTF-8 text (a BOM allowed), or where it is not UTF-8."""
+    try:
+        return raw.decode("utf-8-sig" if raw.startswith(b"\xef\xbb\xbf") else "utf-8"), None
+    except UnicodeDecodeError as exc:
+        before = raw[:exc.start].decode("utf-8", errors="replace")
+        line, column = _line_column(before, len(before))
+        bad = raw[exc.start:exc.end]
+        return None, errors.Diagnostic(
+            f"not UTF-8 text: byte {' '.join(f'0x{b:02x}' for b in bad[:4])} ({exc.reason}); save the file "
+            "as UTF-8", errors.Position(file, line, column))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -279,28 +575,36 @@ class Source:
 def load_directory(directory: pathlib.Path | str) -> tuple[Source, list[errors.Diagnostic]]:
     directory = pathlib.Path(directory)
     if not directory.exists():
+        if directory.is_symlink():
+            raise errors.ConfigError(f"{directory}: dangling symlink (no such directory)")
         raise errors.ConfigError(f"{directory}: no such directory")
-    if directory.is_file():
-        raise errors.ConfigError(f"{directory}: expected a directory of manifests")
+    if not directory.is_dir():
+        what = "a file" if directory.is_file() else "not a directory"
+        raise errors.ConfigError(f"{directory}: expected a directory of manifests, found {what}")
     documents: list[Document] = []
-    diagnostics: list[errors.Diagnostic] = []
+    walk = _Walk(directory)
+    walk.run()
+    diagnostics: list[errors.Diagnostic] = list(walk.diagnostics)
     digest = hashlib.sha256()
-    for path in manifest_files(directory):
-        raw = path.read_bytes()
+    for path in [] if walk.overflowed else walk.files:  # past the limit the tree is refused, not half read
         shown = str(path)
-        digest.update(str(path.relative_to(directory)).encode() + b"\0")
+        raw, problem = read_manifest(path)
+        if problem is not None or raw is None:
+            diagnostics.append(problem or errors.Diagnostic("cannot read", _at(path)))
+            continue
+        digest.update(str(path.relative_to(directory)).encode(errors="surrogateescape") + b"\0")
         digest.update(hashlib.sha256(raw).digest())
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            diagnostics.append(errors.Diagnostic(
-                f"not UTF-8 text (byte {exc.start})", errors.Position(shown, 1, 1)))
+        text, problem = decode(raw, shown)
+        if problem is not None or text is None:
+            diagnostics.append(problem or errors.Diagnostic("not UTF-8 text", _at(path)))
             continue
         docs, problems = parse_text(text, shown)
         documents.extend(docs)
         diagnostics.extend(problems)
     if not documents and not diagnostics:
-        found = "no *.yaml or *.yml manifests found" if not manifest_files(directory) else \
+        found = "no *.yaml or *.yml manifests found" if not walk.files else \
             "the *.yaml / *.yml files hold no YAML documents"
         diagnostics.append(errors.Diagnostic(f"{directory}: {found}"))
+    diagnostics.sort(key=lambda d: (d.position.file, d.position.line, d.position.column)
+                     if d.position else ("", 0, 0))
     return Source(directory, tuple(documents), digest.hexdigest()), diagnostics

@@ -6,6 +6,8 @@ import difflib
 import functools
 import importlib.resources
 import json
+import re
+from collections.abc import Iterator
 from typing import Any
 
 import jsonschema
@@ -35,53 +37,124 @@ def _registry() -> referencing.Registry:
 
 
 @functools.cache
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[jsonschema.ValidationError]:
+    """``pattern`` as JSON Schema means it: Python's ``$`` also matches before
+    a final newline, so ``"main\\n"`` would pass ``^[a-z]+$``; here an
+    anchored pattern must match up to the very end."""
+    if not isinstance(instance, str):
+        return
+    found = _compiled(pattern).search(instance)
+    if found is None or (pattern.endswith("$") and pattern.startswith("^") and found.end() != len(instance)):
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+_Validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"pattern": _pattern})
+
+
+@functools.cache
 def validator_for(kind: str) -> jsonschema.Draft202012Validator:
     schema = json.loads(schema_text(f"{kind.lower()}.schema.json"))
-    return jsonschema.Draft202012Validator(schema, registry=_registry())
+    validator: jsonschema.Draft202012Validator = _Validator(schema, registry=_registry())
+    return validator
+
+
+def _field(path: tuple[Any, ...]) -> str:
+    """The dotted path of a field, each part clipped (keys can be long)."""
+    return ".".join(loader.clip(str(p), 64) for p in path) or "document"
+
+
+def _key(name: Any) -> str:
+    return repr(loader.clip(str(name)))
+
+
+def _count(n: int, noun: str) -> str:
+    plural = noun[:-1] + "ies" if noun.endswith("y") else noun + "s"
+    return f"{n:,} {noun if n == 1 else plural}"
 
 
 def _describe(error: jsonschema.ValidationError) -> tuple[str, tuple[Any, ...], bool]:
-    """A readable message, the path to point at, and whether to point at the key."""
+    """A readable message, the path to point at, and whether to point at the key.
+    Values are quoted with ``loader.quote``: at most ~200 characters, and
+    control characters escaped."""
     path = tuple(error.absolute_path)
-    field = ".".join(str(p) for p in path) or "document"
+    field = _field(path)
     validator = error.validator
     schema = error.schema if isinstance(error.schema, dict) else {}
-    if validator == "additionalProperties" and isinstance(error.instance, dict):
+    quote = loader.quote
+    instance = error.instance
+    if "propertyNames" in error.relative_schema_path and isinstance(instance, str):
+        # a bad key: point at it, and say what is wrong with the key
+        at = path + (instance,)
+        if validator == "not":
+            return f"{field}: key {quote(instance)} is reserved", at, True
+        if validator == "pattern":
+            expected = schema.get("description") or f"a key matching {error.validator_value}"
+            return f"{field}: key {quote(instance)} is not valid; expected {expected}", at, True
+        if validator in ("minLength", "maxLength"):
+            return (f"{field}: key {quote(instance)} is {_count(len(instance), 'character')} long; "
+                    f"expected {_length(schema)}"), at, True
+    if validator == "additionalProperties" and isinstance(instance, dict):
         allowed = sorted(schema.get("properties", {}))
-        extra = sorted(k for k in error.instance if k not in schema.get("properties", {}))
+        extra = sorted(k for k in instance if k not in schema.get("properties", {}))
         name = extra[0] if extra else "?"
-        close = difflib.get_close_matches(name, allowed, n=1)
+        close = difflib.get_close_matches(name, allowed, n=1) if len(name) <= 64 else []
         hint = (f" (did you mean {close[0]!r}?)" if close else
                 f"; allowed: {', '.join(allowed)}" if allowed else "")
         where = f" in {field}" if path else ""
-        return f"unknown field {name!r}{where}{hint}", path + (name,), True
+        return f"unknown field {_key(name)}{where}{hint}", path + (name,), True
     if validator == "required":
         missing = error.message.split("'")[1] if "'" in error.message else error.message
         where = f"{field}" if path else "document"
-        return f"{where}: missing required field {missing!r}", path, False
+        return f"{where}: missing required field {_key(missing)}", path, False
     if validator == "enum":
         choices = ", ".join(json.dumps(v) for v in error.validator_value)
-        return f"{field}: {json.dumps(error.instance)} is not allowed; expected one of {choices}", path, False
+        return f"{field}: {quote(instance)} is not allowed; expected one of {choices}", path, False
     if validator == "const":
-        return f"{field}: expected {json.dumps(error.validator_value)}, got {json.dumps(error.instance)}", path, False
+        return f"{field}: expected {json.dumps(error.validator_value)}, got {quote(instance)}", path, False
     if validator == "type":
-        return f"{field}: expected {error.validator_value}, got {type(error.instance).__name__}", path, False
+        return f"{field}: expected {error.validator_value}, got {type(instance).__name__}", path, False
     if validator in ("minProperties", "maxProperties", "oneOf") and schema.get("description", "").startswith("exactly one of"):
-        present = sorted(error.instance) if isinstance(error.instance, dict) else []
-        got = f" (got {', '.join(present)})" if present else ""
+        present = sorted(instance) if isinstance(instance, dict) else []
+        got = f" (got {loader.clip(', '.join(present))})" if present else ""
         return f"{field}: {schema['description']}{got}", path, False
     if validator == "pattern":
         described = schema.get("description")
         expected = described or f"a value matching {error.validator_value}"
-        return f"{field}: {json.dumps(error.instance)} is not valid; expected {expected}", path, False
-    if validator == "not" and isinstance(error.instance, str):
-        return f"{field}: {json.dumps(error.instance)} is reserved", path, False
+        return f"{field}: {quote(instance)} is not valid; expected {expected}", path, False
+    if validator == "not" and isinstance(instance, str):
+        return f"{field}: {quote(instance)} is reserved", path, False
     if validator in ("minimum", "maximum"):
         lo, hi = schema.get("minimum"), schema.get("maximum")
         bounds = f"between {lo} and {hi}" if lo is not None and hi is not None else (
             f"at least {lo}" if lo is not None else f"at most {hi}")
-        return f"{field}: {error.instance} is out of range; expected {bounds}", path, False
-    return f"{field}: {error.message}", path, False
+        return f"{field}: {quote(instance, 40)} is out of range; expected {bounds}", path, False
+    if validator in ("minLength", "maxLength") and isinstance(instance, str):
+        return (f"{field}: {quote(instance)} is {_count(len(instance), 'character')} long; "
+                f"expected {_length(schema)}"), path, False
+    if validator in ("minItems", "maxItems") and isinstance(instance, list):
+        lo, hi = schema.get("minItems"), schema.get("maxItems")
+        bounds = f"at least {lo}" if validator == "minItems" else f"at most {hi}"
+        return f"{field}: {_count(len(instance), 'item')}; expected {bounds}", path, False
+    if validator in ("minProperties", "maxProperties") and isinstance(instance, dict):
+        bounds = (f"at least {schema.get('minProperties')}" if validator == "minProperties"
+                  else f"at most {schema.get('maxProperties')}")
+        return f"{field}: {_count(len(instance), 'entry')}; expected {bounds}", path, False
+    if validator == "uniqueItems":
+        return f"{field}: items must be unique", path, False
+    if validator == "oneOf" and schema.get("description"):
+        return f"{field}: {schema['description']}", path, False
+    return f"{field}: {loader.one_line(error.message)}", path, False
+
+
+def _length(schema: dict[str, Any]) -> str:
+    lo, hi = schema.get("minLength"), schema.get("maxLength")
+    if lo is not None and hi is not None:
+        return f"{lo} to {hi} characters"
+    return f"at least {lo} characters" if lo is not None else f"at most {hi} characters"
 
 
 def validate_document(document: loader.Document) -> list[errors.Diagnostic]:
@@ -93,7 +166,7 @@ def validate_document(document: loader.Document) -> list[errors.Diagnostic]:
                                   document.position(()))]
     kind = data.get("kind")
     if kind not in KINDS:
-        shown = json.dumps(kind) if kind is not None else "missing"
+        shown = loader.quote(kind) if kind is not None else "missing"
         return [errors.Diagnostic(f"unknown kind {shown}; expected one of {', '.join(KINDS)}",
                                   document.position(("kind",)), address)]
     diagnostics = []
