@@ -26,6 +26,7 @@ from reconciler.refresh import PARALLELISM
 from reconciler.render import structured, text
 
 FORMATS = click.Choice(["text", "json", "markdown"])
+MAX_LISTED = 100  # manifest errors printed; the rest are counted (200,000 bad documents stay readable)
 PARALLELISM_HELP = "At most this many AWS calls side by side (refresh and plan-time checks)."
 PARALLELISM_RANGE = click.IntRange(1, 64)  # aws.session.MAX_PARALLELISM
 REGENERATE_LOST_HELP = "Generate new values for generated secrets whose KMS key no longer exists."
@@ -80,9 +81,13 @@ class ReconcilerGroup(click.Group):
             os.dup2(devnull, sys.stdout.fileno())
             ctx.exit(1)
         except errors.ManifestError as exc:
-            for diagnostic in exc.diagnostics:
+            for diagnostic in exc.diagnostics[:MAX_LISTED]:
                 click.echo(f"Error: {diagnostic}", err=True)
             count = len(exc.diagnostics)
+            if count > MAX_LISTED:
+                rest = count - MAX_LISTED
+                click.echo(f"... and {rest:,} more error{'s' if rest != 1 else ''} (only the first "
+                           f"{MAX_LISTED} are listed)", err=True)
             click.echo(f"{count} error{'s' if count != 1 else ''} found.", err=True)
             ctx.exit(exc.exit_code)
         except errors.ReconcilerError as exc:

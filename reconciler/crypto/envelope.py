@@ -18,6 +18,7 @@ import base64
 import binascii
 import dataclasses
 import json
+import re
 import secrets
 from collections.abc import Mapping
 
@@ -31,6 +32,8 @@ SYMMETRIC = "SYMMETRIC_DEFAULT"
 RSA_OAEP = "RSAES_OAEP_SHA_256"
 ALGORITHMS = (SYMMETRIC, RSA_OAEP)
 MAX_VALUE_BYTES = 64 * 1024
+MAX_HEADER_CHARS = 2048  # base64 of the header JSON: a key ARN and three names fit in ~500
+KEY_ARN = re.compile(r"arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/(mrk-)?[A-Za-z0-9-]{1,64}")
 NONCE_BYTES = 12
 DATA_KEY_BYTES = 32
 
@@ -94,13 +97,20 @@ class Envelope:
         parts = text[len(PREFIX):].strip().split(":")
         if len(parts) != 4:
             raise EnvelopeError(f"malformed envelope: expected 4 parts after rcl:v1:, found {len(parts)}")
+        if len(parts[0]) > MAX_HEADER_CHARS:
+            raise EnvelopeError(f"malformed envelope: its header is longer than {MAX_HEADER_CHARS} characters")
         try:
             header = json.loads(_unb64(parts[0]))
             wrapped, nonce, ciphertext = (_unb64(p) for p in parts[1:])
             binding = Binding(**header["c"])
             envelope = cls(header["k"], header["a"], binding, wrapped, nonce, ciphertext)
-        except (binascii.Error, ValueError, KeyError, TypeError) as exc:
+        except (binascii.Error, ValueError, KeyError, TypeError, RecursionError) as exc:
             raise EnvelopeError("malformed envelope: its header or a part is not valid") from exc
+        if not all(isinstance(v, str) for v in (envelope.key_arn, envelope.algorithm, binding.stack,
+                                                binding.vault, binding.secret)):
+            raise EnvelopeError("malformed envelope: its header or a part is not valid")
+        if not KEY_ARN.fullmatch(envelope.key_arn):
+            raise EnvelopeError("malformed envelope: its header does not name a KMS key ARN")
         if envelope.algorithm not in ALGORITHMS:
             raise EnvelopeError(f"envelope uses unknown wrapping algorithm {envelope.algorithm!r}")
         if len(nonce) != NONCE_BYTES or len(ciphertext) < 16 or not wrapped:

@@ -152,7 +152,8 @@ def _malformed_references(resources: Mapping[str, Resource]) -> Iterator[errors.
         for path, text in value_references(resource.spec):
             address, hash_, attribute = text.partition("#")
             if not (hash_ and attribute and address.count("/") == 1 and all(address.split("/"))):
-                yield errors.Diagnostic(f"malformed reference {text!r}: expected KIND/NAME#ATTRIBUTE, such as "
+                yield errors.Diagnostic(f"malformed reference {loader.clip(text)!r}: expected KIND/NAME#ATTRIBUTE, "
+                                        "such as "
                                         "KmsProvider/app#arn", resource.position(*path), resource.address)
 
 
@@ -485,7 +486,8 @@ def _dangling(resources: Mapping[str, Resource], declared: Mapping[str, Any],
             known = sorted(names.get(kind, []))
             hint = f"; known: {', '.join(known)}" if known else f"; no {kind} is declared"
             yield errors.Diagnostic(
-                f"{ref.path[-1] if ref.path else 'reference'} refers to {ref.target}, which does "
+                f"{loader.clip(str(ref.path[-1])) if ref.path else 'reference'} refers to "
+                f"{loader.clip(ref.target)}, which does "
                 f"not exist{hint}", resource.position(*ref.path), resource.address)
 
 
