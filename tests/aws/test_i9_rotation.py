@@ -331,20 +331,25 @@ def test_verification_retries_a_key_not_yet_propagated(rotated, monkeypatch):
     assert caller(*pair(directory)).endswith(":user/app-user")
 
 
-def test_a_failed_second_output_write_puts_the_first_back(rotated, inject, monkeypatch):
-    directory = rotated(store=STORES["secretsmanager"])
-    old = pair(directory)
-    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+def second_put_fails():
+    """A before-send hook failing the second PutSecretValue (the second output's write)."""
     seen = {"n": 0}
 
-    def second_put_fails(request, **_kwargs):
+    def hook(request, **_kwargs):
         seen["n"] += 1
         if seen["n"] == 2:
             raw = json.dumps({"__type": "InternalServiceError", "message": "boom"}).encode()
             return AWSResponse(request.url, 400, {"Content-Type": "application/x-amz-json-1.1"}, _Raw(raw))
         return None
 
-    inject("before-send.secrets-manager.PutSecretValue", second_put_fails)
+    return hook
+
+
+def test_a_failed_second_output_write_puts_the_first_back(rotated, inject, monkeypatch):
+    directory = rotated(store=STORES["secretsmanager"])
+    old = pair(directory)
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    inject("before-send.secrets-manager.PutSecretValue", second_put_fails())
     at(monkeypatch, DUE)
     failed = run("apply", directory, "--auto-approve")
     assert failed.exit_code == 1
@@ -435,16 +440,7 @@ def test_a_failed_write_killed_while_it_cleans_up_never_switches_to_a_deleted_ke
     directory = rotated(store=STORES["secretsmanager"])
     old = pair(directory)
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
-    seen = {"n": 0}
-
-    def second_put_fails(request, **_kwargs):
-        seen["n"] += 1
-        if seen["n"] == 2:
-            raw = json.dumps({"__type": "InternalServiceError", "message": "boom"}).encode()
-            return AWSResponse(request.url, 400, {"Content-Type": "application/x-amz-json-1.1"}, _Raw(raw))
-        return None
-
-    inject("before-send.secrets-manager.PutSecretValue", second_put_fails)
+    inject("before-send.secrets-manager.PutSecretValue", second_put_fails())
     at(monkeypatch, DUE)
     hook = KillAfter(1, "DeleteAccessKey")
     session.register_hook("after-call", hook)
