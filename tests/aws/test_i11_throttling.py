@@ -16,6 +16,7 @@ import threading
 import time
 
 import boto3
+import botocore.exceptions
 import pytest
 from botocore.awsrequest import AWSResponse
 
@@ -229,13 +230,13 @@ def test_one_budget_spent_by_one_client_is_spent_for_the_others(aws, throttle):
     second = factory.client("kms", "us-east-1", {"defaultChain": {"profile": None}})
     failures = 0
     for _ in range(session.RETRY_BUDGET // (5 * (session.MAX_ATTEMPTS - 1))):
-        with pytest.raises(Exception):
+        with pytest.raises(botocore.exceptions.ClientError, match="ThrottlingException"):
             first.list_keys()
         failures += 1
     spent = hook.total
     assert spent == failures * session.MAX_ATTEMPTS  # full retries while the budget lasts
     for _ in range(3):
-        with pytest.raises(Exception) as caught:
+        with pytest.raises(botocore.exceptions.ClientError, match="ThrottlingException") as caught:
             second.list_keys()
     # what is left of the budget (500 - 14*35 = 10: two retries) then one attempt per call
     assert hook.total - spent <= 3 + 2

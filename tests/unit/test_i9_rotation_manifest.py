@@ -83,7 +83,7 @@ def test_grace_must_be_shorter_than_the_interval_and_both_positive(tmp_path):
 def test_unknown_fields_and_inline_keys_are_refused(tmp_path):
     _file, result = validate(tmp_path, rotation(extra="  evictUnknownKey: true\n"))
     assert result.exit_code == 1 and "evictUnknownKey" in result.output
-    inline = "  auth: {accessKey: {accessKeyId: AKIAXXXXXXXXXXXXXXXX, secretAccessKey: abc}}\n"
+    inline = "  auth: {accessKey: {accessKeyId: example-inline-key-id, secretAccessKey: example-inline-secret}}\n"
     _file, result = validate(tmp_path, rotation(extra=inline))
     assert result.exit_code == 1 and "auth.accessKey.accessKeyId" in result.output.replace("/", ".")
 
