@@ -69,15 +69,6 @@ def _seconds(text: str, what: str) -> int:
     return seconds
 
 
-def _clean_interrupted(aws: base.AwsContext, address: str) -> None:
-    """Interrupted creates of ``address`` (a user nobody holds credentials for): deleted now."""
-    for journal in [j for j in aws.state.journal if j.address == address]:
-        name = str(journal.data.get("userName") or "")
-        if name:
-            dynamic_iam._iam(aws, journal.data.get("connection") or {}).strip_and_delete_user(name)
-        aws.persist_outcome(aws.state.without_journal(journal.operation_id))
-
-
 def create(directory: str | pathlib.Path, template: str, ttl: str | None, *, lock_timeout: float = 0.0) -> Issued:
     workspace = engine.open_stack(directory)
     with workspace.backend.lock("lease create", timeout=lock_timeout):
@@ -89,7 +80,7 @@ def create(directory: str | pathlib.Path, template: str, ttl: str | None, *, loc
             raise errors.ConfigError(f"--ttl {ttl}: longer than {want.address}'s maxTtl ({want.attributes['maxTtl']})"
                                      "; ask for at most that")
         resume.recover_written(workspace.backend, aws)
-        _clean_interrupted(aws, want.address)
+        dynamic_iam.clean_interrupted(aws, want.address, want.connection)
         lease, key_id, secret = dynamic_iam.DynamicIamTemplateHandler().issue(aws, want, seconds)
         return Issued(lease, key_id, secret)
 
