@@ -374,8 +374,8 @@ class DynamicIamTemplateHandler:
             try:
                 client.strip_and_delete_user(name)
             except errors.ReconcilerError:
-                raise errors.prefixed(exc, "", f"; the half-made user {name} could not be deleted now: the "
-                                      "next plan/apply deletes it") from None
+                raise errors.AwsError(f"{exc.message}; the half-made user {name} could not be deleted now: the "
+                                      "next plan/apply deletes it", getattr(exc, "code", None)) from None
             aws.persist_outcome(aws.state.without_journal(journal.operation_id))
             raise errors.AwsError(f"{exc.message}; the half-made user {name} was deleted: nothing leaked",
                                   getattr(exc, "code", None)) from None
