@@ -35,7 +35,7 @@ def check_preconditions(plan: model.Plan, *, allow_destroy: bool) -> None:
             f"this plan destroys or replaces {', '.join(needs)}; re-run apply with --allow-destroy "
             "if that is intended")
     for change in plan.actionable:
-        lacking = base.missing(kinds.handler_for(change.kind), change.action)
+        lacking = base.missing(kinds.handler_for(change.kind), change.action, adopting=change.adopts)
         if lacking:
             raise errors.PlanError(f"{change.address}: {lacking}")
 
@@ -81,7 +81,7 @@ def apply_plan(plan: model.Plan, backend: state_backend.Backend, aws: base.AwsCo
                     save(state.with_resource(result))
                 case Action.UPDATE:
                     assert desired is not None and isinstance(handler, base.Updates)
-                    if entry is None:  # adopting and updating in one go
+                    if entry is None or change.adopts:  # adopting (or found by its tags) and updating in one go
                         if not isinstance(handler, base.Adopts):
                             raise errors.PlanError(base.missing(handler, Action.READ) or "")
                         entry = handler.read(aws, desired)

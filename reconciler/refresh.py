@@ -40,7 +40,7 @@ def refresh(desired: Mapping[str, plan_model.Desired], prior: state_model.State,
     adopted: dict[str, planner.Refreshed] = {}
     todo = [a for a in sorted(prior.resources) if scope is None or a in scope]
     adopt = [a for a, d in sorted(desired.items()) if a not in prior.resources
-             and d.mode in ("adopted", "read") and (scope is None or a in scope)]
+             and (d.mode in ("adopted", "read") or _finds_owned(d, prior)) and (scope is None or a in scope)]
     total = len(todo) + len(adopt)
     done = 0
 
@@ -48,9 +48,20 @@ def refresh(desired: Mapping[str, plan_model.Desired], prior: state_model.State,
         try:
             if address in prior.resources:
                 entry = prior.resources[address]
-                return address, kinds.handler_for(entry.kind).refresh(aws, entry, desired.get(address))
+                live = kinds.handler_for(entry.kind).refresh(aws, entry, desired.get(address))
+                want = desired.get(address)
+                if live.attributes is None and want is not None and _finds_owned(want, prior, entry):
+                    owner = kinds.handler_for(want.kind)
+                    assert isinstance(owner, base.FindsOwned)
+                    found = owner.find_owned(aws, want)  # the object recorded is gone: is another ours?
+                    if found is not None and found.attributes is not None:
+                        return address, found
+                return address, live
             want = desired[address]
             adopter = kinds.handler_for(want.kind)
+            if want.mode == "managed":
+                assert isinstance(adopter, base.FindsOwned)
+                return address, adopter.find_owned(aws, want) or planner.Refreshed(None)
             if not isinstance(adopter, base.Adopts):
                 raise errors.PlanError(base.missing(adopter, actions.Action.READ) or "")
             return address, adopter.lookup(aws, want)
@@ -69,7 +80,10 @@ def refresh(desired: Mapping[str, plan_model.Desired], prior: state_model.State,
         try:
             for future in concurrent.futures.as_completed(futures):
                 address, found = future.result()
-                (refreshed if address in prior.resources else adopted)[address] = found
+                if address in prior.resources:
+                    refreshed[address] = found
+                elif found.attributes is not None:  # adopted, or found by its tags (never a duplicate)
+                    adopted[address] = found
                 done += 1
                 progress(f"[{done}/{total}] refreshed {address}")
         except BaseException:
@@ -77,6 +91,16 @@ def refresh(desired: Mapping[str, plan_model.Desired], prior: state_model.State,
                 future.cancel()
             raise
     return refreshed, adopted
+
+
+def _finds_owned(want: plan_model.Desired, prior: state_model.State,
+                 entry: state_model.ResourceState | None = None) -> bool:
+    """Whether to look for the object this stack made for ``want`` by its tags:
+    a managed resource of a kind that can, which state lacks (or whose recorded
+    object is gone), and no interrupted create of which is being recovered."""
+    return (want.mode == "managed" and isinstance(kinds.handler_for(want.kind), base.FindsOwned)
+            and (entry is None or entry.mode == "managed")
+            and not any(j.address == want.address for j in prior.journal))
 
 
 def check_live(desired: Mapping[str, plan_model.Desired], prior: state_model.State,

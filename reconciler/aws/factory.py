@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from reconciler import errors
-from reconciler.aws import adapter, kms, s3, session
+from reconciler.aws import adapter, kms, s3, session, tagging
 
 GLOBAL_REGION = "us-east-1"  # where the global services' (IAM, STS) clients are made
 
@@ -31,6 +31,9 @@ class Adapters:
 
     def kms(self, region: str, auth: Auth) -> kms.KmsAdapter:
         return kms.KmsAdapter(self.client("kms", region, auth), region)
+
+    def tagging(self, region: str, auth: Auth) -> tagging.TaggingAdapter:
+        return tagging.TaggingAdapter(self.client("resourcegroupstaggingapi", region, auth), region)
 
     def s3_objects(self, region: str, auth: Auth, bucket: str) -> s3.S3Objects:
         """One bucket's objects with conditional writes (the S3 state backend and its lock)."""

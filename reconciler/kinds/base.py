@@ -79,6 +79,20 @@ class Adopts(Protocol):
 
 
 @runtime_checkable
+class FindsOwned(Protocol):
+    """Finds the object this stack made for an address by what names it as
+    ours (SPEC 3: the reconciler:stack and reconciler:address tags, or a vault
+    entry bound to this stack, vault and name), when state does not record it
+    (state lost, restored from an older copy, or an entry pointing at an
+    object that no longer exists). Its ``read`` (Adopts) then reads that
+    object into state for a managed resource, instead of creating a duplicate."""
+
+    def find_owned(self, aws: AwsContext, desired: plan_model.Desired) -> planner.Refreshed | None:
+        """The live attributes and ids of the object found, with ``found_by``
+        saying how it was found (None: nothing carries this stack's name for it)."""
+
+
+@runtime_checkable
 class RunsTimed(Protocol):
     """Carries out the actions its rules' ``timed`` hook plans (rotate, revoke)."""
 

@@ -9,7 +9,9 @@ is there by the time a dependent runs (dependency order)."""
 
 from __future__ import annotations
 
+import json
 import pathlib
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -43,6 +45,8 @@ class ApplyContext:
         self.regenerate_lost = False  # plan option: new values for generated secrets whose key is gone
         self.persist: Persist | None = None
         self.keyring = keyrings.Keyring(self.adapters)
+        self._tagged: dict[str, dict[str, dict[str, str]]] = {}
+        self._tagged_lock = threading.Lock()
 
     # -- adapters by connection ---------------------------------------------------
     def kms(self, connection: Mapping[str, Any], region: str | None = None) -> kms.KmsAdapter:
@@ -52,6 +56,20 @@ class ApplyContext:
                region: str | None = None) -> Any:
         connection = connection or self.default_connection
         return self.adapters.client(service, region or connection["region"], connection.get("auth"))
+
+    def tagged_for_stack(self, connection: Mapping[str, Any], types: tuple[str, ...],
+                         region: str | None = None) -> dict[str, dict[str, str]]:
+        """ARN -> tags of the objects of ``types`` in the region that carry this
+        stack's ``reconciler:stack`` tag: one paged Resource Groups Tagging
+        API read per region, auth and types for the whole run (the kinds'
+        ``find_owned`` hooks filter it by address)."""
+        region = region or connection["region"]
+        key = json.dumps([region, connection.get("auth"), types], sort_keys=True, default=str)
+        with self._tagged_lock:
+            if key not in self._tagged:
+                adapter = self.adapters.tagging(region, connection.get("auth"))
+                self._tagged[key] = adapter.tagged({"reconciler:stack": self.stack}, types)
+            return self._tagged[key]
 
     def check_connection(self, connection: Mapping[str, Any]) -> None:
         self.adapters.check(connection.get("auth"), connection.get("region"))

@@ -236,10 +236,26 @@ class IamRoleHandler:
             return []
         if any(e.kind == KIND and e.ids.get("roleName") == name for e in aws.state.resources.values()):
             return []
-        if _iam(aws, desired.connection).role(name) is None:
-            return []
+        role = _iam(aws, desired.connection).role(name)
+        if role is None or _owned(role, aws.stack, desired.address):
+            return []  # free, or the role this stack made for this address: the plan reads it in
         return [f"{desired.address}: a role named {name} already exists; adopt it with "
                 f"`reconciler import {desired.address} {name}`"]
+
+    def find_owned(self, aws: base.AwsContext, desired: plan_model.Desired) -> planner.Refreshed | None:
+        """The role of the manifest's name, when its tags say this stack made it
+        for this address (state lost it): read in, never refused as a stranger's."""
+        name = str(desired.attributes["roleName"])
+        client = _iam(aws, desired.connection)
+        role = client.role(name)
+        if role is None or not _owned(role, aws.stack, desired.address):
+            return None
+        attrs, ids = self._read(client, name)
+        if attrs is None:
+            return None
+        return planner.Refreshed(attrs, ids, found_by=f"found role {name} by its tags ({kms.STACK_TAG}="
+                                                      f"{aws.stack}, {kms.ADDRESS_TAG}={desired.address}): "
+                                                      "read into state, not created again")
 
     def lookup(self, aws: base.AwsContext, desired: plan_model.Desired) -> planner.Refreshed:
         name = str(desired.lookup["roleName"])
@@ -384,9 +400,20 @@ def widens(path: str, before: Any, after: Any) -> bool:
     return bool(_as_set(after) - _as_set(before))
 
 
+def _owned(role: Mapping[str, Any], stack: str, address: str) -> bool:
+    """Whether a role's tags (as GetRole returns them) say this stack made it for ``address``."""
+    tags = {t["Key"]: t["Value"] for t in role.get("Tags") or []}
+    return tags.get(kms.STACK_TAG) == stack and tags.get(kms.ADDRESS_TAG) == address
+
+
 class IamRoleRules(plan_rules.Rules):
     """Roles are replaced destroying first (a role name is unique); drift that
     widens trust or permissions is critical."""
+
+    def recreate(self, entry: state_model.ResourceState, desired: plan_model.Desired) -> tuple[str, bool]:
+        """Nothing is lost with a role gone: it is made again from the manifest
+        (and the drift report says it was gone)."""
+        return "the role recorded in state no longer exists in AWS; it will be created again", False
 
     noun = "role"
     replace_order = plan_actions.Action.DELETE_THEN_CREATE

@@ -243,8 +243,18 @@ class KmsProviderHandler:
                 ours.add(meta["KeyId"])
         problems = []
         for region in [desired.connection["region"], *sorted(desired.attributes.get("replicas") or {})]:
-            holder = aws.kms(desired.connection, region).alias_target(alias)
+            regional = aws.kms(desired.connection, region)
+            holder = regional.alias_target(alias)
             if holder is None or holder in ours:
+                continue
+            owner = _owner(regional, holder, aws.stack)
+            if desired.mode == "managed" and owner == desired.address:
+                continue  # the key this stack made for this address: the plan reads it in (find_owned)
+            if owner:  # never taken from a key this stack's tags say it made for another address
+                problems.append(f"{desired.address}: alias {alias} in {region} points at key {holder}, which this "
+                                f"stack made for {owner} (its tags say so) but state does not record; an alias "
+                                f"is never taken from a key the stack owns: restore the state, or declare "
+                                f"{owner} again so the plan finds it")
                 continue
             if entry is not None and _recorded_alias(entry, region) == alias:
                 # ours once, moved out of band onto a key we do not manage: whoever moved it may
@@ -265,10 +275,59 @@ class KmsProviderHandler:
                                      "NotFoundException")
         return planner.Refreshed(attrs, ids, info=_foreign_grants(desired.address, foreign))
 
+    def find_owned(self, aws: base.AwsContext, desired: plan_model.Desired) -> planner.Refreshed | None:
+        """The key this stack made for the address (its reconciler:stack and
+        reconciler:address tags), when state does not record it. Several (a
+        state lost more than once): the one holding the alias, else an enabled
+        one, else the oldest; the others are named (they still wrap data:
+        never deleted by reconciler, see them with ``drift``)."""
+        if desired.mode != "managed":
+            return None
+        tagged = aws.tagged_for_stack(desired.connection, ("kms:key",))
+        ours = [arn for arn, tags in sorted(tagged.items()) if tags.get(ADDRESS_TAG) == desired.address]
+        kms = aws.kms(desired.connection)
+        metas = [m for m in (kms.describe_key(arn) for arn in ours)
+                 if m is not None and (m.get("MultiRegionConfiguration") or {}).get("MultiRegionKeyType") != "REPLICA"]
+        if not metas:
+            return None
+        alias = desired.attributes.get("alias")
+        holder = kms.alias_target(alias) if alias else None
+
+        def rank(meta: Mapping[str, Any]) -> tuple[int, int, str]:
+            return (0 if meta["KeyId"] == holder else 1,
+                    0 if meta.get("KeyState") not in ("PendingDeletion", "PendingReplicaDeletion") else 1,
+                    str(meta.get("CreationDate", "")))
+
+        chosen, *others = sorted(metas, key=rank)
+        attrs, ids, foreign = self._read(
+            aws, desired.connection, chosen["KeyId"], wanted_alias=(alias,),
+            with_policy="policy" in desired.attributes, with_grants="grants" in desired.attributes,
+            with_users="keyUsers" in desired.attributes, read_only=False,
+            grant_scope=_grant_scope(desired, None))
+        if attrs is None:
+            return None
+        for field in (*LOCAL_ONLY, EXCLUSIVE):
+            if field in desired.attributes:
+                attrs[field] = desired.attributes[field]
+        also = (f"; {len(others)} other key(s) carry the same tags ({', '.join(m['KeyId'] for m in others)}) "
+                "and are left as they are") if others else ""
+        return planner.Refreshed(attrs, ids, info=_foreign_grants(desired.address, foreign),
+                                 found_by=f"found key {chosen['KeyId']} by its tags ({STACK_TAG}={aws.stack}, "
+                                          f"{ADDRESS_TAG}={desired.address}): read into state, not created "
+                                          f"again{also}")
+
     def read(self, aws: base.AwsContext, desired: plan_model.Desired) -> state_model.ResourceState:
-        """Adopt by ``keyId`` once; re-read an adopted key by the key id recorded
+        """A managed key state lacks: the one its tags name (``find_owned``).
+        Adopt by ``keyId`` once; re-read an adopted key by the key id recorded
         then, never by its alias again: an alias moved out of band is drift, not
         a switch to another key under the vault's data."""
+        if desired.mode == "managed" and "keyId" not in desired.lookup:  # not `reconciler import`
+            found = self.find_owned(aws, desired)
+            if found is None or found.attributes is None:
+                raise errors.PlanError(f"{desired.address}: the key found by its tags at plan time is no longer "
+                                       "found; run plan again")
+            return state_model.ResourceState(KIND, desired.name, desired.mode, dict(found.ids),
+                                             dict(found.attributes), desired.connection, desired.dependencies)
         adopted_as = desired.lookup["keyId"]
         recorded = _adopted_key(aws.state.resources.get(desired.address), desired)
         found = self.lookup(aws, desired if recorded is None else
@@ -508,6 +567,15 @@ def _alias_moved(aws: base.AwsContext, entry: state_model.ResourceState,
                                  (diff.AttributeChange(f"keyId({alias})", recorded, holder),), note=note),)
 
 
+def _owner(kms: kms_adapter.KmsAdapter, key_id: str, stack: str) -> str:
+    """The address this stack's tags say the key was made for ("" when not this stack's)."""
+    try:
+        tags = kms.tags(key_id)
+    except (errors.AwsNotFound, errors.AwsAccessDenied):
+        return ""  # gone meanwhile, or another team's key whose tags we may not read
+    return tags.get(ADDRESS_TAG, "") if tags.get(STACK_TAG) == stack else ""
+
+
 def _ours(state: state_model.State) -> set[str]:
     """Ids of the keys this stack manages (its own, adopted with manage: true,
     and deposed ones): an alias on one of them is ours to move."""
@@ -591,6 +659,8 @@ DELETION_NOTE = ("the key is scheduled for deletion in {days} days, never delete
 REPLACE_NOTE = "a new key is created first; the old one is then scheduled for deletion"
 NO_ARN_NOTE = ("kms:ListAliases and kms:ListKeys take no resource ARN in AWS (Resource \"*\"); "
                "ListKeys only finds a key an interrupted create made")
+FIND_OWNED_NOTE = ("tag:GetResources takes no resource ARN (Resource \"*\"): it finds the objects this stack "
+                   "made (its reconciler:stack tag) when state does not record them, instead of making duplicates")
 CREATE_NOTE = ("kms:CreateKey takes no resource ARN (the key does not exist yet): scoped instead by key spec, "
                "usage, multi-Region and the reconciler:address tag every key is created with")
 TAG_AT_CREATION_NOTE = ("CreateKey and ReplicateKey with Tags are authorized as kms:TagResource on the request, "
@@ -727,6 +797,8 @@ def key_permissions(desired: plan_model.Desired, prior: state_model.State) -> tu
             found.append(_tag_at_creation(desired, key=creates, replicas=new_replicas))
         if creates:  # recovery of an interrupted create lists the region's keys
             found.append(plan_rules.Permission(("kms:ListKeys",), ("*",), (), NO_ARN_NOTE))
+        if entry is None or entry.mode == "managed":  # a key state lacks is first looked for by its tags
+            found.append(plan_rules.Permission(("tag:GetResources",), ("*",), (), FIND_OWNED_NOTE))
     aliases = {str(a) for a in [desired.attributes.get("alias"),
                                 *(entry.attributes.get("alias") for entry in [entry] if entry is not None)] if a}
     for alias in sorted(aliases):  # the alias set, and the one recorded before (moved or deleted)

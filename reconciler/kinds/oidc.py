@@ -57,6 +57,12 @@ def _live(found: Mapping[str, Any], *, thumbprints: bool) -> dict[str, Any]:
     return attrs
 
 
+def _owned(found: Mapping[str, Any] | None, stack: str, address: str) -> bool:
+    """Whether a provider's tags say this stack made it for ``address``."""
+    tags = (found or {}).get("tags") or {}
+    return tags.get(kms.STACK_TAG) == stack and tags.get(kms.ADDRESS_TAG) == address
+
+
 def _find(client: iam_adapter.IamAdapter, url: str) -> str | None:
     """The ARN of the provider for ``url`` in this account, or None."""
     wanted = host_path(url)
@@ -97,11 +103,27 @@ class OidcProviderHandler:
         (CreateOpenIDConnectProvider would fail half way): import it instead."""
         if entry is not None:
             return []
-        arn = _find(iam(aws, desired.connection), desired.attributes["url"])
+        client = iam(aws, desired.connection)
+        arn = _find(client, desired.attributes["url"])
         if arn is None or any(e.ids.get("arn") == arn for e in aws.state.resources.values()):
             return []
+        if _owned(client.oidc_provider(arn), aws.stack, desired.address):
+            return []  # the provider this stack made for this address: the plan reads it in
         return [f"{desired.address}: an OIDC provider for {desired.attributes['url']} already exists ({arn}); "
                 f"adopt it with `reconciler import {desired.address} {desired.attributes['url']}`"]
+
+    def find_owned(self, aws: base.AwsContext, desired: plan_model.Desired) -> planner.Refreshed | None:
+        """The provider for the manifest's URL, when its tags say this stack made
+        it for this address (state lost it)."""
+        client = iam(aws, desired.connection)
+        arn = _find(client, desired.attributes["url"])
+        found = client.oidc_provider(arn) if arn is not None else None
+        if arn is None or found is None or not _owned(found, aws.stack, desired.address):
+            return None
+        attrs = _live(found, thumbprints="thumbprints" in desired.attributes)
+        return planner.Refreshed(attrs, {"arn": arn, "url": attrs["url"]},
+                                 found_by=f"found provider {arn} by its tags ({kms.STACK_TAG}={aws.stack}, "
+                                          f"{kms.ADDRESS_TAG}={desired.address}): read into state, not created again")
 
     # -- adopting (import) ------------------------------------------------------------
     def lookup(self, aws: base.AwsContext, desired: plan_model.Desired) -> planner.Refreshed:
@@ -216,6 +238,11 @@ def provider_arn(url: str, prior: state_model.State, address: str) -> str:
 class OidcRules(plan_rules.Rules):
     """A provider is deleted only with --allow-destroy (every delete needs it);
     another URL is another provider, made before the old one is deleted."""
+
+    def recreate(self, entry: state_model.ResourceState, desired: plan_model.Desired) -> tuple[str, bool]:
+        """Nothing is lost with a provider gone: it is made again from the manifest
+        (and the drift report says it was gone)."""
+        return "the provider recorded in state no longer exists in AWS; it will be created again", False
 
     noun = "OIDC provider"
 

@@ -41,6 +41,7 @@ from reconciler.plan import model as plan_model
 from reconciler.plan import planner
 from reconciler.plan import rules as plan_rules
 from reconciler.state import model as state_model
+from reconciler.stores import base as store_base
 
 KIND = "Secret"
 CHANGED = "(changed outside reconciler)"
@@ -63,6 +64,7 @@ HMAC_PREFIX = "env:h1:"
 UNRESOLVED = "env:(unresolved)"  # desired() cannot call KMS; resolve() or the write fills it in
 NOT_READ = "env:(not read)"  # drift and secret commands need no values
 LOST = "(lost: its KMS key no longer exists)"
+FOUND = "(found in the vault: not compared)"  # a value found when state lacked it: the write makes it sure
 FINGERPRINT_KEY_NAME = "reconciler:fingerprint-key"  # no Secret can be named so (names are [a-z0-9-])
 UNUSABLE_KEY = frozenset({"NotFoundException", "DisabledException", "KMSInvalidStateException"})
 
@@ -212,6 +214,66 @@ class SecretHandler:
     def check(self, aws: base.AwsContext, desired: plan_model.Desired,
               entry: state_model.ResourceState | None) -> list[str]:
         return []
+
+    # -- found when state lost it (SPEC 3) ------------------------------------------
+    def _found(self, aws: base.AwsContext, desired: plan_model.Desired) -> tuple[Any, Any, str] | None:
+        """The store, the newest version and the vault of a secret state does not
+        record, when that version's envelope is bound to this stack, vault and name."""
+        vault = str(desired.attributes["vault"])
+        try:
+            attributes = vaults.state_attributes(aws, vault)
+            store = vaults.open_store(aws, attributes["store"],
+                                      attributes.get("keepVersions", store_base.DEFAULT_KEEP))
+            latest = store.latest(desired.name)
+        except (errors.PlanError, errors.ConfigError, errors.AwsNotFound):
+            return None  # no store yet (a bucket the plan makes): nothing can be there
+        if latest is None:
+            return None
+        try:
+            sealed = env.Envelope.parse(latest.envelope)
+        except env.EnvelopeError:
+            return None
+        if sealed.binding != env.Binding(aws.stack, vault, desired.name):
+            return None  # another stack's or vault's entry under the same name: not ours to take
+        return store, latest, vault
+
+    def find_owned(self, aws: base.AwsContext, desired: plan_model.Desired) -> planner.Refreshed | None:
+        """An entry in the secret's vault store bound to this stack, vault and
+        name: a generated value is adopted as it is (never generated again);
+        another source's value is written again where it may differ."""
+        found = self._found(aws, desired)
+        if found is None:
+            return None
+        _store, latest, vault = found
+        return planner.Refreshed(
+            self._found_attributes(desired, latest), vaults.recorded_ids({}, latest),
+            found_by=f"found version {latest.number} in Vault/{vault}'s store, bound to this stack, vault and "
+                     "name: read into state, not written again")
+
+    def _found_attributes(self, desired: plan_model.Desired, latest: Any) -> dict[str, Any]:
+        source = desired.lookup.get("source", {})
+        attributes = {**desired.attributes, "version": latest.number}
+        if "generate" in source:
+            return attributes  # the value reconciler generated: kept, whatever generation it was
+        if "encrypted" in source and vaults.digest(latest.envelope) == vaults.digest(source["encrypted"].strip()):
+            return attributes  # the manifest's very envelope
+        return {**attributes, "value": FOUND}  # not compared (that needs a decrypt): written again
+
+    def lookup(self, aws: base.AwsContext, desired: plan_model.Desired) -> planner.Refreshed:
+        raise errors.PlanError(f"{desired.address}: a Secret is never adopted by id; it is found in its vault "
+                               "when state lacks it")
+
+    def read(self, aws: base.AwsContext, desired: plan_model.Desired) -> state_model.ResourceState:
+        """The entry ``find_owned`` found, recorded with every kept version's key."""
+        found = self._found(aws, desired)
+        if found is None:
+            raise errors.PlanError(f"{desired.address}: the entry found in its vault at plan time is no longer "
+                                   "there; run plan again")
+        store, latest, _vault = found
+        return state_model.ResourceState(KIND, desired.name, state_model.Mode.MANAGED,
+                                         vaults.recorded_ids({}, latest, store.versions(desired.name)),
+                                         self._found_attributes(desired, latest), desired.connection,
+                                         desired.dependencies)
 
     def _write(self, aws: base.AwsContext, desired: plan_model.Desired, entry: state_model.ResourceState | None,
                checkpoint: base.Checkpoint) -> state_model.ResourceState:
@@ -573,6 +635,15 @@ class SecretRules(plan_rules.Rules):
             return ("the stored value was changed outside reconciler; apply writes back the value reconciler "
                     "generated (as a new version), never a new one")
         return "the stored entry was changed outside reconciler"
+
+    def recreate(self, entry: state_model.ResourceState, desired: plan_model.Desired) -> tuple[str, bool]:
+        """A generated value whose entry is gone is lost for good (a new one strands
+        whoever used it): only with --allow-destroy. A value the manifests hold is
+        simply written again."""
+        if "generate" in desired.lookup.get("source", {}):
+            return ("its entry no longer exists in the vault's store and no entry bound to this stack was "
+                    "found: the generated value is lost. Apply generates a new one only with --allow-destroy"), True
+        return "its entry no longer exists in the vault's store; apply writes the manifest's value again", False
 
     def severity(self, path: str, before: Any, after: Any) -> plan_rules.Severity:
         if path == "value" and str(before).startswith("generation:"):

@@ -77,6 +77,7 @@ class ResourceChange:
     sensitive: tuple[str, ...] = ()  # top-level attributes never to be shown
     deposed: str = ""  # the deposed id, when the change deletes a deposed object of ``kind/name``
     subject: str = ""  # what a timed action (rotate, revoke) acts on, when not the whole resource
+    adopts: bool = False  # reads the object into state first: found by its tags when state lacked it
 
     @property
     def resource_address(self) -> state_model.Address:
@@ -90,7 +91,8 @@ class ResourceChange:
                 "changes": [c.to_json() for c in self.changes],
                 "replacePaths": list(self.replace_paths), "notes": list(self.notes),
                 "requiresAllowDestroy": self.requires_allow_destroy,
-                "sensitive": list(self.sensitive), "deposed": self.deposed, "subject": self.subject}
+                "sensitive": list(self.sensitive), "deposed": self.deposed, "subject": self.subject,
+                **({"adopts": True} if self.adopts else {})}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ResourceChange:
@@ -99,7 +101,7 @@ class ResourceChange:
                    state_model.Mode(data["mode"]), data["before"], data["after"], changes,
                    tuple(data.get("replacePaths", ())), tuple(data.get("notes", ())),
                    data.get("requiresAllowDestroy", False), tuple(data.get("sensitive", ())),
-                   data.get("deposed", ""), data.get("subject", ""))
+                   data.get("deposed", ""), data.get("subject", ""), bool(data.get("adopts", False)))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -133,6 +135,9 @@ class Refreshed:
     ids: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     info: tuple[DriftItem, ...] = ()
     learned: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # ids state lacks (older state)
+    # set when the object was found by the tags naming this stack and address (SPEC 3), not by state:
+    # how it was found, in words (the plan reads it in, ``<=``, instead of creating a duplicate)
+    found_by: str = ""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -60,6 +60,10 @@ def detect_drift(prior: state_model.State, refreshed: Mapping[str, Refreshed],
             items.append(model.DriftItem(address, Severity.CRITICAL.value, (), gone=True,
                                          note="no longer exists in AWS"))
             continue
+        if refreshed[address].found_by:
+            items.append(model.DriftItem(address, Severity.CRITICAL.value, (), gone=True,
+                                         note=f"no longer exists in AWS; {refreshed[address].found_by}"))
+            continue
         items.extend(refreshed[address].info)
         sensitive = desired[address].sensitive if desired and address in desired else frozenset()
         changes = diff.diff(entry.attributes, live, keys=set(entry.attributes) & set(live),
@@ -170,12 +174,34 @@ def _plan_one(address: str, desired: Mapping[str, model.Desired], prior: state_m
         problems.append(f"{address}: the adopted object ({_lookup_text(want)}) no longer exists; remove it "
                         f"from the manifests or point {' / '.join(want.lookup) or 'it'} at the right {noun}")
         return None
+    owned = (adopted if entry is None else refreshed).get(address)
+    if want.mode == "managed" and owned is not None and owned.found_by and owned.attributes is not None:
+        return _plan_found(want, owned, _known(want, prior, {**adopted, **refreshed}, planned, rules, problems),
+                           kind_rules.rules_for(rules, want.kind), problems)
     named = refreshed[address].ids if entry is not None and address in refreshed else {}
     other = entry is not None and any(entry.ids.get(k) != v for k, v in named.items())
     known = _known(want, prior, {**adopted, **refreshed}, planned, rules, problems)
-    change = _plan_upsert(known, entry, live, kind_rules.rules_for(rules, want.kind), problems,
-                          other_object=other)
+    kind = kind_rules.rules_for(rules, want.kind)
+    change = _plan_upsert(known, entry, live, kind, problems, other_object=other)
+    if entry is not None and live is None and change.action is Action.CREATE and want.mode == "managed":
+        note, consent = kind.recreate(entry, want)  # never a silent re-create: say what is lost
+        change = dataclasses.replace(change, notes=(note,), requires_allow_destroy=consent)
     return change
+
+
+def _plan_found(want: model.Desired, found: Refreshed, known: model.Desired, rules: kind_rules.Rules,
+                problems: list[str]) -> model.ResourceChange | None:
+    """A managed object state lacks (or records as gone) that its tags say this
+    stack made for this address: read into state (``<=``), then updated where
+    it differs; never created a second time."""
+    change = _plan_upsert(known, None, found.attributes, rules, problems)
+    if change.action.replaces:
+        problems.append(f"{want.address}: {found.found_by}, but its {', '.join(change.replace_paths)} differs "
+                        "from the manifest and cannot change in place; make the manifest match it, or "
+                        "remove its tags to let reconciler create a new one")
+        return None
+    notes = tuple(n for n in change.notes if n != "adopt into state, then update")
+    return dataclasses.replace(change, adopts=True, notes=(found.found_by, *notes))
 
 
 def _known(want: model.Desired, prior: state_model.State, refreshed: Mapping[str, Refreshed],

@@ -126,6 +126,15 @@ class Rules:
         this kind reads them ("" when nothing): damaged state is one clear error."""
         return ""
 
+    def recreate(self, entry: state_model.ResourceState, desired: model.Desired) -> tuple[str, bool]:
+        """How a create in place of a recorded object that no longer exists
+        (and that nothing tagged for the stack stands in for) is planned: the
+        note to show, and whether it needs --allow-destroy (whatever the old
+        object held is lost: never a silent re-create)."""
+        return (f"the {self.noun} recorded in state ({_ids_text(entry)}) no longer exists in AWS and none "
+                "tagged for this stack and address was found: whatever it held is lost; a new one is made "
+                "only with --allow-destroy"), True
+
     def interrupted(self, entry: state_model.ResourceState) -> bool:
         """A recorded object a crash left before it was written: its absence is not drift."""
         return False
@@ -167,6 +176,14 @@ class Rules:
         grants; later a rotation or dynamic-template manager): ``policy --for``
         prints it. Empty: the kind declares no identity."""
         return ()
+
+
+def _ids_text(entry: state_model.ResourceState) -> str:
+    """The one id that names a recorded object best (its key id, name or ARN)."""
+    for key in ("keyId", "name", "arn"):
+        if isinstance(entry.ids.get(key), str):
+            return f"{key} {entry.ids[key]}"
+    return entry.address
 
 
 DEFAULT = Rules()

@@ -78,6 +78,11 @@ in tests/aws/test_sandbox_fidelity.py that fails on stock moto.
     and service, for codecommit.amazonaws.com and cassandra.amazonaws.com),
     list (optionally by service, without the password) and delete them, with
     AWS's errors (LimitExceeded, NotSupportedService, NoSuchEntity).
+14. IAM action names: stock moto's access control names an action by the
+    service's SigV4 signing name, so the Resource Groups Tagging API's
+    GetResources is checked as ``tagging:GetResources`` and a policy granting
+    ``tag:GetResources`` (AWS's IAM name, what ``reconciler policy`` prints)
+    is denied. Here actions carry their IAM prefix (``tag:``).
 """
 
 from __future__ import annotations
@@ -93,6 +98,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from moto.core import authorization
+from moto.iam import access_control
 from moto.core import exceptions as core_exceptions
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
@@ -568,6 +574,16 @@ def _delete_service_specific_credential(self: iam_responses.IamResponse) -> Any:
 _ORIGINAL: dict[str, Any] = {}
 
 
+_IAM_PREFIX = {"tagging": "tag"}  # SigV4 signing name -> IAM action prefix, where they differ
+
+
+def _iam_request_init(self: Any, *args: Any, **kwargs: Any) -> None:
+    _ORIGINAL["iam_request_init"](self, *args, **kwargs)
+    prefix = _IAM_PREFIX.get(getattr(self, "_service", ""))
+    if prefix is not None:
+        self._action = prefix + self._action[len(self._service):]
+
+
 def apply() -> None:
     """Install every fix. Idempotent; call before the server starts."""
     global _applied
@@ -622,4 +638,6 @@ def apply() -> None:
                          ("list_service_specific_credentials", _list_service_specific_credentials),
                          ("delete_service_specific_credential", _delete_service_specific_credential)):
         setattr(iam_responses.IamResponse, name, method)
+    _ORIGINAL["iam_request_init"] = access_control.IAMRequestBase.__init__
+    access_control.IAMRequestBase.__init__ = _iam_request_init  # type: ignore[method-assign]
     _applied = True

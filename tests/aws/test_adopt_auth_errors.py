@@ -138,7 +138,7 @@ def test_access_denied_is_one_line_naming_resource_and_code(aws, stack, monkeypa
     iam.create_user(UserName="reader")
     iam.put_user_policy(UserName="reader", PolicyName="p", PolicyDocument=json.dumps({
         "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Action": ["kms:Describe*", "kms:List*", "kms:Get*"],
+        "Statement": [{"Effect": "Allow", "Action": ["kms:Describe*", "kms:List*", "kms:Get*", "tag:GetResources"],
                        "Resource": "*"}]}))
     key = iam.create_access_key(UserName="reader")["AccessKey"]
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])

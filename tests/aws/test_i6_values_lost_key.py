@@ -64,7 +64,9 @@ def test_secrets_under_a_lost_key_stay_critical_until_resupplied(aws, stack, mon
     assert "~ Secret/from-env" in plan.stdout  # its variable re-supplies it once the new key exists
     assert "Secret/made will be" not in plan.stdout and "Secret/pasted will be" not in plan.stdout
 
-    assert run("apply", directory, "--auto-approve").exit_code == 0
+    refused = run("apply", directory, "--auto-approve")  # a gone key is never silently made again
+    assert refused.exit_code == 1 and "destroys or replaces KmsProvider/key" in refused.output
+    assert run("apply", directory, "--auto-approve", "--allow-destroy").exit_code == 0
     assert get(directory, "main/from-env") == "env-value"
     report = drift_notes(directory)
     assert sorted(report) == ["Secret/made", "Secret/pasted"]  # never "clean" while values are lost

@@ -226,7 +226,10 @@ def test_store_drift_and_unreadable_key_are_reported(aws, stack, canary_env):
     assert report["Secret/a"]["note"] == "the stored entry was changed outside reconciler"
     assert report["Secret/a"]["changes"] == [{"path": "value", "op": "change", "sensitive": True}]
     assert report["Secret/b"]["gone"] and report["Secret/b"]["severity"] == "critical"
-    assert run("apply", directory, "--auto-approve").exit_code == 0
+    refused = run("apply", directory, "--auto-approve")  # b's generated value is lost: never silently new
+    assert refused.exit_code == 1 and "re-run apply with --allow-destroy" in refused.output
+    assert get(directory, "main/a") == "swapped"  # nothing was applied
+    assert run("apply", directory, "--auto-approve", "--allow-destroy").exit_code == 0
     assert get(directory, "main/a") == CANARY
     assert run("drift", directory).exit_code == 0
 

@@ -113,7 +113,8 @@ def test_permissions_name_exact_arns_where_known():
     create = first[("*",)]  # ListAliases / ListKeys and CreateKey: AWS offers no ARN for them
     assert {a for p in kms.permissions(new, {new.address: new}, state_model.State())
             if p.resources == ("*",) for a in p.actions} == {"kms:CreateKey", "kms:ListAliases", "kms:ListKeys",
-                                                             "kms:TagResource"}  # the Tags of CreateKey
+                                                             "kms:TagResource",  # the Tags of CreateKey
+                                                             "tag:GetResources"}  # finding it by its tags
     (key,) = [p for p in kms.permissions(new, {new.address: new}, state_model.State())
               if p.conditions == (("StringEquals", "aws:ResourceTag/reconciler:address", ("KmsProvider/a",)),)]
     assert key.resources == ("arn:aws:kms:us-east-1:*:key/*",)
@@ -150,8 +151,12 @@ def test_vault_and_secret_permissions_are_the_store_and_the_key():
 def test_handlers_implement_only_what_they_can_and_the_executor_says_so_up_front():
     vault, secret, key = (kinds.HANDLERS[k] for k in ("Vault", "Secret", "KmsProvider"))
     for handler in (vault, secret):
-        assert not isinstance(handler, base.Adopts) and not isinstance(handler, base.Replaces)
+        assert not isinstance(handler, base.Replaces)
         assert isinstance(handler, base.Creates) and isinstance(handler, base.Updates)
+    assert not isinstance(vault, base.Adopts) and not isinstance(vault, base.FindsOwned)  # nothing in AWS
+    # a secret state lacks is read in when its vault holds an entry bound to it (never adopted by id)
+    assert isinstance(secret, base.Adopts) and isinstance(secret, base.FindsOwned)
+    assert isinstance(key, base.FindsOwned)
     assert isinstance(key, base.Adopts) and isinstance(key, base.Replaces)
     assert base.missing(vault, Action.READ) == "a Vault cannot be adopted or read (read)"
     assert base.missing(key, Action.CREATE_THEN_DELETE) is None

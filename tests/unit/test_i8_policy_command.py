@@ -22,7 +22,8 @@ EXPECTED = pathlib.Path(__file__).resolve().parent / "i8_policy_expected"
 UPDATE = os.environ.get("RECONCILER_GOLDEN_UPDATE") == "1"
 EXAMPLES = ("quickstart", "cerby-vault", "infisical-external-kms", "pulumi-cmk")
 # AWS offers no resource ARN for these
-NO_ARN_ACTIONS = {"kms:CreateKey", "kms:ListAliases", "kms:ListKeys", "iam:ListOpenIDConnectProviders"}
+NO_ARN_ACTIONS = {"kms:CreateKey", "kms:ListAliases", "kms:ListKeys", "iam:ListOpenIDConnectProviders",
+                  "tag:GetResources"}
 ALIAS_ACTIONS = {"kms:CreateAlias", "kms:DeleteAlias", "kms:UpdateAlias"}
 
 
