@@ -234,6 +234,38 @@ def apply_command(target_path: str, auto_approve: bool, allow_destroy: bool, tar
     click.echo(f"\nApply complete: {summary}. State serial {result.state.serial}.")
 
 
+# -- destroy ---------------------------------------------------------------------
+@main.command("destroy")
+@click.argument("directory", default=".", type=click.Path(file_okay=False))
+@click.option("--auto-approve", is_flag=True, help="Destroy without asking.")
+@click.option("--lock-timeout", default=0.0, type=float, show_default=True, metavar="SECONDS",
+              help="How long to wait for the state lock.")
+@click.option("--parallelism", default=PARALLELISM, show_default=True, type=PARALLELISM_RANGE, help=PARALLELISM_HELP)
+def destroy_command(directory: str, auto_approve: bool, lock_timeout: float, parallelism: int) -> None:
+    """Remove everything in state (keys are only scheduled for deletion; protected ones are refused).
+
+    Example: reconciler destroy examples/quickstart --auto-approve
+    """
+    if not auto_approve and not (_is_tty(sys.stdin) and _is_tty(sys.stdout)):
+        raise errors.ConfigError("destroy needs --auto-approve when not run from a terminal")
+    workspace = engine.open_stack(directory)
+    _warn(workspace.warnings)
+    aws = engine.new_context(workspace)
+    progress = _progress()
+    with workspace.backend.lock("destroy", timeout=lock_timeout):
+        the_plan = engine.destroy_plan(workspace, aws, state=workspace.backend.read(), progress=progress,
+                                       parallelism=parallelism)
+        if not the_plan.has_changes:
+            click.echo(f"Nothing to destroy: the state of stack {workspace.config.stack.name} holds no resources.")
+            return
+        click.echo(text.render_plan(the_plan, color=_is_tty(sys.stdout)), nl=False)
+        engine.executor.check_preconditions(the_plan, allow_destroy=True)  # implied for what the plan lists only
+        if not auto_approve:
+            click.confirm("\nDestroy everything listed above?", abort=True)
+        result = engine.apply(the_plan, workspace, aws, allow_destroy=True, progress=progress)
+    click.echo(f"\nDestroy complete: {len(result.done)} destroyed. State serial {result.state.serial}.")
+
+
 # -- rotate ----------------------------------------------------------------------
 @main.command("rotate")
 @click.argument("name", metavar="NAME")
