@@ -139,8 +139,9 @@ def _protected_in_manifests(config: manifest.Config, state: state_model.State) -
         entry = state.resources.get(address)
         if entry is not None and entry.mode == "managed" and plan_model.protected(want.attributes, offers=offers) \
                 and not plan_model.protected(entry.attributes, offers=offers):
-            problems.append(f"{config.resources[address].position()}: {address}: refusing to destroy a protected "
-                            "resource (protect: true in the manifests, not yet applied)")
+            where = config.resources[address].position("protect", key=True)
+            problems.append(f"{where}: {address}: refusing to destroy a protected resource (protect: true in "
+                            "the manifests, not yet applied)")
     return problems
 
 
