@@ -101,17 +101,17 @@ def _manifests(directory: pathlib.Path) -> Iterator[tuple[pathlib.Path, list[pat
 
 
 def _stack_in(files: Iterable[pathlib.Path]) -> tuple[list[loader.Document], list[pathlib.Path]]:
-    """The Stack documents among ``files`` and the files that hold none."""
-    stacks: list[loader.Document] = []
+    """The Stack documents of the first of ``files`` that holds any (those
+    named ``stack.y*ml`` looked at first), or none and the files read."""
     others: list[pathlib.Path] = []
-    for path in files:
+    for path in sorted(files, key=lambda f: (not f.name.startswith("stack."), f)):
         raw, _problem = loader.read_manifest(path)
         found = [d for d in _parse(path, raw)[0] if d.kind == "Stack"] \
             if raw is not None and _STACK_HINT.search(raw) else []
-        stacks.extend(found)
-        if not found:
-            others.append(path)
-    return stacks, others
+        if found:
+            return found, []
+        others.append(path)
+    return [], others
 
 
 def discover(directory: str | pathlib.Path) -> Layout:
@@ -132,12 +132,13 @@ def discover(directory: str | pathlib.Path) -> Layout:
             roots[current] = _stack_root(current, stacks)
         elif others:
             loose[current] = others
+    if len(roots) == 1:  # one stack, loaded from the top as it always was
+        only = next(iter(roots.values()))
+        return Layout(top, (Root(top, only.name, only.backend),), single=True)
     strays = tuple(stray for current, files in loose.items() if not _inside(current, roots)
                    for stray in [_stray(current, files)] if stray is not None)
-    if len(roots) < 2:  # one stack (or none: its loader says so), as it always was
-        only = next(iter(roots.values()), None)
-        return Layout(top, (Root(top, only.name, only.backend),) if only else (), single=True)
-    return Layout(top, tuple(roots[path] for path in sorted(roots)), strays)
+    # no stack at all: the commands' loader says so, as it always did (`stacks` lists the strays)
+    return Layout(top, tuple(roots[path] for path in sorted(roots)), strays, single=not roots)
 
 
 def _inside(directory: pathlib.Path, roots: dict[pathlib.Path, Root]) -> bool:

@@ -119,7 +119,10 @@ def test_stacks_of_a_tree_without_any_stack_is_an_error(tmp_path):
     (tmp_path / "keys.yaml").write_text(key_yaml("k"))
     result = run("stacks", tmp_path)
     assert result.exit_code == 1
-    assert result.output == f"Error: {tmp_path}: no Stack document in this directory tree\n"
+    assert result.output == (f"Error: {tmp_path / 'keys.yaml'}:1:1: not part of any stack: no Stack document in "
+                             f"{tmp_path} or a directory above it\n1 error found.\n")
+    (tmp_path / "keys.yaml").write_text("services: {web: {image: nginx}}\n")  # YAML, but not ours
+    assert run("stacks", tmp_path).output == f"Error: {tmp_path}: no Stack document in this directory tree\n"
 
 
 def test_a_stack_whose_stack_document_does_not_parse_is_reported_not_dropped(tree):
@@ -205,3 +208,12 @@ def test_changed_since_refuses_an_unknown_ref_and_a_directory_outside_git(repo, 
     option = run("stacks", repo, "--changed-since", "--output=x")  # never handed to git as an option
     assert option.exit_code == 1
     assert option.output == "Error: --changed-since '--output=x': not a git revision\n"
+
+
+def test_stacks_of_a_tree_whose_only_stack_document_is_broken_says_why(tmp_path):
+    (tmp_path / "only").mkdir()
+    (tmp_path / "only" / "stack.yaml").write_text("apiVersion: reconciler/v1\nkind: Stack\nmetadata: [\n")
+    result = run("stacks", tmp_path, "--format", "json")
+    assert result.exit_code == 1
+    assert result.stdout == "[]\n"
+    assert result.stderr.startswith(f"Error: {tmp_path / 'only' / 'stack.yaml'}:4:1: invalid YAML")
