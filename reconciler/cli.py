@@ -19,7 +19,7 @@ from typing import Any
 import click
 import jsonschema
 
-from reconciler import __version__, engine, errors, importer, leases, planfile, policy, secret_access
+from reconciler import __version__, engine, errors, importer, leases, multistack, planfile, policy, secret_access
 from reconciler.manifest import model as manifest
 from reconciler.manifest import schema
 from reconciler.refresh import PARALLELISM
@@ -49,6 +49,23 @@ def _progress() -> Callable[[str], None]:
 def _warn(diagnostics: Any) -> None:
     for diagnostic in diagnostics:
         click.echo(str(diagnostic), err=True)
+
+
+def _stacks_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--changed-since and --stack-parallelism, for the commands that take a tree of several stacks."""
+    command = click.option("--stack-parallelism", default=multistack.STACK_WORKERS, show_default=True,
+                           type=PARALLELISM_RANGE,
+                           help="In a tree of several stacks: at most this many stacks side by side.")(command)
+    return click.option("--changed-since", metavar="REF",
+                        help="Only the stacks whose manifests changed since this git ref (REF...HEAD, plus "
+                             "uncommitted changes).")(command)
+
+
+def _many(command: multistack.Command, found: multistack.Layout, fmt: str, workers: int,
+          ref: str | None) -> None:
+    """Run a command on several stacks: one combined report, the worst exit code."""
+    sys.exit(multistack.report(command, found, fmt, lambda chunk: click.echo(chunk, nl=False), workers=workers,
+                               progress=_progress(), ref=ref))
 
 
 class UsageError(click.UsageError):
@@ -117,8 +134,12 @@ def main() -> None:
 @main.command()
 @click.argument("directory", default=".", type=click.Path(file_okay=False))
 @click.option("--strict", is_flag=True, help="Treat lint warnings (wildcards, open principals) as errors.")
-def validate(directory: str, strict: bool) -> None:
+@_stacks_options
+def validate(directory: str, strict: bool, changed_since: str | None, stack_parallelism: int) -> None:
     """Check schemas, references and lint; list every problem."""
+    found = multistack.layout(directory, changed_since)
+    if found is not None:
+        _many(multistack.validating(strict=strict), found, "text", stack_parallelism, changed_since)
     config, diagnostics = manifest.load(directory)
     if strict:
         diagnostics = [dataclasses.replace(d, severity="error") for d in diagnostics]
@@ -165,9 +186,19 @@ def _render_plan(plan: Any, fmt: str) -> str:
 @click.option("--no-refresh", is_flag=True, help="Trust the recorded state; do not read live AWS.")
 @click.option("--regenerate-lost", is_flag=True, help=REGENERATE_LOST_HELP)
 @click.option("--parallelism", default=PARALLELISM, show_default=True, type=PARALLELISM_RANGE, help=PARALLELISM_HELP)
+@_stacks_options
 def plan(directory: str, out: str | None, fmt: str, detailed_exitcode: bool,
-         targets: tuple[str, ...], no_refresh: bool, regenerate_lost: bool, parallelism: int) -> None:
+         targets: tuple[str, ...], no_refresh: bool, regenerate_lost: bool, parallelism: int,
+         changed_since: str | None, stack_parallelism: int) -> None:
     """Show what apply would change."""
+    found = multistack.layout(directory, changed_since)
+    if found is not None:
+        if out or targets:
+            raise errors.ConfigError(f"{'--out' if out else '--target'} is for one stack; give its directory "
+                                     "(without --changed-since)")
+        _many(multistack.planning(fmt, color=_is_tty(sys.stdout), detailed_exitcode=detailed_exitcode,
+                                  refresh_live=not no_refresh, regenerate_lost=regenerate_lost,
+                                  parallelism=parallelism), found, fmt, stack_parallelism, changed_since)
     if out:
         planfile.check_plan_path(out)  # before any AWS call, not after a long refresh
     workspace = engine.open_stack(directory)
@@ -232,6 +263,38 @@ def apply_command(target_path: str, auto_approve: bool, allow_destroy: bool, tar
         counts[action.value] = counts.get(action.value, 0) + 1
     summary = ", ".join(f"{n} {a}" for a, n in sorted(counts.items())) or "nothing"
     click.echo(f"\nApply complete: {summary}. State serial {result.state.serial}.")
+
+
+# -- destroy ---------------------------------------------------------------------
+@main.command("destroy")
+@click.argument("directory", default=".", type=click.Path(file_okay=False))
+@click.option("--auto-approve", is_flag=True, help="Destroy without asking.")
+@click.option("--lock-timeout", default=0.0, type=float, show_default=True, metavar="SECONDS",
+              help="How long to wait for the state lock.")
+@click.option("--parallelism", default=PARALLELISM, show_default=True, type=PARALLELISM_RANGE, help=PARALLELISM_HELP)
+def destroy_command(directory: str, auto_approve: bool, lock_timeout: float, parallelism: int) -> None:
+    """Remove everything in state (keys are only scheduled for deletion; protected ones are refused).
+
+    Example: reconciler destroy examples/quickstart --auto-approve
+    """
+    if not auto_approve and not (_is_tty(sys.stdin) and _is_tty(sys.stdout)):
+        raise errors.ConfigError("destroy needs --auto-approve when not run from a terminal")
+    workspace = engine.open_stack(directory)
+    _warn(workspace.warnings)
+    aws = engine.new_context(workspace)
+    progress = _progress()
+    with workspace.backend.lock("destroy", timeout=lock_timeout):
+        the_plan = engine.destroy_plan(workspace, aws, state=workspace.backend.read(), progress=progress,
+                                       parallelism=parallelism)
+        if not the_plan.has_changes:
+            click.echo(f"Nothing to destroy: the state of stack {workspace.config.stack.name} holds no resources.")
+            return
+        click.echo(text.render_plan(the_plan, color=_is_tty(sys.stdout)), nl=False)
+        engine.executor.check_preconditions(the_plan, allow_destroy=True)  # implied for what the plan lists only
+        if not auto_approve:
+            click.confirm("\nDestroy everything listed above?", abort=True)
+        result = engine.apply(the_plan, workspace, aws, allow_destroy=True, progress=progress)
+    click.echo(f"\nDestroy complete: {len(result.done)} destroyed. State serial {result.state.serial}.")
 
 
 # -- rotate ----------------------------------------------------------------------
@@ -362,8 +425,13 @@ def import_command(address: str, aws_id: str, directory: str, lock_timeout: floa
 @click.argument("directory", default=".", type=click.Path(file_okay=False))
 @click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
 @click.option("--parallelism", default=PARALLELISM, show_default=True, type=PARALLELISM_RANGE, help=PARALLELISM_HELP)
-def drift(directory: str, fmt: str, parallelism: int) -> None:
+@_stacks_options
+def drift(directory: str, fmt: str, parallelism: int, changed_since: str | None, stack_parallelism: int) -> None:
     """Report every difference between the recorded state and live AWS (exit 2 on drift)."""
+    found = multistack.layout(directory, changed_since)
+    if found is not None:
+        _many(multistack.drifting(fmt, color=_is_tty(sys.stdout), parallelism=parallelism), found, fmt,
+              stack_parallelism, changed_since)
     workspace = engine.open_stack(directory)
     items = engine.drift(workspace, engine.new_context(workspace), progress=_progress(), parallelism=parallelism)
     match fmt:
@@ -375,6 +443,28 @@ def drift(directory: str, fmt: str, parallelism: int) -> None:
             click.echo(text.render_drift_report(items, color=_is_tty(sys.stdout)), nl=False)
     if any(item.severity != "info" for item in items):
         sys.exit(2)  # info items (say, grants AWS services made for themselves) are shown, never page
+
+
+# -- stacks ----------------------------------------------------------------------
+@main.command("stacks")
+@click.argument("directory", default=".", type=click.Path(file_okay=False))
+@click.option("--changed-since", metavar="REF",
+              help="Only the stacks whose manifests changed since this git ref (REF...HEAD, plus uncommitted "
+                   "changes).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="json: [{root, name, backend}], for a CI matrix.")
+def stacks_command(directory: str, changed_since: str | None, fmt: str) -> None:
+    """List the stack roots under DIR (each directory holding a Stack document).
+
+    Example: reconciler stacks stacks/ --changed-since origin/main --format json
+    """
+    found = multistack.listing(directory, changed_since)
+    if fmt == "json":
+        click.echo(json.dumps([root.to_json() for root in found.roots], indent=2))
+    else:
+        for root in found.roots:
+            click.echo(f"{root.path}\t{root.name or '-'}\t{root.backend or '-'}")
+    multistack.check_listing(found)
 
 
 # -- state -----------------------------------------------------------------------

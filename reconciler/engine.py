@@ -69,13 +69,15 @@ def preflight(plan: plan_model.Plan, workspace: Workspace, aws: base.AwsContext)
 def make_plan(workspace: Workspace, aws: base.AwsContext, *, refresh_live: bool = True,
               targets: Sequence[str] = (), state: state_model.State | None = None,
               progress: Progress = _quiet, regenerate_lost: bool = False,
-              forced: Sequence[str] = (), parallelism: int | None = None) -> plan_model.Plan:
+              forced: Sequence[str] = (), parallelism: int | None = None,
+              destroy: bool = False) -> plan_model.Plan:
     """``regenerate_lost``: generated secrets whose KMS key is gone get a new
     value (never by default: whoever used the old one breaks). ``forced``:
     addresses to rotate now, whatever the schedule. ``parallelism``: AWS
-    calls side by side at most (default refresh.PARALLELISM)."""
+    calls side by side at most (default refresh.PARALLELISM). ``destroy``:
+    plan against an empty desired set (``destroy_plan``)."""
     config = workspace.config
-    desired = desired_of(config)
+    desired = {} if destroy else desired_of(config)
     prior = state if state is not None else workspace.backend.read()
     plan_rules.check_state(prior, kinds.RULES)
     aws.desired, aws.state = desired, prior
@@ -107,6 +109,40 @@ def make_plan(workspace: Workspace, aws: base.AwsContext, *, refresh_live: bool 
             targets=tuple(targets), dependency_graph=graph, rules=kinds.RULES, forced=tuple(forced)), recovered))
     except errors.PlanError as exc:
         raise errors.PlanError("\n".join(_placed(line, config) for line in exc.message.splitlines())) from None
+
+
+def destroy_plan(workspace: Workspace, aws: base.AwsContext, *, state: state_model.State,
+                 progress: Progress = _quiet, parallelism: int | None = None) -> plan_model.Plan:
+    """``reconciler destroy``: the removal of everything in state, planned by
+    the planner against an empty desired set, so every protection of apply
+    holds (a protected key refused, keys only scheduled for deletion with
+    their window, never while kept secret versions still need them). A
+    resource the manifests protect is refused too, even when state does not
+    record it so yet (protect: true added, not yet applied)."""
+    problems = _protected_in_manifests(workspace.config, state)
+    try:
+        plan = make_plan(workspace, aws, state=state, progress=progress, parallelism=parallelism, destroy=True)
+    except errors.PlanError as exc:
+        problems = [*exc.message.splitlines(), *problems]
+    if problems:
+        raise errors.PlanError("\n".join([*problems, "Nothing was destroyed: destroy removes everything in state, "
+                                           "or nothing"]))
+    return plan
+
+
+def _protected_in_manifests(config: manifest.Config, state: state_model.State) -> list[str]:
+    """Managed resources in state that the manifests protect though state does
+    not record them so (the planner refuses those state or live protects)."""
+    problems = []
+    for address, want in sorted(desired_of(config, resolve_values=False).items()):
+        offers = plan_rules.rules_for(kinds.RULES, want.kind).offers_protect
+        entry = state.resources.get(address)
+        if entry is not None and entry.mode == "managed" and plan_model.protected(want.attributes, offers=offers) \
+                and not plan_model.protected(entry.attributes, offers=offers):
+            where = config.resources[address].position("protect", key=True)
+            problems.append(f"{where}: {address}: refusing to destroy a protected resource (protect: true in "
+                            "the manifests, not yet applied)")
+    return problems
 
 
 def rotation_plan(workspace: Workspace, aws: base.AwsContext, name: str, *, state: state_model.State,
