@@ -211,21 +211,14 @@ def plan_markdown(plan: model.Plan, *, limit: int = GITHUB_COMMENT_LIMIT) -> str
     if plan.targets:
         head += _alert("NOTE", "This plan is partial: only the targets and what they depend on.",
                        [code(t) for t in plan.targets])
-    tail: list[str] = []
-    if plan.drift:
-        critical = sum(1 for d in plan.drift if d.severity == plan_rules.Severity.CRITICAL.value)
-        tail += [f"<details><summary>Drift: {len(plan.drift)} item(s) changed outside reconciler"
-                 f"{f', {critical} critical' if critical else ''}</summary>", "", *_drift_rows(plan.drift), "",
-                 "</details>", ""]
-    if plan.schedule:
-        tail += ["<details><summary>Schedule</summary>", "", *(f"- {cell(s)}" for s in plan.schedule), "",
-                 "</details>", ""]
+    full_tail, short_tail = _plan_tail(plan)
     if not plan.has_changes:
-        return "\n".join([*head, "**No changes.** Live AWS matches the manifests.", "", *tail]).rstrip() + "\n"
+        shown = "\n".join([*head, "**No changes.** Live AWS matches the manifests.", "", *full_tail]).rstrip() + "\n"
+        return shown if len(shown) <= limit else "\n".join([*head, "**No changes.**", "", *short_tail]) + "\n"
     changes = plan.actionable
     with_diffs = [c for c in changes if _diff_lines(c)]
 
-    def render(rows: int, diffs: int) -> str:
+    def render(rows: int, diffs: int, tail: Sequence[str]) -> str:
         lines = [*head, f"**{summary_line(plan)}**", ""]
         cut_rows, cut_diffs = len(changes) - rows, len(with_diffs) - diffs
         if cut_rows or cut_diffs:
@@ -238,7 +231,25 @@ def plan_markdown(plan: model.Plan, *, limit: int = GITHUB_COMMENT_LIMIT) -> str
             lines += _details(change)
         return "\n".join([*lines, *tail]).rstrip() + "\n"
 
-    return _fit(render, len(changes), limit)
+    tail = full_tail if len(render(0, 0, full_tail)) <= limit else short_tail
+    return _fit(lambda rows, diffs: render(rows, diffs, tail), len(changes), limit)
+
+
+def _plan_tail(plan: model.Plan) -> tuple[list[str], list[str]]:
+    """What follows the changes: drift and schedule in full, and in one line
+    each for a plan too long to hold them."""
+    full: list[str] = []
+    short: list[str] = []
+    if plan.drift:
+        critical = sum(1 for d in plan.drift if d.severity == plan_rules.Severity.CRITICAL.value)
+        title = (f"Drift: {len(plan.drift)} item(s) changed outside reconciler"
+                 f"{f', {critical} critical' if critical else ''}")
+        full += [f"<details><summary>{title}</summary>", "", *_drift_rows(plan.drift), "", "</details>", ""]
+        short += [f"**{title}** (the table is left out to fit: run `reconciler drift`)", ""]
+    if plan.schedule:
+        full += ["<details><summary>Schedule</summary>", "", *(f"- {cell(s)}" for s in plan.schedule), "",
+                 "</details>", ""]
+    return full, short
 
 
 def drift_markdown(items: Sequence[model.DriftItem], *, stack: str = "",

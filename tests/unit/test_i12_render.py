@@ -7,10 +7,10 @@ holds ``plan.md``, ``drift.json`` and ``drift.md`` beside the ``plan.txt`` and
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import pathlib
-import re
 from typing import Any
 
 import jsonschema
@@ -300,9 +300,10 @@ def test_markdown_drift_never_drops_an_item_and_ends_with_a_summary() -> None:
     plan = mixed()
     shown = structured.drift_markdown(plan.drift, stack="golden")
     rows = [line for line in shown.splitlines() if line.startswith("| **")]
-    assert {re.search(r"`([^`]+)`", r).group(1) for r in rows} == {d.address for d in plan.drift}  # type: ignore[union-attr]
+    assert {r.split(" | ")[1].strip("`") for r in rows} == {d.address for d in plan.drift}
     assert len(rows) == sum(max(1, len(d.changes)) for d in plan.drift)
-    assert shown.splitlines()[-1] == "**Drift: 5 item(s) (4 critical, 1 warning), 4 attribute(s) changed outside reconciler.**"
+    assert shown.splitlines()[-1] == (
+        "**Drift: 5 item(s) (4 critical, 1 warning), 4 attribute(s) changed outside reconciler.**")
 
 
 def test_markdown_plan_has_marker_summary_tables_and_warnings() -> None:
@@ -366,3 +367,23 @@ def test_markdown_escapes_what_would_break_a_table_or_a_fence() -> None:
     shown = structured.plan_markdown(model.Plan("p", "now", "s", "/d", "h", None, 0, True, (), (change,), (), {}))
     assert "````diff" in shown  # a fence longer than any run of backticks inside
     assert markdown.code("a`b") == "``a`b``" and markdown.cell("a|b\nc") == "a\\|b c"
+
+
+def test_a_plan_with_huge_drift_keeps_its_changes_and_counts_the_drift() -> None:
+    drift = tuple(model.DriftItem(f"Widget/w{i:05}", "warning", (diff.AttributeChange("description", "a" * 80, "b"),))
+                  for i in range(1500))
+    shown = structured.plan_markdown(dataclasses.replace(big_plan(5), drift=drift))
+    assert len(shown) <= markdown.GITHUB_COMMENT_LIMIT
+    assert shown.count("| `+` create |") == 5 and shown.count("<details>") == 5
+    assert "**Drift: 1500 item(s) changed outside reconciler** (the table is left out to fit" in shown
+
+
+def test_markdown_drift_is_cut_with_a_note_and_keeps_its_summary() -> None:
+    items = [model.DriftItem(f"Widget/w{i:05}", "warning", (diff.AttributeChange("description", "a" * 80, "b"),))
+             for i in range(1500)]
+    shown = structured.drift_markdown(items, stack="s")
+    rows = shown.count("| **warning** |")
+    assert len(shown) <= markdown.GITHUB_COMMENT_LIMIT and 0 < rows < 1500
+    assert f"> - {1500 - rows} of 1500 rows are not shown" in shown
+    assert shown.splitlines()[-1] == (
+        "**Drift: 1500 item(s) (1500 warning), 1500 attribute(s) changed outside reconciler.**")
