@@ -159,7 +159,7 @@ def _diff_lines(change: model.ResourceChange) -> list[str]:
 
 
 def _details(change: model.ResourceChange) -> list[str]:
-    body = _diff_lines(change) or ["# (no attribute changes)"]
+    body = _diff_lines(change)
     count = len(change.changes)
     what = f"{count} attribute(s)" if count else change.action.verb
     fence = _fence("\n".join(body))
@@ -186,23 +186,21 @@ def _drift_rows(items: Sequence[model.DriftItem]) -> list[str]:
     return lines
 
 
-def _fit(render: Callable[[int, int], str], rows: int, limit: int) -> str:
-    """The longest rendering under ``limit``: every table row and as many
-    attribute diffs as fit, else as many table rows as fit (``render(rows, diffs)``)."""
-    full = render(rows, rows)
-    if len(full) <= limit:
-        return full
-    low, high = 0, rows  # diffs kept, all rows
-    if len(render(rows, 0)) <= limit:
-        while low < high:
-            middle = (low + high + 1) // 2
-            low, high = (middle, high) if len(render(rows, middle)) <= limit else (low, middle - 1)
-        return render(rows, low)
-    low, high = 0, rows
+def _longest(fits: Callable[[int], bool], most: int) -> int:
+    """The largest ``n`` in ``0..most`` for which ``fits(n)`` (``fits`` shrinks as ``n`` grows)."""
+    low, high = 0, most
     while low < high:
         middle = (low + high + 1) // 2
-        low, high = (middle, high) if len(render(middle, 0)) <= limit else (low, middle - 1)
-    return render(low, 0)
+        low, high = (middle, high) if fits(middle) else (low, middle - 1)
+    return low
+
+
+def _fit(render: Callable[[int, int], str], rows: int, diffs: int, limit: int) -> str:
+    """The longest rendering under ``limit`` (``render(rows, diffs)``): every
+    table row and as many attribute diffs as fit, else as many rows as fit."""
+    if len(render(rows, 0)) <= limit:
+        return render(rows, _longest(lambda n: len(render(rows, n)) <= limit, diffs))
+    return render(_longest(lambda n: len(render(n, 0)) <= limit, rows), 0)
 
 
 def plan_markdown(plan: model.Plan, *, limit: int = GITHUB_COMMENT_LIMIT) -> str:
@@ -232,7 +230,7 @@ def plan_markdown(plan: model.Plan, *, limit: int = GITHUB_COMMENT_LIMIT) -> str
         return "\n".join([*lines, *tail]).rstrip() + "\n"
 
     tail = full_tail if len(render(0, 0, full_tail)) <= limit else short_tail
-    return _fit(lambda rows, diffs: render(rows, diffs, tail), len(changes), limit)
+    return _fit(lambda rows, diffs: render(rows, diffs, tail), len(changes), len(with_diffs), limit)
 
 
 def _plan_tail(plan: model.Plan) -> tuple[list[str], list[str]]:
@@ -272,4 +270,4 @@ def drift_markdown(items: Sequence[model.DriftItem], *, stack: str = "",
                                   "run `reconciler drift --format json` for every item"])]
         return "\n".join([*body, "", f"**{drift_summary_line(items)}**"]) + "\n"
 
-    return _fit(render, len(rows) - 2, limit)
+    return _fit(render, len(rows) - 2, 0, limit)

@@ -387,3 +387,10 @@ def test_markdown_drift_is_cut_with_a_note_and_keeps_its_summary() -> None:
     assert f"> - {1500 - rows} of 1500 rows are not shown" in shown
     assert shown.splitlines()[-1] == (
         "**Drift: 1500 item(s) (1500 warning), 1500 attribute(s) changed outside reconciler.**")
+
+
+def test_a_change_without_attribute_lines_is_in_the_table_and_no_cut_is_reported() -> None:
+    rotate = model.ResourceChange("Widget/w", "Widget", "w", Action.ROTATE, "managed", {}, {})
+    shown = structured.plan_markdown(model.Plan("p", "now", "s", "/d", "h", None, 0, True, (), (rotate,), (), {}))
+    assert "| `!` rotate | `Widget/w` | — |" in shown
+    assert "<details>" not in shown and "[!NOTE]" not in shown
