@@ -436,9 +436,9 @@ def drift(directory: str, fmt: str, parallelism: int, changed_since: str | None,
     items = engine.drift(workspace, engine.new_context(workspace), progress=_progress(), parallelism=parallelism)
     match fmt:
         case "json":
-            click.echo(structured.drift_json(items), nl=False)
+            click.echo(structured.drift_json(items, stack=workspace.config.stack.name), nl=False)
         case "markdown":
-            click.echo(structured.drift_markdown(items), nl=False)
+            click.echo(structured.drift_markdown(items, stack=workspace.config.stack.name), nl=False)
         case _:
             click.echo(text.render_drift_report(items, color=_is_tty(sys.stdout)), nl=False)
     if any(item.severity != "info" for item in items):

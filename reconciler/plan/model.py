@@ -113,16 +113,31 @@ class DriftItem:
     changes: tuple[diff.AttributeChange, ...]
     gone: bool = False
     note: str = ""
+    severities: tuple[str, ...] = ()  # per attribute, parallel to ``changes``; (): each as severe as the item
+
+    def __post_init__(self) -> None:
+        if all(s == self.severity for s in self.severities):  # one way to say "as severe as the item"
+            object.__setattr__(self, "severities", ())
+
+    @property
+    def attribute_severities(self) -> tuple[str, ...]:
+        """How severe each changed attribute is (the item's own severity where its kind gave none)."""
+        if len(self.severities) == len(self.changes):
+            return self.severities
+        return tuple(self.severity for _ in self.changes)
 
     def to_json(self) -> dict[str, Any]:
-        return {"address": self.address, "severity": self.severity, "gone": self.gone,
+        data = {"address": self.address, "severity": self.severity, "gone": self.gone,
                 "note": self.note, "changes": [c.to_json() for c in self.changes]}
+        if self.severities:
+            data["severities"] = list(self.severities)
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> DriftItem:
         changes = tuple(diff.AttributeChange.from_json(c) for c in data["changes"])
         return cls(data["address"], data["severity"], changes, data.get("gone", False),
-                   data.get("note", ""))
+                   data.get("note", ""), tuple(data.get("severities", ())))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -70,7 +70,9 @@ def detect_drift(prior: state_model.State, refreshed: Mapping[str, Refreshed],
                             sensitive=sensitive)
         if changes:
             items.append(model.DriftItem(address, _severity(kind, changes).value, tuple(changes),
-                                         note=kind.drift_note(entry)))
+                                         note=kind.drift_note(entry),
+                                         severities=tuple(kind.severity(c.path, c.before, c.after).value
+                                                          for c in changes)))
     return sorted(items, key=lambda i: i.address)
 
 

@@ -1,15 +1,29 @@
-"""JSON (for machines) and Markdown (for pull-request comments) views."""
+"""JSON (for machines) and Markdown (for pull-request comments) views.
+
+``plan --format json`` is one object holding both Terraform's keys
+(``format_version``, ``resource_changes``, ``resource_drift``…: see
+``terraform``) and ours (``changes``, ``drift``, ``summary``, ``hasChanges``…),
+documented by ``schemas/plan.schema.json``. ``drift --format json`` is the
+report ``schemas/drift.schema.json`` documents, stable for alerting pipelines."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import Any
 
-from reconciler.plan import actions, model
-from reconciler.render import text, values
+from reconciler.plan import model
+from reconciler.render import markdown, terraform, values
+
+DRIFT_FORMAT = "reconciler-drift/v1"
 
 
-def plan_json(plan: model.Plan) -> str:
+def _dump(data: Any) -> str:
+    return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+
+def plan_document(plan: model.Plan) -> dict[str, Any]:
+    """The JSON plan as a value (sensitive values masked everywhere)."""
     data = plan.to_json()
     data.pop("desired")
     for change, shown in zip(plan.changes, data["changes"], strict=True):
@@ -17,66 +31,51 @@ def plan_json(plan: model.Plan) -> str:
         shown["after"] = values.masked(shown["after"], change.sensitive)
     data["summary"] = plan.counts()
     data["hasChanges"] = plan.has_changes
-    return json.dumps(data, indent=2, sort_keys=True) + "\n"
+    return {**data, **terraform.plan_document(plan)}
 
 
-def drift_json(items: Sequence[model.DriftItem]) -> str:
-    return json.dumps({"drift": [i.to_json() for i in items],
-                       "critical": sum(1 for i in items if i.severity == "critical")},
-                      indent=2, sort_keys=True) + "\n"
+def plan_json(plan: model.Plan) -> str:
+    return _dump(plan_document(plan))
 
 
-def _cell(value: str) -> str:
-    return value.replace("|", "\\|").replace("\n", " ")
+def _drift_entry(item: model.DriftItem) -> dict[str, Any]:
+    resource = terraform.resource_drift(item)
+    return {"address": item.address, "type": resource["type"], "name": resource["name"],
+            "severity": item.severity, "gone": item.gone, "note": item.note,
+            "attributes": terraform.drifted_attributes(item)}
 
 
-def _what_changes(change: model.ResourceChange) -> str:
-    """The table's last column: changed attributes, or why a timed action is due."""
-    match change.action:
-        case actions.Action.ROTATE | actions.Action.REVOKE:
-            return "; ".join(change.notes) or "—"
-        case actions.Action.UPDATE | actions.Action.CREATE_THEN_DELETE | actions.Action.DELETE_THEN_CREATE \
-                | actions.Action.READ | actions.Action.CREATE | actions.Action.DELETE | actions.Action.NOOP:
-            return ", ".join(f"`{c.path}`" for c in change.changes) or "—"
-
-
-def plan_markdown(plan: model.Plan) -> str:
-    lines = [f"### reconciler plan for stack `{plan.stack}`", ""]
-    if plan.drift:
-        critical = sum(1 for d in plan.drift if d.severity == "critical")
-        lines.append(f"**Drift:** {len(plan.drift)} resource(s) changed outside reconciler"
-                     f"{f', {critical} critical' if critical else ''}.")
-        lines.append("")
-    if not plan.has_changes:
-        lines.append("No changes. Live AWS matches the manifests.")
-        return "\n".join(lines) + "\n"
-    lines.append(text.summary_line(plan))
-    lines.append("")
-    lines.append("| action | resource | changed attributes |")
-    lines.append("|---|---|---|")
-    for change in plan.actionable:
-        attrs = _what_changes(change)
-        lines.append(f"| `{change.action.symbol}` {change.action.value} | `{change.address}` | {_cell(attrs)} |")
-    lines.append("")
-    lines.append("<details><summary>Details</summary>")
-    lines.append("")
-    lines.append("```diff")
-    lines.append(text.render_plan(plan, color=False).rstrip())
-    lines.append("```")
-    lines.append("</details>")
-    return "\n".join(lines) + "\n"
-
-
-def drift_markdown(items: Sequence[model.DriftItem]) -> str:
-    if not items:
-        return "No drift. Live AWS matches the recorded state.\n"
-    lines = ["### reconciler drift", "", "| severity | resource | attribute | recorded | live |",
-             "|---|---|---|---|---|"]
+def drift_document(items: Sequence[model.DriftItem], *, stack: str = "") -> dict[str, Any]:
+    """The drift report as a value: every item with a severity per attribute,
+    totals per severity; ``drift`` and ``critical`` as earlier versions had them."""
+    totals = markdown.severity_totals(items)
+    attribute_totals = {s: 0 for s in totals}
     for item in items:
-        if item.gone:
-            lines.append(f"| **{item.severity}** | `{item.address}` | — | exists | {_cell(item.note)} |")
-        for c in item.changes:
-            lines.append(f"| **{item.severity}** | `{item.address}` | `{c.path}` | "
-                         f"{_cell(values.show(c.before, sensitive=c.sensitive))} | "
-                         f"{_cell(values.show(c.after, sensitive=c.sensitive))} |")
-    return "\n".join(lines) + "\n"
+        for severity in item.attribute_severities:
+            attribute_totals[severity] = attribute_totals.get(severity, 0) + 1
+    report: dict[str, Any] = {
+        "format": DRIFT_FORMAT,
+        "drifted": any(i.severity != "info" for i in items),  # what `drift` exits 2 for
+        "count": len(items),
+        "totals": totals,
+        "attribute_totals": attribute_totals,
+        "items": [_drift_entry(i) for i in items],
+        "drift": [i.to_json() for i in items],
+        "critical": totals.get("critical", 0),
+    }
+    if stack:
+        report["stack"] = stack
+    return report
+
+
+def drift_json(items: Sequence[model.DriftItem], *, stack: str = "") -> str:
+    return _dump(drift_document(items, stack=stack))
+
+
+def plan_markdown(plan: model.Plan, *, limit: int = markdown.GITHUB_COMMENT_LIMIT) -> str:
+    return markdown.plan_markdown(plan, limit=limit)
+
+
+def drift_markdown(items: Sequence[model.DriftItem], *, stack: str = "",
+                   limit: int = markdown.GITHUB_COMMENT_LIMIT) -> str:
+    return markdown.drift_markdown(items, stack=stack, limit=limit)

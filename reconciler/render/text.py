@@ -53,7 +53,9 @@ def render_drift(items: Sequence[model.DriftItem], *, color: bool = False) -> li
     return lines
 
 
-def _change_lines(change: model.ResourceChange, style: Callable[[str, str], str]) -> list[str]:
+def change_lines(change: model.ResourceChange, style: Callable[[str, str], str] | None = None) -> list[str]:
+    """One change as the text plan shows it: a heading, the address, its attribute lines."""
+    style = style or _styler(False)
     symbol = change.action.symbol
     lines = [f"  # {change.address} will be {change.action.verb}",
              f"  {style(symbol, _COLOURS.get(symbol, 'white'))} {change.address}"]
@@ -117,7 +119,7 @@ def render_plan(plan: model.Plan, *, color: bool = False) -> str:
     lines.append("reconciler will perform the following actions:")
     lines.append("")
     for change in plan.actionable:
-        lines.extend(_change_lines(change, style))
+        lines.extend(change_lines(change, style))
     lines.append(summary_line(plan))
     return "\n".join(lines + _schedule_lines(plan)) + "\n"
 
