@@ -163,3 +163,12 @@ def test_a_kms_provider_of_the_stack_must_be_in_state_and_protected(outside_key,
         for name in readable_names(state):
             if name not in statekey.values():
                 assert name.encode() not in stored, (key, name)
+
+
+def test_policy_grants_the_state_key_bound_to_this_stacks_state(outside_key, tmp_path):
+    result = run("policy", make(tmp_path, "ledger", outside_key))
+    assert result.exit_code == 0, result.output
+    (grant,) = [s for s in json.loads(result.stdout)["Statement"] if s["Resource"] == [outside_key]]
+    assert grant == {"Effect": "Allow", "Action": ["kms:Decrypt", "kms:GenerateDataKey"], "Resource": [outside_key],
+                     "Condition": {"StringEquals": {"kms:EncryptionContext:reconciler:stack": "ledger",
+                                                    "kms:EncryptionContext:reconciler:state-key": "stacks/ledger.json"}}}

@@ -195,3 +195,16 @@ def test_a_missing_lock_table_is_a_clear_error_and_changes_nothing(aws, stack):
     assert "AttributeName=LockID,AttributeType=S" in line and "KeyType=HASH" in line
     assert boto3.client("kms", region_name="us-east-1").list_keys()["Keys"] == []
     assert s3_keys() == set()
+
+
+def test_policy_grants_the_lock_item_not_a_lock_object(team):
+    result = run("policy", team)
+    assert result.exit_code == 0, result.output
+    statements = json.loads(result.stdout)["Statement"]
+    (table,) = [s for s in statements if any(a.startswith("dynamodb:") for a in s["Action"])]
+    assert table == {"Effect": "Allow", "Action": ["dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem"],
+                     "Resource": [f"arn:aws:dynamodb:us-east-1:*:table/{TABLE}"],
+                     "Condition": {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": LOCK_ID}}}
+    (objects,) = [s for s in statements if "s3:PutObject" in s["Action"]]
+    assert objects["Resource"] == ["arn:aws:s3:::rcl-state/stacks/team.json",
+                                   "arn:aws:s3:::rcl-state/stacks/team.json.backup"]
