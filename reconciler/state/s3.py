@@ -199,7 +199,10 @@ class S3Backend:
             return
         found = self.objects.get(self.key)
         previous, etag = found if found is not None else (None, None)
-        current = self._current(previous, tolerate_damage=False)
+        try:
+            current = self._current(previous, tolerate_damage=False)
+        except errors.StateError:
+            return  # damaged: said by the command's own read (`state push --force` may replace it)
         if self.cipher.key_for(current, previous=previous) is None:
             raise errors.ConfigError(_no_key(self.cipher))
         if previous is not None and etag is not None:

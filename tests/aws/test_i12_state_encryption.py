@@ -97,6 +97,16 @@ def test_encrypted_state_object_and_backup_hold_no_resource_name(outside_key, tm
             assert name.encode() not in decoded, (key, name)
     assert run("plan", directory, "--detailed-exitcode").exit_code == 0  # reads it back
 
+    # a pushed state is encrypted too, and so is the backup of the one it replaced
+    before = raw("stacks/ledger.json")
+    edited = {**state, "serial": state["serial"] + 1}
+    (tmp_path / "edited.json").write_text(json.dumps(edited))
+    pushed = run("state", "push", tmp_path / "edited.json", "--dir", directory)
+    assert pushed.exit_code == 0, pushed.output
+    assert raw("stacks/ledger.json.backup") == before
+    assert json.loads(run("state", "pull", directory).output)["serial"] == edited["serial"] + 1
+    assert b"KmsProvider/payments" not in raw("stacks/ledger.json")
+
     # without encryptWith the object is refused, not read as garbage
     (directory / "stack.yaml").write_text(stack_yaml("ledger", None))
     refused = run("plan", directory)
