@@ -2,7 +2,8 @@
 S3 backend uses (hash key ``LockID``, a string; the holder in ``Info``), so a
 team can point reconciler at the lock table it already has. Items are taken
 with a conditional put (``attribute_not_exists(LockID)``) and deleted only
-while they still hold what their taker saw (``Info = :seen``)."""
+while they still hold what their taker saw (``Info = :seen``; the
+name through ExpressionAttributeNames, whatever DynamoDB reserves)."""
 
 from __future__ import annotations
 
@@ -53,7 +54,8 @@ class LockTable(adapter.Adapter):
         changed or is gone (another run released it, or broke it and took it)."""
         try:
             self._call("DeleteItem", TableName=self.table, Key={"LockID": {"S": lock_id}},
-                       ConditionExpression="Info = :seen", ExpressionAttributeValues={":seen": {"S": info}})
+                       ConditionExpression="#info = :seen", ExpressionAttributeNames={"#info": "Info"},
+                       ExpressionAttributeValues={":seen": {"S": info}})
         except errors.AwsNotFound as exc:
             raise self._missing(exc) from exc
         except errors.AwsError as exc:
