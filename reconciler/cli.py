@@ -24,6 +24,8 @@ from reconciler.manifest import model as manifest
 from reconciler.manifest import schema
 from reconciler.refresh import PARALLELISM
 from reconciler.render import structured, text
+from reconciler.state import edits as state_edits
+from reconciler.state import model as state_model
 
 FORMATS = click.Choice(["text", "json", "markdown"])
 MAX_LISTED = 100  # manifest errors printed; the rest are counted (200,000 bad documents stay readable)
@@ -468,9 +470,14 @@ def stacks_command(directory: str, changed_since: str | None, fmt: str) -> None:
 
 
 # -- state -----------------------------------------------------------------------
+LOCK_TIMEOUT_HELP = "How long to wait for the state lock."
+
+
 @main.group()
 def state() -> None:
-    """Inspect the recorded state; break a stale lock."""
+    """Inspect, copy out and in, and edit the recorded state; break a stale lock.
+
+    Nothing here creates, changes or deletes anything in AWS."""
 
 
 @state.command("list")
@@ -505,8 +512,100 @@ def state_show(address: str | None, directory: str) -> None:
 @click.argument("lock_id")
 @click.option("--dir", "directory", default=".", type=click.Path(file_okay=False))
 def state_unlock(lock_id: str, directory: str) -> None:
-    """Break a lock left behind by a process that is gone."""
+    """Break a lock left behind by a process that is gone (the lock ID is in the
+    "locked by" message).
+
+    Example: reconciler state unlock 6f1c0d2e-... --dir stacks/prod"""
     click.echo(engine.open_stack(directory).backend.unlock(lock_id))
+
+
+@state.command("pull")
+@click.argument("directory", default=".", type=click.Path(file_okay=False))
+def state_pull(directory: str) -> None:
+    """Print the state as JSON on stdout (decrypted, when encryptWith is set).
+
+    Example: reconciler state pull stacks/prod > prod.state.json"""
+    recorded = engine.open_stack(directory).backend.read()
+    if recorded.lineage is None:
+        click.echo("No state recorded yet.", err=True)
+        return
+    click.echo(state_edits.pulled(recorded), nl=False)
+
+
+@state.command("push")
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--dir", "directory", default=".", type=click.Path(file_okay=False))
+@click.option("--force", is_flag=True,
+              help="Push even a state of another lineage, or not newer than the recorded one.")
+@click.option("--lock-timeout", default=0.0, type=float, show_default=True, metavar="SECONDS", help=LOCK_TIMEOUT_HELP)
+def state_push(file: str, directory: str, force: bool, lock_timeout: float) -> None:
+    """Replace the recorded state with FILE (JSON, as `state pull` prints it; - for stdin).
+
+    Refuses a state of another lineage, or one whose serial is not newer than
+    the recorded one, unless --force. The replaced state is kept as the backup.
+
+    Example: reconciler state push prod.state.json --dir stacks/prod"""
+    try:
+        raw = sys.stdin.buffer.read() if file == "-" else pathlib.Path(file).read_bytes()
+    except OSError as exc:
+        raise errors.StateError(f"{file}: cannot read ({exc.strerror})") from None
+    origin = "stdin" if file == "-" else file
+    pushed = state_edits.parse_pushed(raw, origin)
+    backend = engine.open_stack(directory).backend
+    with backend.lock("state push", timeout=lock_timeout):
+        try:
+            current = backend.read()
+        except errors.StateError:
+            if not force:
+                raise
+            current = state_model.State.empty()  # damaged or unreadable: --force replaces it (kept as backup)
+        state_edits.check_push(pushed, current, origin=origin, where=backend.describe(), force=force)
+        written = backend.write(pushed, replace_lineage=force)
+    click.echo(f"Pushed {origin} to {backend.describe()}: serial {written.serial}, lineage {written.lineage}.")
+
+
+@state.command("rm")
+@click.argument("addresses", nargs=-1, required=True, metavar="ADDRESS...")
+@click.option("--dir", "directory", default=".", type=click.Path(file_okay=False))
+@click.option("--force", is_flag=True,
+              help="Forget even an address with an operation in flight (its journal entries go too).")
+@click.option("--lock-timeout", default=0.0, type=float, show_default=True, metavar="SECONDS", help=LOCK_TIMEOUT_HELP)
+def state_rm(addresses: tuple[str, ...], directory: str, force: bool, lock_timeout: float) -> None:
+    """Forget ADDRESS (KIND/NAME): its objects stay in AWS, no longer managed.
+
+    The previous state is kept as the backup. While the manifests still
+    declare it, the next plan creates it again (or adopt the object with
+    `reconciler import`).
+
+    Example: reconciler state rm KmsProvider/legacy --dir stacks/prod"""
+    backend = engine.open_stack(directory).backend
+    with backend.lock("state rm", timeout=lock_timeout):
+        recorded = backend.read()
+        forgotten = []
+        for address in addresses:
+            recorded, what = state_edits.forget(recorded, address, force=force)
+            forgotten.append(what)
+        written = backend.write(recorded)
+    click.echo(f"Removed from state: {'; '.join(forgotten)}. Nothing was deleted in AWS. "
+               f"State serial {written.serial}.")
+
+
+@state.command("mv")
+@click.argument("source", metavar="SRC")
+@click.argument("destination", metavar="DST")
+@click.option("--dir", "directory", default=".", type=click.Path(file_okay=False))
+@click.option("--lock-timeout", default=0.0, type=float, show_default=True, metavar="SECONDS", help=LOCK_TIMEOUT_HELP)
+def state_mv(source: str, destination: str, directory: str, lock_timeout: float) -> None:
+    """Record SRC under the address DST (same kind: a renamed metadata.name).
+
+    Refuses when DST is in state, the kinds differ, or SRC has an operation in
+    flight. The previous state is kept as the backup.
+
+    Example: reconciler state mv KmsProvider/main KmsProvider/payments --dir stacks/prod"""
+    backend = engine.open_stack(directory).backend
+    with backend.lock("state mv", timeout=lock_timeout):
+        written = backend.write(state_edits.rename(backend.read(), source, destination))
+    click.echo(f"Moved {source} to {destination}. State serial {written.serial}.")
 
 
 # -- sandbox ---------------------------------------------------------------------

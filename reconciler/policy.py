@@ -99,13 +99,33 @@ def _notes(permissions: Sequence[plan_rules.Permission]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(n for p in permissions for n in p.note.split("\n") if n))
 
 
-def backend_permissions(backend: Mapping[str, Any]) -> tuple[plan_rules.Permission, ...]:
-    """The state object, its backup and its lock object (an S3 backend; a local one needs nothing)."""
+def backend_permissions(backend: Mapping[str, Any], stack: str = "", region: str | None = None,
+                        prior: state_model.State | None = None) -> tuple[plan_rules.Permission, ...]:
+    """The state object, its backup and its lock (the lock object, or the item
+    of ``lockTable``), and with ``encryptWith`` the KMS key bound to this
+    stack's state (an S3 backend; a local one needs nothing)."""
     match dict(backend):
         case {"s3": spec}:
             key = f"arn:aws:s3:::{spec['bucket']}/{spec['key']}"
-            return (plan_rules.Permission(("s3:DeleteObject", "s3:GetObject", "s3:PutObject"),
-                                          (key, f"{key}.backup", f"{key}.lock")),)
+            table = spec.get("lockTable")
+            found = [plan_rules.Permission(("s3:DeleteObject", "s3:GetObject", "s3:PutObject"),
+                                           (key, f"{key}.backup") if table else (key, f"{key}.backup", f"{key}.lock"))]
+            where = spec.get("region") or region or "*"
+            if table:
+                found.append(plan_rules.Permission(
+                    ("dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem"),
+                    (f"arn:aws:dynamodb:{where}:*:table/{table}",),
+                    (("ForAllValues:StringEquals", "dynamodb:LeadingKeys", (f"{spec['bucket']}/{spec['key']}",)),)))
+            if spec.get("encryptWith"):
+                named = str(spec["encryptWith"])
+                recorded = prior.resources.get(f"KmsProvider/{named}") if prior is not None else None
+                arn = named if named.startswith("arn:") else str(
+                    (recorded.ids.get("arn") if recorded is not None else None) or "arn:aws:kms:*:*:key/*")
+                found.append(plan_rules.Permission(
+                    ("kms:Decrypt", "kms:GenerateDataKey"), (arn,),
+                    (("StringEquals", "kms:EncryptionContext:reconciler:stack", (stack,)),
+                     ("StringEquals", "kms:EncryptionContext:reconciler:state-key", (str(spec["key"]),)))))
+            return tuple(found)
         case _:
             return ()
 
@@ -119,7 +139,8 @@ def for_stack(workspace: engine.Workspace) -> Policy:
     """What the identity running plan and apply needs for this stack."""
     desired, prior = _inputs(workspace)
     found = (*plan_rules.permissions_of(desired, prior, kinds.RULES),
-             *backend_permissions(workspace.config.stack.backend))
+             *backend_permissions(workspace.config.stack.backend, workspace.config.stack.name,
+                                  workspace.config.stack.region, prior))
     return Policy(document(found, account_of(prior), workspace.config.stack.name), _notes(found))
 
 

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from reconciler import errors
-from reconciler.aws import adapter, kms, s3, session, tagging
+from reconciler.aws import adapter, dynamodb, kms, s3, session, tagging
 
 GLOBAL_REGION = "us-east-1"  # where the global services' (IAM, STS) clients are made
 
@@ -38,6 +38,10 @@ class Adapters:
     def s3_objects(self, region: str, auth: Auth, bucket: str) -> s3.S3Objects:
         """One bucket's objects with conditional writes (the S3 state backend and its lock)."""
         return s3.S3Objects(self.client("s3", region, auth), region, bucket)
+
+    def lock_table(self, region: str, auth: Auth, table: str) -> dynamodb.LockTable:
+        """A DynamoDB lock table (the S3 state backend's ``lockTable``)."""
+        return dynamodb.LockTable(self.client("dynamodb", region, auth), region, table)
 
     def iam(self, auth: Auth) -> Iam:
         return Iam(self.client("iam", GLOBAL_REGION, auth), GLOBAL_REGION)

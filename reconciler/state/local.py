@@ -53,16 +53,16 @@ class LocalBackend:
                 f"the previous version is in {self.backup_path}") from exc
         return model.State.from_json(data, origin=str(self.path))
 
-    def write(self, state: model.State) -> model.State:
+    def write(self, state: model.State, *, replace_lineage: bool = False) -> model.State:
         """Write ``state`` as the next serial; returns what was written."""
         if self._lock_fd is None:
             raise errors.StateError("internal: state written without holding the lock")
         if self._written is None:  # first write under this lock: see what is there
             previous = self._read_bytes()
-            current = self._parse(previous) if previous is not None else model.State.empty()
+            current = self._current(previous, tolerate_damage=replace_lineage)
         else:  # we hold the lock and wrote last: nobody else changed it
             previous, current = self._written
-        written = model.successor(state, current, str(self.path))
+        written = model.successor(state, current, str(self.path), replace_lineage=replace_lineage)
         payload = model.dumps(written, self._encoded).encode()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if previous is not None:
@@ -70,6 +70,16 @@ class LocalBackend:
         self._atomic_write(self.path, payload)
         self._written = (payload, written)
         return written
+
+    def _current(self, previous: bytes | None, *, tolerate_damage: bool) -> model.State:
+        if previous is None:
+            return model.State.empty()
+        try:
+            return self._parse(previous)
+        except errors.StateError:
+            if tolerate_damage:  # `state push --force` over a damaged state: kept as the backup
+                return model.State.empty()
+            raise
 
     @staticmethod
     def _atomic_write(path: pathlib.Path, data: bytes) -> None:

@@ -317,6 +317,7 @@ class State:
 
 
 _REPAIR = "; restore the previous version (state.json.backup, or the S3 key's .backup) or fix it by hand"
+REPAIR = _REPAIR  # the hint other state modules end a damaged-state message with
 
 
 LEASE_FIELDS = ("id", "template", "userName", "createdAt", "expiresAt", "maxExpiresAt")
@@ -381,9 +382,12 @@ def _check_top_level(data: Mapping[str, Any], origin: str) -> None:
         raise errors.StateError(f"{origin}: {problems[0]}{_REPAIR}")
 
 
-def successor(state: State, current: State, where: str) -> State:
+def successor(state: State, current: State, where: str, *, replace_lineage: bool = False) -> State:
     """What a backend writes over ``current``: ``state`` as the serial after
-    both, keeping the lineage, and never over a state of another lineage."""
+    both, keeping the lineage, and never over a state of another lineage
+    (unless ``replace_lineage``: `state push --force` of another lineage)."""
+    if replace_lineage and state.lineage:
+        return dataclasses.replace(state, serial=max(current.serial, state.serial)).next_serial()
     if current.lineage and state.lineage and current.lineage != state.lineage:
         raise errors.StateError(f"{where}: state lineage changed underneath this run "
                                 f"({current.lineage} != {state.lineage}); refusing to overwrite")
