@@ -31,6 +31,7 @@ FORMATS = click.Choice(["text", "json", "markdown"])
 MAX_LISTED = 100  # manifest errors printed; the rest are counted (200,000 bad documents stay readable)
 PARALLELISM_HELP = "At most this many AWS calls side by side (refresh and plan-time checks)."
 PARALLELISM_RANGE = click.IntRange(1, 64)  # aws.session.MAX_PARALLELISM
+FORCE_ROLLBACK_HELP = "Go on with a state whose serial went backwards (restored from an older copy)."
 REGENERATE_LOST_HELP = "Generate new values for generated secrets whose KMS key no longer exists."
 
 
@@ -188,10 +189,11 @@ def _render_plan(plan: Any, fmt: str) -> str:
 @click.option("--no-refresh", is_flag=True, help="Trust the recorded state; do not read live AWS.")
 @click.option("--regenerate-lost", is_flag=True, help=REGENERATE_LOST_HELP)
 @click.option("--parallelism", default=PARALLELISM, show_default=True, type=PARALLELISM_RANGE, help=PARALLELISM_HELP)
+@click.option("--force", is_flag=True, help=FORCE_ROLLBACK_HELP)
 @_stacks_options
 def plan(directory: str, out: str | None, fmt: str, detailed_exitcode: bool,
          targets: tuple[str, ...], no_refresh: bool, regenerate_lost: bool, parallelism: int,
-         changed_since: str | None, stack_parallelism: int) -> None:
+         force: bool, changed_since: str | None, stack_parallelism: int) -> None:
     """Show what apply would change."""
     found = multistack.layout(directory, changed_since)
     if found is not None:
@@ -207,7 +209,7 @@ def plan(directory: str, out: str | None, fmt: str, detailed_exitcode: bool,
     _warn(workspace.warnings)
     the_plan = engine.make_plan(workspace, engine.new_context(workspace), refresh_live=not no_refresh,
                                 targets=targets, progress=_progress(), regenerate_lost=regenerate_lost,
-                                parallelism=parallelism)
+                                parallelism=parallelism, force=force)
     click.echo(_render_plan(the_plan, fmt), nl=False)
     if out:
         planfile.save_plan(the_plan, out)
@@ -227,8 +229,9 @@ def plan(directory: str, out: str | None, fmt: str, detailed_exitcode: bool,
               help="How long to wait for the state lock.")
 @click.option("--regenerate-lost", is_flag=True, help=REGENERATE_LOST_HELP)
 @click.option("--parallelism", default=PARALLELISM, show_default=True, type=PARALLELISM_RANGE, help=PARALLELISM_HELP)
+@click.option("--force", is_flag=True, help=FORCE_ROLLBACK_HELP)
 def apply_command(target_path: str, auto_approve: bool, allow_destroy: bool, targets: tuple[str, ...],
-                  lock_timeout: float, regenerate_lost: bool, parallelism: int) -> None:
+                  lock_timeout: float, regenerate_lost: bool, parallelism: int, force: bool) -> None:
     """Make live AWS match the manifests (or a saved plan)."""
     path = pathlib.Path(target_path)
     if not path.exists():
@@ -252,7 +255,7 @@ def apply_command(target_path: str, auto_approve: bool, allow_destroy: bool, tar
             the_plan = saved
         else:
             the_plan = engine.make_plan(workspace, aws, targets=targets, state=state, progress=progress,
-                                        regenerate_lost=regenerate_lost, parallelism=parallelism)
+                                        regenerate_lost=regenerate_lost, parallelism=parallelism, force=force)
         click.echo(text.render_plan(the_plan, color=_is_tty(sys.stdout)), nl=False)
         if not the_plan.has_changes:
             return
@@ -427,15 +430,18 @@ def import_command(address: str, aws_id: str, directory: str, lock_timeout: floa
 @click.argument("directory", default=".", type=click.Path(file_okay=False))
 @click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
 @click.option("--parallelism", default=PARALLELISM, show_default=True, type=PARALLELISM_RANGE, help=PARALLELISM_HELP)
+@click.option("--force", is_flag=True, help=FORCE_ROLLBACK_HELP)
 @_stacks_options
-def drift(directory: str, fmt: str, parallelism: int, changed_since: str | None, stack_parallelism: int) -> None:
+def drift(directory: str, fmt: str, parallelism: int, force: bool, changed_since: str | None,
+          stack_parallelism: int) -> None:
     """Report every difference between the recorded state and live AWS (exit 2 on drift)."""
     found = multistack.layout(directory, changed_since)
     if found is not None:
         _many(multistack.drifting(fmt, color=_is_tty(sys.stdout), parallelism=parallelism), found, fmt,
               stack_parallelism, changed_since)
     workspace = engine.open_stack(directory)
-    items = engine.drift(workspace, engine.new_context(workspace), progress=_progress(), parallelism=parallelism)
+    items = engine.drift(workspace, engine.new_context(workspace), progress=_progress(), parallelism=parallelism,
+                         force=force)
     match fmt:
         case "json":
             click.echo(structured.drift_json(items, stack=workspace.config.stack.name), nl=False)

@@ -21,6 +21,7 @@ from reconciler.plan import diff
 from reconciler.plan import model as plan_model
 from reconciler.plan import planner
 from reconciler.plan import rules as plan_rules
+from reconciler.state import backend as state_backend
 from reconciler.render import values
 from reconciler.state import model as state_model
 from reconciler.workspace import Workspace, open_stack  # noqa: F401 - the engine is the CLI's one entry point
@@ -70,15 +71,17 @@ def make_plan(workspace: Workspace, aws: base.AwsContext, *, refresh_live: bool 
               targets: Sequence[str] = (), state: state_model.State | None = None,
               progress: Progress = _quiet, regenerate_lost: bool = False,
               forced: Sequence[str] = (), parallelism: int | None = None,
-              destroy: bool = False) -> plan_model.Plan:
+              destroy: bool = False, force: bool = False) -> plan_model.Plan:
     """``regenerate_lost``: generated secrets whose KMS key is gone get a new
     value (never by default: whoever used the old one breaks). ``forced``:
     addresses to rotate now, whatever the schedule. ``parallelism``: AWS
     calls side by side at most (default refresh.PARALLELISM). ``destroy``:
-    plan against an empty desired set (``destroy_plan``)."""
+    plan against an empty desired set (``destroy_plan``). ``force``: go on
+    with a state whose serial went backwards (state_backend.check_rollback)."""
     config = workspace.config
     desired = {} if destroy else desired_of(config)
     prior = state if state is not None else workspace.backend.read()
+    state_backend.check_rollback(workspace.backend, prior, force=force)
     plan_rules.check_state(prior, kinds.RULES)
     aws.desired, aws.state = desired, prior
     aws.regenerate_lost = regenerate_lost
@@ -207,8 +210,9 @@ def _placed(line: str, config: manifest.Config) -> str:
 
 
 def drift(workspace: Workspace, aws: base.AwsContext, progress: Progress = _quiet,
-          parallelism: int | None = None) -> list[plan_model.DriftItem]:
+          parallelism: int | None = None, force: bool = False) -> list[plan_model.DriftItem]:
     prior = workspace.backend.read()
+    state_backend.check_rollback(workspace.backend, prior, force=force)
     plan_rules.check_state(prior, kinds.RULES)
     desired = desired_of(workspace.config, resolve_values=False)
     aws.desired, aws.state = desired, prior

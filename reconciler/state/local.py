@@ -36,6 +36,14 @@ class LocalBackend:
         raw = self._read_bytes()
         return self._parse(raw) if raw is not None else model.State.empty()
 
+    def read_backup(self) -> model.State | None:
+        """The previous version (None when there is none, or it is unreadable)."""
+        try:
+            raw = self.backup_path.read_bytes()
+            return model.State.from_json(json.loads(raw), origin=str(self.backup_path))
+        except (OSError, ValueError, errors.ReconcilerError):
+            return None
+
     def _read_bytes(self) -> bytes | None:
         try:
             return self.path.read_bytes()

@@ -110,6 +110,14 @@ class S3Backend:
         found = self.objects.get(self.key)
         return self._parse(found[0]) if found is not None else model.State.empty()
 
+    def read_backup(self) -> model.State | None:
+        """The previous version (None when there is none, or it is unreadable)."""
+        try:
+            found = self.objects.get(self.backup_key)
+            return self._parse(found[0]) if found is not None else None
+        except errors.StateError:
+            return None
+
     def _plaintext(self, body: bytes) -> bytes:
         if not encryption.is_sealed(body):
             return body  # a plaintext state (with encryptWith: encrypted at its next write)

@@ -190,3 +190,27 @@ def test_a_gone_key_with_nothing_tagged_is_critical_and_made_again_only_when_ask
     assert state_of(directory)["resources"]["KmsProvider/main"]["ids"]["keyId"].startswith("00000000")
     _applied(directory, "--allow-destroy")
     assert _keys_of("test") == [state_of(directory)["resources"]["KmsProvider/main"]["ids"]["keyId"]]
+
+
+def test_a_serial_that_went_backwards_needs_force_and_a_missing_state_beside_its_backup_too(aws, example):
+    directory = example("quickstart")
+    _applied(directory)
+    old = (directory / STATE).read_text()
+    (directory / "keys.yaml").write_text((directory / "keys.yaml").read_text().replace(
+        "description: Wraps the data keys of the app-data vault", "description: newer"))
+    _applied(directory)
+    newest = json.loads((directory / STATE).read_text())["serial"]
+    (directory / STATE).write_text(old)
+    for command in (("plan",), ("drift",), ("apply", "--auto-approve")):
+        refused = run(*command, directory)
+        assert refused.exit_code == 1, refused.output
+        [line] = [line for line in refused.output.splitlines() if line.startswith("Error:")]
+        assert f"the state's serial went backwards ({json.loads(old)['serial']}, its backup has {newest - 1})" \
+            in line and "--force" in line
+    assert json.loads((directory / STATE).read_text()) == json.loads(old)  # nothing written
+
+    (directory / STATE).unlink()
+    refused = run("plan", directory)
+    assert refused.exit_code == 1 and "the state is missing, but its backup holds serial" in refused.output
+    shutil.copy(directory / ".reconciler" / "state.json.backup", directory / STATE)  # the repair it names
+    assert run("plan", directory).exit_code == 0
