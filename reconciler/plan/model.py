@@ -77,6 +77,13 @@ class ResourceChange:
     sensitive: tuple[str, ...] = ()  # top-level attributes never to be shown
     deposed: str = ""  # the deposed id, when the change deletes a deposed object of ``kind/name``
     subject: str = ""  # what a timed action (rotate, revoke) acts on, when not the whole resource
+    resumes: bool = False  # only records what an interrupted run made (no manifest change asks for it)
+
+    @property
+    def timed(self) -> bool:
+        """Whether time or an interrupted run asks for it, not the manifests
+        (what ``apply --only-due`` performs without a review)."""
+        return self.action.timed or self.resumes
 
     @property
     def resource_address(self) -> state_model.Address:
@@ -90,7 +97,8 @@ class ResourceChange:
                 "changes": [c.to_json() for c in self.changes],
                 "replacePaths": list(self.replace_paths), "notes": list(self.notes),
                 "requiresAllowDestroy": self.requires_allow_destroy,
-                "sensitive": list(self.sensitive), "deposed": self.deposed, "subject": self.subject}
+                "sensitive": list(self.sensitive), "deposed": self.deposed, "subject": self.subject,
+                **({"resumes": True} if self.resumes else {})}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ResourceChange:
@@ -99,7 +107,7 @@ class ResourceChange:
                    state_model.Mode(data["mode"]), data["before"], data["after"], changes,
                    tuple(data.get("replacePaths", ())), tuple(data.get("notes", ())),
                    data.get("requiresAllowDestroy", False), tuple(data.get("sensitive", ())),
-                   data.get("deposed", ""), data.get("subject", ""))
+                   data.get("deposed", ""), data.get("subject", ""), bool(data.get("resumes", False)))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -158,6 +166,12 @@ class Plan:
     @property
     def has_changes(self) -> bool:
         return bool(self.actionable)
+
+    @property
+    def untimed(self) -> tuple[ResourceChange, ...]:
+        """Actionable changes neither time nor an interrupted run asks for:
+        what only a reviewed apply may perform."""
+        return tuple(c for c in self.actionable if not c.timed)
 
     def counts(self) -> dict[str, int]:
         counts = {a.value: 0 for a in actions.Action}
