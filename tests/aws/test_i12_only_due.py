@@ -5,16 +5,22 @@ against the sandbox; the clock set by RECONCILER_NOW, never slept."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
+import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 
 from reconciler.aws import session
+from reconciler.plan import actions
+from reconciler.plan import model as plan_model
+from reconciler.state import model as state_model
 from tests.aws import test_i9_rotation as rotation
 from tests.aws.test_i6_keys_quota import _Raw, inject  # noqa: F401  (fixture)
 from tests.aws.test_i7_runtime_journal import Killed, KillAfter
 from tests.aws.test_i9_rotation import manager, rotated  # noqa: F401  (fixtures)
 from tests.aws.test_i10_leases import account, applied, create, lease_users, leases  # noqa: F401  (fixtures)
-from tests.aws.test_s3_backend import remote  # noqa: F401  (fixture)
 from tests.aws.test_vaults import docs, key_doc, secret_doc, vault_doc
 from tests.conftest import run, state_of
 
@@ -36,11 +42,7 @@ def test_a_due_rotation_is_performed_by_only_due(rotated, monkeypatch):
     new_id, new_secret = rotation.pair(directory)
     assert new_id != old_id and rotation.current(directory) == new_id
     assert rotation.caller(new_id, new_secret).endswith(":user/app-user")
-
-    rotation.at(monkeypatch, "2030-02-01T01:00:00Z")  # the grace period is over: deactivating is timed too
-    retired = run(*ONLY_DUE, directory)
-    assert retired.exit_code == 0, retired.output
-    assert rotation.user_keys() == {old_id: "Inactive", new_id: "Active"}
+    assert rotation.user_keys() == {old_id: "Active", new_id: "Active"}  # retired only after the grace period
 
 
 def test_nothing_due_is_nothing_to_do(rotated, calls):
@@ -129,9 +131,27 @@ def test_an_interrupted_lease_create_is_cleaned_up_by_only_due(applied):
     assert lease_users() == [] and state_of(directory)["journal"] == []
 
 
-def test_remote_state_is_accepted_where_it_is_required(remote, monkeypatch):
-    assert run("apply", remote, "--auto-approve", "--require-remote-state").exit_code == 0
-    monkeypatch.setenv("RECONCILER_REQUIRE_REMOTE_STATE", "1")
-    assert run("plan", remote, "--detailed-exitcode").exit_code == 0
-    assert run("drift", remote).exit_code == 0
-    assert run(*ONLY_DUE, remote).exit_code == 0
+def test_the_ci_example_runs_as_the_workflows_run_it_with_nothing_on_the_runners_disk(aws, example, monkeypatch):
+    boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="example-reconciler-state")
+    directory = example("ci")
+    monkeypatch.setenv("RECONCILER_REQUIRE_REMOTE_STATE", "1")  # as every workflow sets it
+    assert run("validate", directory).exit_code == 0
+    assert run("plan", directory, "--detailed-exitcode").exit_code == 2  # changes: not a failure
+    applied = run("apply", directory, "--auto-approve")
+    assert applied.exit_code == 0, applied.output
+    assert run("plan", directory, "--detailed-exitcode").exit_code == 0
+    assert run("drift", directory).exit_code == 0
+    assert run(*ONLY_DUE, directory).exit_code == 0
+    assert not (directory / ".reconciler").exists()  # state, lock and vault all remote
+    state = boto3.client("s3", region_name="us-east-1").get_object(
+        Bucket="example-reconciler-state", Key="stacks/ci/state.json")["Body"].read()
+    assert "Secret/api-token" in json.loads(state)["resources"]
+
+def test_a_change_that_only_records_an_interrupted_run_is_timed_and_survives_a_saved_plan():
+    change = plan_model.ResourceChange("KmsProvider/main", "KmsProvider", "main", actions.Action.UPDATE,
+                                       state_model.Mode.MANAGED, {}, {}, resumes=True)
+    edited = dataclasses.replace(change, resumes=False)
+    assert change.timed and not edited.timed
+    assert plan_model.ResourceChange.from_json(change.to_json()) == change
+    assert "resumes" not in edited.to_json()  # plans without one read as before
+    assert plan_model.ResourceChange.from_json(edited.to_json()) == edited
