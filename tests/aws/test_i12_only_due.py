@@ -18,7 +18,7 @@ from reconciler.plan import model as plan_model
 from reconciler.state import model as state_model
 from tests.aws import test_i9_rotation as rotation
 from tests.aws.test_i6_keys_quota import _Raw, inject  # noqa: F401  (fixture)
-from tests.aws.test_i7_runtime_journal import Killed, KillAfter
+from tests.aws.test_i7_runtime_journal import Killed, KillAfter, kill_after  # noqa: F401  (fixture)
 from tests.aws.test_i9_rotation import manager, rotated  # noqa: F401  (fixtures)
 from tests.aws.test_i10_leases import account, applied, create, lease_users, leases  # noqa: F401  (fixtures)
 from tests.aws.test_vaults import docs, key_doc, secret_doc, vault_doc
@@ -31,8 +31,16 @@ def _state_text(directory) -> str:
     return (directory / ".reconciler" / "state.json").read_text()
 
 
-def test_a_due_rotation_is_performed_by_only_due(rotated, monkeypatch):
+def test_nothing_due_is_nothing_to_do_and_a_due_rotation_is_performed(rotated, monkeypatch, calls):
     directory = rotated()
+    before = _state_text(directory)
+    calls.clear()
+    idle = run(*ONLY_DUE, directory)
+    assert idle.exit_code == 0, idle.output
+    assert idle.output.rstrip().endswith("Nothing to do: no timed work is due.")
+    assert "next rotation due at 2030-01-31T00:00:00+00:00" in idle.output  # what comes next is shown
+    assert calls.writes == [] and _state_text(directory) == before
+
     old_id, _old_secret = rotation.pair(directory)
     rotation.at(monkeypatch, rotation.DUE)
     result = run(*ONLY_DUE, directory)
@@ -45,15 +53,22 @@ def test_a_due_rotation_is_performed_by_only_due(rotated, monkeypatch):
     assert rotation.user_keys() == {old_id: "Active", new_id: "Active"}  # retired only after the grace period
 
 
-def test_nothing_due_is_nothing_to_do(rotated, calls):
+def test_an_interrupted_rotation_is_finished_by_only_due(rotated, monkeypatch, kill_after):
     directory = rotated()
-    before = _state_text(directory)
-    calls.clear()
+    old_id = rotation.current(directory)
+    rotation.at(monkeypatch, rotation.DUE)
+    hook = kill_after(1, "CreateAccessKey")
+    with pytest.raises(Killed):
+        run("apply", directory, "--auto-approve")
+    session.unregister_hook("after-call", hook)
+    [journal] = state_of(directory)["journal"]
+    assert journal["operation"] == "rotate"
     result = run(*ONLY_DUE, directory)
     assert result.exit_code == 0, result.output
-    assert result.output.rstrip().endswith("Nothing to do: no timed work is due.")
-    assert "next rotation due at 2030-01-31T00:00:00+00:00" in result.output  # what comes next is shown
-    assert calls.writes == [] and _state_text(directory) == before
+    assert f"resume the interrupted rotation (operation {journal['operationId']}" in " ".join(result.output.split())
+    new_id, new_secret = rotation.pair(directory)
+    assert new_id != old_id and rotation.current(directory) == new_id and state_of(directory)["journal"] == []
+    assert rotation.caller(new_id, new_secret).endswith(":user/app-user")
 
 
 def test_a_manifest_edit_refuses_only_due_and_not_even_the_due_work_is_done(rotated, monkeypatch, calls):
@@ -137,11 +152,12 @@ def test_the_ci_example_runs_as_the_workflows_run_it_with_nothing_on_the_runners
     monkeypatch.setenv("RECONCILER_REQUIRE_REMOTE_STATE", "1")  # as every workflow sets it
     assert run("validate", directory).exit_code == 0
     assert run("plan", directory, "--detailed-exitcode").exit_code == 2  # changes: not a failure
+    first = run(*ONLY_DUE, directory)  # creates are reviewed work: the schedule never makes them
+    assert first.exit_code == 1 and "the plan also holds 3 changes that are not timed work" in first.output
     applied = run("apply", directory, "--auto-approve")
     assert applied.exit_code == 0, applied.output
-    assert run("plan", directory, "--detailed-exitcode").exit_code == 0
     assert run("drift", directory).exit_code == 0
-    assert run(*ONLY_DUE, directory).exit_code == 0
+    assert "Nothing to do: no timed work is due." in run(*ONLY_DUE, directory).output
     assert not (directory / ".reconciler").exists()  # state, lock and vault all remote
     state = boto3.client("s3", region_name="us-east-1").get_object(
         Bucket="example-reconciler-state", Key="stacks/ci/state.json")["Body"].read()
