@@ -2,8 +2,9 @@
 finds nothing; each workflow has the trigger, permissions and commands it
 claims; every `run:` script that pipes sets pipefail, and run as GitHub runs
 it (bash -eo pipefail) against a stand-in `reconciler` it passes each exit
-code on as it should (plan: 2 is changes, not failure; drift: 2 fails). The
-stack they target keeps its state in S3, and a stack with local state is
+code on as it should (plan: 2 is changes, not failure; drift: 2 fails); the
+plan comment's script, run by Node.js against a stand-in GitHub, creates one
+comment and then updates it in place. The stack they target keeps its state in S3, and a stack with local state is
 refused with one line before any AWS call."""
 
 from __future__ import annotations
@@ -227,3 +228,71 @@ def test_a_stack_with_local_state_is_refused_where_remote_state_is_required(comm
     assert calls.calls == [] and not (directory / ".reconciler").exists()
     monkeypatch.setenv("RECONCILER_REQUIRE_REMOTE_STATE", "0")  # the env var off: local state is fine again
     assert run("plan", str(directory)).exit_code == 0  # an empty stack: nothing to ask AWS
+
+
+HARNESS = """\
+// github-script's way of running a script (an async function of github, context...), with a stand-in
+// GitHub holding comments.json; prints the API calls made.
+const fs = require('fs');
+const store = JSON.parse(fs.readFileSync('comments.json', 'utf8'));
+const calls = [];
+const github = {
+  paginate: async (method, params) => method(params),
+  rest: { issues: {
+    listComments: (params) => { calls.push(['list', params.issue_number]); return store; },
+    updateComment: async (params) => {
+      calls.push(['update', params.comment_id]);
+      store.find((c) => c.id === params.comment_id).body = params.body;
+    },
+    createComment: async (params) => {
+      calls.push(['create', params.issue_number]);
+      store.push({ id: 100 + store.length, user: { type: 'Bot' }, body: params.body });
+    },
+  } },
+};
+const context = { repo: { owner: 'acme', repo: 'infra' }, issue: { number: 7 } };
+const AsyncFunction = Object.getPrototypeOf(async function () {}).constructor;
+new AsyncFunction('require', 'github', 'context', fs.readFileSync('script.js', 'utf8'))(require, github, context)
+  .then(() => { fs.writeFileSync('comments.json', JSON.stringify(store)); console.log(JSON.stringify(calls)); })
+  .catch((error) => { console.error(error); process.exit(1); });
+"""
+
+
+def test_the_plan_comment_is_created_once_then_updated_in_place(tmp_path):
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("needs Node.js (the machine's) to run the github-script step")
+    comment = named(load("plan.yml"), "comment on the pull request")
+    (tmp_path / "script.js").write_text(comment["with"]["script"])
+    (tmp_path / "harness.js").write_text(HARNESS)
+    marker = "<!-- reconciler-plan: examples/ci -->"
+    (tmp_path / "comments.json").write_text(json.dumps([
+        {"id": 1, "user": {"type": "User"}, "body": f"{marker}\na person quoting the plan"},
+        {"id": 2, "user": {"type": "Bot"}, "body": "<!-- reconciler-plan: stacks/other -->\nanother stack"}]))
+
+    def post(exit_code: str, plan: str = "", err: str = "") -> list[list[Any]]:
+        (tmp_path / "plan.md").write_text(plan)
+        (tmp_path / "plan.err").write_text(err)
+        done = subprocess.run([node, "harness.js"], cwd=tmp_path, capture_output=True, text=True, timeout=30,
+                              env={**os.environ, "STACK": "examples/ci", "PLAN_EXIT": exit_code})
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    def ours() -> list[dict[str, Any]]:
+        return [c for c in json.loads((tmp_path / "comments.json").read_text()) if c["id"] > 2]
+
+    assert post("2", "**1 to add**, 0 to change, 0 to destroy\n") == [["list", 7], ["create", 7]]
+    [created] = ours()
+    assert created["body"] == f"{marker}\n**1 to add**, 0 to change, 0 to destroy\n"
+    assert post("0", "No changes.\n") == [["list", 7], ["update", created["id"]]]
+    assert [c["body"] for c in ours()] == [f"{marker}\nNo changes.\n"]
+    assert post("1", err="Error: stack.yaml:3:1: something is wrong\n") == [["list", 7], ["update", created["id"]]]
+    [failed] = ours()
+    assert failed["body"] == (f"{marker}\n### reconciler plan failed for `examples/ci` (exit 1)\n\n```\n"
+                              "Error: stack.yaml:3:1: something is wrong\n```\n")
+    post("2", "| x | y |\n" * 10_000)  # 100,000 characters: over GitHub's limit
+    [long] = ours()
+    assert len(long["body"]) <= 65536 and long["body"].endswith("_Truncated: the whole plan is in the job log._\n")
+    stored = json.loads((tmp_path / "comments.json").read_text())
+    assert [c["body"] for c in stored if c["id"] <= 2] == [f"{marker}\na person quoting the plan",
+                                                            "<!-- reconciler-plan: stacks/other -->\nanother stack"]
