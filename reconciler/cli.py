@@ -33,6 +33,10 @@ PARALLELISM_HELP = "At most this many AWS calls side by side (refresh and plan-t
 PARALLELISM_RANGE = click.IntRange(1, 64)  # aws.session.MAX_PARALLELISM
 FORCE_ROLLBACK_HELP = "Go on with a state whose serial went backwards (restored from an older copy)."
 REGENERATE_LOST_HELP = "Generate new values for generated secrets whose KMS key no longer exists."
+REQUIRE_REMOTE_STATE = click.option(
+    "--require-remote-state", is_flag=True, envvar="RECONCILER_REQUIRE_REMOTE_STATE",
+    help="Refuse a stack whose state is local (CI: a runner's disk is gone after the job); "
+         "also RECONCILER_REQUIRE_REMOTE_STATE=1.")
 
 
 def _is_tty(stream: Any) -> bool:
@@ -190,10 +194,11 @@ def _render_plan(plan: Any, fmt: str) -> str:
 @click.option("--regenerate-lost", is_flag=True, help=REGENERATE_LOST_HELP)
 @click.option("--parallelism", default=PARALLELISM, show_default=True, type=PARALLELISM_RANGE, help=PARALLELISM_HELP)
 @click.option("--force", is_flag=True, help=FORCE_ROLLBACK_HELP)
+@REQUIRE_REMOTE_STATE
 @_stacks_options
 def plan(directory: str, out: str | None, fmt: str, detailed_exitcode: bool,
          targets: tuple[str, ...], no_refresh: bool, regenerate_lost: bool, parallelism: int,
-         force: bool, changed_since: str | None, stack_parallelism: int) -> None:
+         force: bool, require_remote_state: bool, changed_since: str | None, stack_parallelism: int) -> None:
     """Show what apply would change."""
     found = multistack.layout(directory, changed_since)
     if found is not None:
@@ -202,10 +207,13 @@ def plan(directory: str, out: str | None, fmt: str, detailed_exitcode: bool,
                                      "(without --changed-since)")
         _many(multistack.planning(fmt, color=_is_tty(sys.stdout), detailed_exitcode=detailed_exitcode,
                                   refresh_live=not no_refresh, regenerate_lost=regenerate_lost,
-                                  parallelism=parallelism), found, fmt, stack_parallelism, changed_since)
+                                  parallelism=parallelism, require_remote_state=require_remote_state),
+              found, fmt, stack_parallelism, changed_since)
     if out:
         planfile.check_plan_path(out)  # before any AWS call, not after a long refresh
     workspace = engine.open_stack(directory)
+    if require_remote_state:
+        engine.require_remote_state(workspace)
     _warn(workspace.warnings)
     the_plan = engine.make_plan(workspace, engine.new_context(workspace), refresh_live=not no_refresh,
                                 targets=targets, progress=_progress(), regenerate_lost=regenerate_lost,
@@ -230,8 +238,13 @@ def plan(directory: str, out: str | None, fmt: str, detailed_exitcode: bool,
 @click.option("--regenerate-lost", is_flag=True, help=REGENERATE_LOST_HELP)
 @click.option("--parallelism", default=PARALLELISM, show_default=True, type=PARALLELISM_RANGE, help=PARALLELISM_HELP)
 @click.option("--force", is_flag=True, help=FORCE_ROLLBACK_HELP)
+@click.option("--only-due", is_flag=True,
+              help="Perform only timed work (due rotations, expired leases, revoke retries, interrupted runs); "
+                   "refuse, changing nothing, if the plan holds anything else.")
+@REQUIRE_REMOTE_STATE
 def apply_command(target_path: str, auto_approve: bool, allow_destroy: bool, targets: tuple[str, ...],
-                  lock_timeout: float, regenerate_lost: bool, parallelism: int, force: bool) -> None:
+                  lock_timeout: float, regenerate_lost: bool, parallelism: int, force: bool, only_due: bool,
+                  require_remote_state: bool) -> None:
     """Make live AWS match the manifests (or a saved plan)."""
     path = pathlib.Path(target_path)
     if not path.exists():
@@ -245,6 +258,8 @@ def apply_command(target_path: str, auto_approve: bool, allow_destroy: bool, tar
     if saved is not None and regenerate_lost:
         raise errors.ConfigError("--regenerate-lost cannot be combined with a saved plan (give it to plan)")
     workspace = engine.open_stack(saved.directory if saved else path)
+    if require_remote_state:
+        engine.require_remote_state(workspace)
     _warn(workspace.warnings)
     aws = engine.new_context(workspace)
     progress = _progress()
@@ -256,8 +271,12 @@ def apply_command(target_path: str, auto_approve: bool, allow_destroy: bool, tar
         else:
             the_plan = engine.make_plan(workspace, aws, targets=targets, state=state, progress=progress,
                                         regenerate_lost=regenerate_lost, parallelism=parallelism, force=force)
+        if only_due:
+            the_plan = engine.only_due(the_plan)  # before anything is shown or written
         click.echo(text.render_plan(the_plan, color=_is_tty(sys.stdout)), nl=False)
         if not the_plan.has_changes:
+            if only_due:
+                click.echo("\nNothing to do: no timed work is due.")
             return
         engine.executor.check_preconditions(the_plan, allow_destroy=allow_destroy)
         if not auto_approve:
@@ -431,15 +450,19 @@ def import_command(address: str, aws_id: str, directory: str, lock_timeout: floa
 @click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
 @click.option("--parallelism", default=PARALLELISM, show_default=True, type=PARALLELISM_RANGE, help=PARALLELISM_HELP)
 @click.option("--force", is_flag=True, help=FORCE_ROLLBACK_HELP)
+@REQUIRE_REMOTE_STATE
 @_stacks_options
-def drift(directory: str, fmt: str, parallelism: int, force: bool, changed_since: str | None,
-          stack_parallelism: int) -> None:
+def drift(directory: str, fmt: str, parallelism: int, force: bool, require_remote_state: bool,
+          changed_since: str | None, stack_parallelism: int) -> None:
     """Report every difference between the recorded state and live AWS (exit 2 on drift)."""
     found = multistack.layout(directory, changed_since)
     if found is not None:
-        _many(multistack.drifting(fmt, color=_is_tty(sys.stdout), parallelism=parallelism), found, fmt,
+        _many(multistack.drifting(fmt, color=_is_tty(sys.stdout), parallelism=parallelism,
+                                  require_remote_state=require_remote_state), found, fmt,
               stack_parallelism, changed_since)
     workspace = engine.open_stack(directory)
+    if require_remote_state:
+        engine.require_remote_state(workspace)
     items = engine.drift(workspace, engine.new_context(workspace), progress=_progress(), parallelism=parallelism,
                          force=force)
     match fmt:

@@ -167,6 +167,46 @@ def rotation_plan(workspace: Workspace, aws: base.AwsContext, name: str, *, stat
     return dataclasses.replace(plan, changes=tuple(c for c in plan.changes if c.resource_address == address))
 
 
+LISTED = 5  # changes an --only-due refusal names; the rest are counted
+
+
+def _named(changes: Sequence[plan_model.ResourceChange]) -> str:
+    names = [f"{c.address} {c.action.value}" for c in changes[:LISTED]]
+    rest = len(changes) - LISTED
+    return ", ".join(names) + (f" and {rest} more" if rest > 0 else "")
+
+
+def only_due(plan: plan_model.Plan) -> plan_model.Plan:
+    """``apply --only-due``: the plan, if it holds only timed work (due
+    rotations, expired or failed revokes, interrupted runs to finish); else
+    PlanError naming what else it holds: a change to the manifests (or one
+    reverting drift) is applied only after review, and while one waits not
+    even the due work is done (it would run against manifests nobody approved)."""
+    others = plan.untimed
+    if not others:
+        return plan
+    due = [c for c in plan.actionable if c.timed]
+    waits = f"the due work ({_named(due)}) was not done either" if due else "nothing was due"
+    raise errors.PlanError(
+        f"apply --only-due: refusing, the plan also holds {len(others)} change{'s' if len(others) != 1 else ''} "
+        f"that {'are' if len(others) != 1 else 'is'} not timed work ({_named(others)}); nothing was changed and "
+        f"{waits}; review them with `reconciler plan` and apply them through the reviewed path first")
+
+
+def require_remote_state(workspace: Workspace) -> None:
+    """ConfigError unless the stack keeps its state remotely (``--require-remote-state``,
+    RECONCILER_REQUIRE_REMOTE_STATE=1): a CI runner's disk, and local state with it,
+    is gone after the job."""
+    stack = workspace.config.stack
+    if "local" not in stack.backend:
+        return
+    where = f"{stack.document.position(('spec', 'backend'), key=True)}: " if stack.document is not None else ""
+    raise errors.ConfigError(
+        f"{where}Stack/{stack.name} keeps its state locally (backend: local), which a CI runner loses after "
+        "the job; declare spec.backend.s3 (bucket, key) for this stack (remote state is required here: "
+        "--require-remote-state or RECONCILER_REQUIRE_REMOTE_STATE=1)")
+
+
 def _sensitive_of(kind: str) -> frozenset[str]:
     """The attributes a kind never shows (a Secret's value token), known even
     for a resource that is only in state, being deleted or drifting."""

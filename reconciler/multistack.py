@@ -371,9 +371,11 @@ VALIDATE_STATUSES = {"valid": "valid", "error": "invalid"}
 
 
 def planning(fmt: str, *, color: bool, detailed_exitcode: bool, refresh_live: bool, regenerate_lost: bool,
-             parallelism: int) -> Command:
+             parallelism: int, require_remote_state: bool = False) -> Command:
     def one(root: Root, progress: Progress) -> Outcome:
         workspace = engine.open_stack(root.path)
+        if require_remote_state:
+            engine.require_remote_state(workspace)
         plan = engine.make_plan(workspace, engine.new_context(workspace), refresh_live=refresh_live,
                                 progress=progress, regenerate_lost=regenerate_lost, parallelism=parallelism)
         match fmt:
@@ -390,9 +392,11 @@ def planning(fmt: str, *, color: bool, detailed_exitcode: bool, refresh_live: bo
     return Command("plan", one, PLAN_STATUSES)
 
 
-def drifting(fmt: str, *, color: bool, parallelism: int) -> Command:
+def drifting(fmt: str, *, color: bool, parallelism: int, require_remote_state: bool = False) -> Command:
     def one(root: Root, progress: Progress) -> Outcome:
         workspace = engine.open_stack(root.path)
+        if require_remote_state:
+            engine.require_remote_state(workspace)
         items = engine.drift(workspace, engine.new_context(workspace), progress=progress, parallelism=parallelism)
         found = drifted(items)
         match fmt:

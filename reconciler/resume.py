@@ -92,7 +92,7 @@ def noted(plan: plan_model.Plan, found: Sequence[recovery.Recovery]) -> plan_mod
     for change in plan.changes:
         extra = tuple(notes.get(change.address, ()))
         if extra and change.action is actions.Action.NOOP and change.address in resumed:
-            change = dataclasses.replace(change, action=actions.Action.UPDATE)
+            change = dataclasses.replace(change, action=actions.Action.UPDATE, resumes=True)
         changes.append(dataclasses.replace(change, notes=extra + change.notes) if extra else change)
     changing = {c.address for c in changes if c.action is not actions.Action.NOOP}
     return dataclasses.replace(plan, changes=tuple(changes), drift=plan.drift + left_open(found, changing))

@@ -78,6 +78,13 @@ class ResourceChange:
     deposed: str = ""  # the deposed id, when the change deletes a deposed object of ``kind/name``
     subject: str = ""  # what a timed action (rotate, revoke) acts on, when not the whole resource
     adopts: bool = False  # reads the object into state first: found by its tags when state lacked it
+    resumes: bool = False  # only records what an interrupted run made (no manifest change asks for it)
+
+    @property
+    def timed(self) -> bool:
+        """Whether time or an interrupted run asks for it, not the manifests
+        (what ``apply --only-due`` performs without a review)."""
+        return self.action.timed or self.resumes
 
     @property
     def resource_address(self) -> state_model.Address:
@@ -92,7 +99,8 @@ class ResourceChange:
                 "replacePaths": list(self.replace_paths), "notes": list(self.notes),
                 "requiresAllowDestroy": self.requires_allow_destroy,
                 "sensitive": list(self.sensitive), "deposed": self.deposed, "subject": self.subject,
-                **({"adopts": True} if self.adopts else {})}
+                **({"adopts": True} if self.adopts else {}),
+                **({"resumes": True} if self.resumes else {})}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ResourceChange:
@@ -101,7 +109,8 @@ class ResourceChange:
                    state_model.Mode(data["mode"]), data["before"], data["after"], changes,
                    tuple(data.get("replacePaths", ())), tuple(data.get("notes", ())),
                    data.get("requiresAllowDestroy", False), tuple(data.get("sensitive", ())),
-                   data.get("deposed", ""), data.get("subject", ""), bool(data.get("adopts", False)))
+                   data.get("deposed", ""), data.get("subject", ""), bool(data.get("adopts", False)),
+                   bool(data.get("resumes", False)))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -178,6 +187,12 @@ class Plan:
     @property
     def has_changes(self) -> bool:
         return bool(self.actionable)
+
+    @property
+    def untimed(self) -> tuple[ResourceChange, ...]:
+        """Actionable changes neither time nor an interrupted run asks for:
+        what only a reviewed apply may perform."""
+        return tuple(c for c in self.actionable if not c.timed)
 
     def counts(self) -> dict[str, int]:
         counts = {a.value: 0 for a in actions.Action}
