@@ -50,6 +50,7 @@ def apply_plan(plan: model.Plan, backend: state_backend.Backend, aws: base.AwsCo
 
     def save(new_state: state_model.State) -> None:
         nonlocal state
+        new_state = new_state.written_by(plan.stack)  # a renamed stack keeps its former names
         if new_state == state:
             return  # already written (a kind that settled its journal recorded this very result)
         state = backend.write(new_state)

@@ -267,10 +267,12 @@ def new_context(workspace: Workspace | None = None) -> base.AwsContext:
     if workspace is None:
         return context.ApplyContext(factory.Adapters(session.ClientFactory()))
     config = workspace.config
-    return context.ApplyContext(factory.Adapters(session.ClientFactory(), config.source.directory),
-                                stack=config.stack.name, directory=config.source.directory,
-                                default_connection={"region": config.stack.region,
-                                                    "auth": dict(config.stack.auth or {"defaultChain": {}})})
+    aws = context.ApplyContext(factory.Adapters(session.ClientFactory(), config.source.directory),
+                               stack=config.stack.name, directory=config.source.directory,
+                               default_connection={"region": config.stack.region,
+                                                   "auth": dict(config.stack.auth or {"defaultChain": {}})})
+    aws.former_names = config.stack.former_names
+    return aws
 
 
 def apply(plan: plan_model.Plan, workspace: Workspace, aws: base.AwsContext, *, allow_destroy: bool,

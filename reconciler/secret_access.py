@@ -60,9 +60,11 @@ def read(directory: str | pathlib.Path, address: str, *, version: int | None = N
     try:
         info = vaults.resolve_stored(aws, vault, name)
         stored = store_base.get(info.store, name, version)
-        return aws.keyring.decrypt(env.Envelope.parse(stored.envelope),
-                                   binding=env.Binding(workspace.config.stack.name, vault, name),
-                                   connection=info.connection, region=region)
+        sealed = env.Envelope.parse(stored.envelope)
+        binding = env.Binding(workspace.config.stack.name, vault, name)
+        if (sealed.binding.vault, sealed.binding.secret) == (vault, name) and aws.ours(sealed.binding.stack):
+            binding = sealed.binding  # a version stored before the stack was renamed
+        return aws.keyring.decrypt(sealed, binding=binding, connection=info.connection, region=region)
     except errors.ReconcilerError as exc:
         raise errors.prefixed(exc, f"{address}: ") from None
 

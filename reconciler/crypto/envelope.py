@@ -121,9 +121,12 @@ class Envelope:
 
     def check_binding(self, expected: Binding) -> None:
         if self.binding != expected:
+            renamed = (f" (or, if the stack was renamed from {self.binding.stack}, list {self.binding.stack} "
+                       "under the Stack's spec.formerNames)") if (self.binding.vault, self.binding.secret) == (
+                           expected.vault, expected.secret) and self.binding.stack != expected.stack else ""
             raise EnvelopeError(f"the envelope is bound to {self.binding.describe()}, not to "
                                 f"{expected.describe()}; encrypt the value for this name with "
-                                "`reconciler secret encrypt`")
+                                f"`reconciler secret encrypt`{renamed}")
 
 
 def seal(value: bytes, data_key: bytes, *, key_arn: str, algorithm: str, binding: Binding,

@@ -39,6 +39,7 @@ class ApplyContext:
         self.directory = directory or pathlib.Path(".")
         self.adapters = adapters or factory.Adapters(session.ClientFactory(), self.directory)
         self.stack = stack
+        self.former_names: tuple[str, ...] = ()  # the Stack's spec.formerNames
         self.default_connection = dict(default_connection or {})
         self.desired: Mapping[str, plan_model.Desired] = {}
         self.state: state_model.State = state_model.State.empty()
@@ -57,6 +58,17 @@ class ApplyContext:
         connection = connection or self.default_connection
         return self.adapters.client(service, region or connection["region"], connection.get("auth"))
 
+    def former_stacks(self) -> tuple[str, ...]:
+        """Names this stack had before a rename: the Stack's ``formerNames`` and
+        the names state recorded. Envelopes bound to them are this stack's (to be
+        re-bound); objects tagged with them are this stack's."""
+        names = [*self.former_names, *self.state.former_stacks, *([self.state.stack] if self.state.stack else [])]
+        return tuple(dict.fromkeys(n for n in names if n and n != self.stack))
+
+    def ours(self, binding_stack: str) -> bool:
+        """Whether an envelope bound to (or an object tagged with) ``binding_stack`` is this stack's."""
+        return binding_stack == self.stack or binding_stack in self.former_stacks()
+
     def tagged_for_stack(self, connection: Mapping[str, Any], types: tuple[str, ...],
                          region: str | None = None) -> dict[str, dict[str, str]]:
         """ARN -> tags of the objects of ``types`` in the region that carry this
@@ -68,7 +80,8 @@ class ApplyContext:
         with self._tagged_lock:
             if key not in self._tagged:
                 adapter = self.adapters.tagging(region, connection.get("auth"))
-                self._tagged[key] = adapter.tagged({"reconciler:stack": self.stack}, types)
+                self._tagged[key] = {arn: tags for name in (self.stack, *self.former_stacks())
+                                     for arn, tags in adapter.tagged({"reconciler:stack": name}, types).items()}
             return self._tagged[key]
 
     def check_connection(self, connection: Mapping[str, Any]) -> None:

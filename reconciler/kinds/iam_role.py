@@ -237,7 +237,7 @@ class IamRoleHandler:
         if any(e.kind == KIND and e.ids.get("roleName") == name for e in aws.state.resources.values()):
             return []
         role = _iam(aws, desired.connection).role(name)
-        if role is None or _owned(role, aws.stack, desired.address):
+        if role is None or _owned(role, aws, desired.address):
             return []  # free, or the role this stack made for this address: the plan reads it in
         return [f"{desired.address}: a role named {name} already exists; adopt it with "
                 f"`reconciler import {desired.address} {name}`"]
@@ -248,7 +248,7 @@ class IamRoleHandler:
         name = str(desired.attributes["roleName"])
         client = _iam(aws, desired.connection)
         role = client.role(name)
-        if role is None or not _owned(role, aws.stack, desired.address):
+        if role is None or not _owned(role, aws, desired.address):
             return None
         attrs, ids = self._read(client, name)
         if attrs is None:
@@ -400,10 +400,10 @@ def widens(path: str, before: Any, after: Any) -> bool:
     return bool(_as_set(after) - _as_set(before))
 
 
-def _owned(role: Mapping[str, Any], stack: str, address: str) -> bool:
+def _owned(role: Mapping[str, Any], aws: base.AwsContext, address: str) -> bool:
     """Whether a role's tags (as GetRole returns them) say this stack made it for ``address``."""
     tags = {t["Key"]: t["Value"] for t in role.get("Tags") or []}
-    return tags.get(kms.STACK_TAG) == stack and tags.get(kms.ADDRESS_TAG) == address
+    return aws.ours(tags.get(kms.STACK_TAG, "")) and tags.get(kms.ADDRESS_TAG) == address
 
 
 class IamRoleRules(plan_rules.Rules):

@@ -247,7 +247,7 @@ class KmsProviderHandler:
             holder = regional.alias_target(alias)
             if holder is None or holder in ours:
                 continue
-            owner = _owner(regional, holder, aws.stack)
+            owner = _owner(regional, holder, aws)
             if desired.mode == "managed" and owner == desired.address:
                 continue  # the key this stack made for this address: the plan reads it in (find_owned)
             if owner:  # never taken from a key this stack's tags say it made for another address
@@ -567,13 +567,14 @@ def _alias_moved(aws: base.AwsContext, entry: state_model.ResourceState,
                                  (diff.AttributeChange(f"keyId({alias})", recorded, holder),), note=note),)
 
 
-def _owner(kms: kms_adapter.KmsAdapter, key_id: str, stack: str) -> str:
-    """The address this stack's tags say the key was made for ("" when not this stack's)."""
+def _owner(kms: kms_adapter.KmsAdapter, key_id: str, aws: base.AwsContext) -> str:
+    """The address this stack's tags (its name or a former one) say the key was
+    made for ("" when not this stack's)."""
     try:
         tags = kms.tags(key_id)
     except (errors.AwsNotFound, errors.AwsAccessDenied):
         return ""  # gone meanwhile, or another team's key whose tags we may not read
-    return tags.get(ADDRESS_TAG, "") if tags.get(STACK_TAG) == stack else ""
+    return tags.get(ADDRESS_TAG, "") if aws.ours(tags.get(STACK_TAG, "")) else ""
 
 
 def _ours(state: state_model.State) -> set[str]:

@@ -57,10 +57,10 @@ def _live(found: Mapping[str, Any], *, thumbprints: bool) -> dict[str, Any]:
     return attrs
 
 
-def _owned(found: Mapping[str, Any] | None, stack: str, address: str) -> bool:
+def _owned(found: Mapping[str, Any] | None, aws: base.AwsContext, address: str) -> bool:
     """Whether a provider's tags say this stack made it for ``address``."""
     tags = (found or {}).get("tags") or {}
-    return tags.get(kms.STACK_TAG) == stack and tags.get(kms.ADDRESS_TAG) == address
+    return aws.ours(tags.get(kms.STACK_TAG, "")) and tags.get(kms.ADDRESS_TAG) == address
 
 
 def _find(client: iam_adapter.IamAdapter, url: str) -> str | None:
@@ -107,7 +107,7 @@ class OidcProviderHandler:
         arn = _find(client, desired.attributes["url"])
         if arn is None or any(e.ids.get("arn") == arn for e in aws.state.resources.values()):
             return []
-        if _owned(client.oidc_provider(arn), aws.stack, desired.address):
+        if _owned(client.oidc_provider(arn), aws, desired.address):
             return []  # the provider this stack made for this address: the plan reads it in
         return [f"{desired.address}: an OIDC provider for {desired.attributes['url']} already exists ({arn}); "
                 f"adopt it with `reconciler import {desired.address} {desired.attributes['url']}`"]
@@ -118,7 +118,7 @@ class OidcProviderHandler:
         client = iam(aws, desired.connection)
         arn = _find(client, desired.attributes["url"])
         found = client.oidc_provider(arn) if arn is not None else None
-        if arn is None or found is None or not _owned(found, aws.stack, desired.address):
+        if arn is None or found is None or not _owned(found, aws, desired.address):
             return None
         attrs = _live(found, thumbprints="thumbprints" in desired.attributes)
         return planner.Refreshed(attrs, {"arn": arn, "url": attrs["url"]},

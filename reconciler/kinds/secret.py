@@ -64,6 +64,7 @@ HMAC_PREFIX = "env:h1:"
 UNRESOLVED = "env:(unresolved)"  # desired() cannot call KMS; resolve() or the write fills it in
 NOT_READ = "env:(not read)"  # drift and secret commands need no values
 LOST = "(lost: its KMS key no longer exists)"
+REBIND = "(bound to a former stack name: "  # + the name + ")": the value is kept, re-sealed for this name
 FOUND = "(found in the vault: not compared)"  # a value found when state lacked it: the write makes it sure
 FINGERPRINT_KEY_NAME = "reconciler:fingerprint-key"  # no Secret can be named so (names are [a-z0-9-])
 UNUSABLE_KEY = frozenset({"NotFoundException", "DisabledException", "KMSInvalidStateException"})
@@ -200,8 +201,11 @@ class SecretHandler:
             # recorded before reconciler tracked which key wraps each kept version (issue 6 item 2):
             # older versions may still be under a previous key, so read them instead of guessing
             learned["versionKeys"] = vaults.version_keys(info.store.versions(entry.name))
+        bound = _former_binding(aws, latest.envelope)
         if found != entry.ids.get("storedDigest"):
             attrs["value"] = f"{CHANGED}:{found[:12]}"
+        elif bound:  # the stack was renamed: the same value, to be re-sealed for the new name
+            attrs["value"] = f"{REBIND}{bound})"
         else:
             lost = _lost_key(aws, entry, info)
             if lost is not None:
@@ -233,7 +237,7 @@ class SecretHandler:
             sealed = env.Envelope.parse(latest.envelope)
         except env.EnvelopeError:
             return None
-        if sealed.binding != env.Binding(aws.stack, vault, desired.name):
+        if (sealed.binding.vault, sealed.binding.secret) != (vault, desired.name) or not aws.ours(sealed.binding.stack):
             return None  # another stack's or vault's entry under the same name: not ours to take
         return store, latest, vault
 
@@ -284,9 +288,10 @@ class SecretHandler:
         fingerprint_ids: dict[str, Any] = {}
         if "encrypted" in source:
             sealed = env.Envelope.parse(source["encrypted"].strip())
-            sealed.check_binding(binding)
-            value = aws.keyring.decrypt(sealed, binding=binding, connection=info.connection)  # verifies it
-            if not vaults.same_key(sealed.key_arn, info.key_arn):
+            as_bound = sealed.binding if _former_binding(aws, sealed) else binding  # a renamed stack's
+            sealed.check_binding(as_bound)
+            value = aws.keyring.decrypt(sealed, binding=as_bound, connection=info.connection)  # verifies it
+            if not vaults.same_key(sealed.key_arn, info.key_arn) or as_bound != binding:
                 sealed = aws.keyring.encrypt(value, key_arn=info.key_arn, key_spec=info.key_spec,
                                              binding=binding, connection=info.connection)
         else:
@@ -368,6 +373,9 @@ class SecretHandler:
         if paths <= {"description"}:
             return state_model.ResourceState(KIND, desired.name, state_model.Mode.MANAGED, entry.ids, dict(desired.attributes),
                                              desired.connection, desired.dependencies)
+        if "generate" in desired.lookup.get("source", {}) and paths <= {"value", "description"} \
+                and entry.attributes.get("value") == desired.attributes["value"] and _stored_former(aws, entry):
+            return self._rebind(aws, desired, entry)  # the same generation under a former name: never a new value
         if "vault" in paths and entry.attributes.get("vault") != desired.attributes["vault"]:
             moved = _move(aws, desired, entry, checkpoint)
             if moved is None:
@@ -376,6 +384,26 @@ class SecretHandler:
                 return moved
             entry = moved  # moved with its history; then the new value on top
         return self._write(aws, desired, entry, checkpoint)
+
+    def _rebind(self, aws: base.AwsContext, desired: plan_model.Desired,
+                entry: state_model.ResourceState) -> state_model.ResourceState:
+        """A renamed stack's generated value: the newest version decrypted as it
+        is bound (the former name) and stored again, sealed for this name (a new
+        version; the value is never generated again). Older versions keep their
+        binding and still decrypt: state keeps the former names."""
+        info = vaults.stored_vault(aws, entry)
+        latest = info.store.latest(entry.name)
+        if latest is None:
+            raise errors.PlanError(f"{desired.address}: its entry is gone from the vault's store; run plan again")
+        sealed = env.Envelope.parse(latest.envelope)
+        if not _former_binding(aws, sealed):
+            raise errors.PlanError(f"{desired.address}: its newest version is no longer bound to a former name "
+                                   "of this stack; run plan again")
+        value = aws.keyring.decrypt(sealed, binding=sealed.binding, connection=info.connection)
+        target = vaults.resolve(aws, desired.attributes["vault"])
+        resealed = aws.keyring.encrypt(value, key_arn=target.key_arn, key_spec=target.key_spec,
+                                       binding=target.binding(aws.stack, desired.name), connection=target.connection)
+        return self._store(aws, desired, entry, resealed.to_string(), dict(desired.attributes), {}, target)
 
     def delete(self, aws: base.AwsContext, entry: state_model.ResourceState) -> None:
         """Every place the entry is: a move to another vault may be halfway."""
@@ -460,6 +488,20 @@ def _written(name: str, entry: state_model.ResourceState | None, data: Mapping[s
                                      tuple(data.get("dependencies", ())))
 
 
+def _stored_former(aws: base.AwsContext, entry: state_model.ResourceState) -> bool:
+    """Whether the newest stored version of ``entry`` is bound to a former name of the stack."""
+    latest = vaults.stored_vault(aws, entry).store.latest(entry.name)
+    return latest is not None and bool(_former_binding(aws, latest.envelope))
+
+
+def _former_binding(aws: base.AwsContext, envelope: str | env.Envelope) -> str:
+    """The former stack name an envelope is bound to ("" when it is bound to
+    this stack's name, or to a stack that was never this one)."""
+    sealed = env.Envelope.parse(envelope) if isinstance(envelope, str) else envelope
+    stack = sealed.binding.stack
+    return stack if stack != aws.stack and aws.ours(stack) else ""
+
+
 # -- fingerprint keys and lost keys --------------------------------------------------
 def _key_id(arn: str) -> str:
     return arn.rsplit("/", 1)[-1]  # a multi-Region replica counts as its primary (vaults.same_key)
@@ -484,6 +526,8 @@ def _unwrap(aws: base.AwsContext, sealed: str) -> bytes | None:
     key that wraps it is gone, disabled or pending deletion."""
     envelope = env.Envelope.parse(sealed)
     binding = env.Binding(aws.stack, envelope.binding.vault, FINGERPRINT_KEY_NAME)
+    if envelope.binding.secret == FINGERPRINT_KEY_NAME and aws.ours(envelope.binding.stack):
+        binding = envelope.binding  # made before a rename: still this stack's key
     try:
         return bytes(aws.keyring.unwrap_cached(sealed, binding=binding,
                                                connection=_connection_for(aws, envelope.key_arn)))
@@ -630,6 +674,12 @@ class SecretRules(plan_rules.Rules):
 
     noun = "secret"
 
+    def pending(self, path: str, live: Any) -> str:
+        if path == "value" and str(live).startswith(REBIND):
+            return (f"bound to the stack's former name {str(live)[len(REBIND):-1]}: the plan re-binds it "
+                    "(the same value, sealed for the new name)")
+        return ""
+
     def drift_note(self, entry: state_model.ResourceState) -> str:
         if str(entry.attributes.get("value", "")).startswith("generation:"):
             return ("the stored value was changed outside reconciler; apply writes back the value reconciler "
@@ -682,6 +732,11 @@ class SecretRules(plan_rules.Rules):
 
     def review(self, change: plan_model.ResourceChange, context: plan_rules.PlanContext) -> plan_rules.Review:
         before, after = change.before or {}, change.after or {}
+        former = str(before.get("value", ""))
+        if change.action is plan_actions.Action.UPDATE and former.startswith(REBIND):
+            return plan_rules.Review(notes=(
+                f"re-bind: its envelope is bound to the stack's former name {former[len(REBIND):-1]}; apply "
+                "stores the same value sealed for this name (a new version; older versions still decrypt)",))
         if after.get("value") == UNRESOLVED and change.action in (plan_actions.Action.CREATE,
                                                                    plan_actions.Action.UPDATE):
             want = context.desired.get(change.address)

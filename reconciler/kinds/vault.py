@@ -229,7 +229,10 @@ def _reseal(ctx: base.AwsContext, text: str, source: VaultInfo, target: VaultInf
     binding = target.binding(ctx.stack, name)
     if same_key(sealed.key_arn, target.key_arn) and sealed.binding == binding:
         return text
-    value = ctx.keyring.decrypt(sealed, binding=source.binding(ctx.stack, name), connection=source.connection)
+    as_bound = source.binding(ctx.stack, name)
+    if (sealed.binding.vault, sealed.binding.secret) == (source.name, name) and ctx.ours(sealed.binding.stack):
+        as_bound = sealed.binding  # stored before the stack was renamed: re-sealed for its new name here
+    value = ctx.keyring.decrypt(sealed, binding=as_bound, connection=source.connection)
     return ctx.keyring.encrypt(value, key_arn=target.key_arn, key_spec=target.key_spec, binding=binding,
                                connection=target.connection).to_string()
 

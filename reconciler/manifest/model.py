@@ -49,6 +49,7 @@ class StackConfig:
     auth: Mapping[str, Any] | None
     backend: Mapping[str, Any]
     document: loader.Document | None
+    former_names: tuple[str, ...] = ()  # spec.formerNames: what it was called before a rename
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -299,7 +300,8 @@ def _check_envelopes(config: Config) -> Iterator[errors.Diagnostic]:
         vault = resource.spec.get("vault") or config.default_vault
         try:
             sealed = envelope.Envelope.parse(resource.spec["encrypted"].strip())
-            if vault:  # with no vault to bind to, that is the one error (see _vault_defaults)
+            former = {envelope.Binding(n, vault, resource.name) for n in config.stack.former_names} if vault else set()
+            if vault and sealed.binding not in former:  # bound to a former name: re-bound when stored
                 sealed.check_binding(envelope.Binding(config.stack.name, vault, resource.name))
         except envelope.EnvelopeError as exc:
             yield errors.Diagnostic(f"encrypted: {exc}", resource.position("encrypted"), resource.address)
@@ -511,7 +513,7 @@ def _stack_config(documents: list[loader.Document]) -> StackConfig | None:
     spec = document.data.get("spec") or {}
     backend = spec.get("backend") or {"local": {}}
     return StackConfig(document.data["metadata"]["name"], spec.get("region"), spec.get("auth"),
-                       backend, document)
+                       backend, document, tuple(spec.get("formerNames") or ()))
 
 
 def build(source: loader.Source) -> tuple[Config | None, list[errors.Diagnostic]]:

@@ -68,7 +68,10 @@ def detect_drift(prior: state_model.State, refreshed: Mapping[str, Refreshed],
         sensitive = desired[address].sensitive if desired and address in desired else frozenset()
         changes = diff.diff(entry.attributes, live, keys=set(entry.attributes) & set(live),
                             sensitive=sensitive)
-        if changes:
+        pending = [kind.pending(c.path, c.after) for c in changes]
+        if changes and all(pending):  # reconciler's own work to come (a re-bind), never paging
+            items.append(model.DriftItem(address, Severity.INFO.value, tuple(changes), note=pending[0]))
+        elif changes:
             items.append(model.DriftItem(address, _severity(kind, changes).value, tuple(changes),
                                          note=kind.drift_note(entry),
                                          severities=tuple(kind.severity(c.path, c.before, c.after).value

@@ -117,6 +117,12 @@ class Rules:
         added or removed): references to them are known only after apply."""
         return frozenset()
 
+    def pending(self, path: str, live: Any) -> str:
+        """Why a live value differs from the recorded one by reconciler's own doing,
+        not out of band ("" when it does not: drift). A secret still bound to the
+        stack's former name is a re-bind the plan carries out, reported as info."""
+        return ""
+
     def drift_note(self, entry: state_model.ResourceState) -> str:
         """What attribute drift of this kind means, in words."""
         return ""

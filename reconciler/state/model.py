@@ -194,6 +194,10 @@ class State:
     journal: tuple[JournalEntry, ...] = ()
     applied_plans: tuple[str, ...] = ()
     deposed: Mapping[str, tuple[Deposed, ...]] = dataclasses.field(default_factory=dict)  # by address
+    # the name of the stack that last wrote this state (None: written before it was recorded), and the
+    # names it had before a rename: envelopes bound to those are re-bound, never left undecryptable
+    stack: str | None = None
+    former_stacks: tuple[str, ...] = ()
 
     @classmethod
     def empty(cls) -> State:
@@ -264,6 +268,16 @@ class State:
         plans = (self.applied_plans + (plan_id,))[-MAX_APPLIED_PLANS:]
         return dataclasses.replace(self, applied_plans=plans)
 
+    def written_by(self, stack: str) -> State:
+        """This state as written by the stack ``stack``: a different recorded
+        name is kept among the former names (a rename in progress)."""
+        if self.stack == stack:
+            return self
+        former = self.former_stacks
+        if self.stack and self.stack not in former:
+            former = (*former, self.stack)
+        return dataclasses.replace(self, stack=stack, former_stacks=tuple(f for f in former if f != stack))
+
     def next_serial(self) -> State:
         """The state as written next: serial + 1, and a lineage if it had none."""
         return dataclasses.replace(self, lineage=self.lineage or str(uuid.uuid4()), serial=self.serial + 1)
@@ -278,6 +292,8 @@ class State:
             "journal": [e.to_json() for e in self.journal],
             "appliedPlans": list(self.applied_plans),
             "deposed": {k: [d.to_json() for d in v] for k, v in sorted(self.deposed.items())},
+            **({"stack": self.stack} if self.stack else {}),
+            **({"formerStacks": list(self.former_stacks)} if self.former_stacks else {}),
         }
 
     @classmethod
@@ -313,7 +329,8 @@ class State:
         resources, legacy = _legacy_journal(resources)
         return cls(data["lineage"], int(data["serial"]), resources, data.get("leases", {}),
                    tuple(journal + legacy), tuple(data.get("appliedPlans", ())),
-                   {k: v for k, v in deposed.items() if v})
+                   {k: v for k, v in deposed.items() if v}, data.get("stack"),
+                   tuple(data.get("formerStacks") or ()))
 
 
 _REPAIR = "; restore the previous version (state.json.backup, or the S3 key's .backup) or fix it by hand"
@@ -372,6 +389,11 @@ def _check_top_level(data: Mapping[str, Any], origin: str) -> None:
     for field in ("journal", "appliedPlans"):
         if field in data and data[field] is not None and not isinstance(data[field], list):
             problems.append(f"{field}: expected a list, got {_shape(data[field])}")
+    if data.get("stack") is not None and not isinstance(data["stack"], str):
+        problems.append(f"stack: expected a string, got {_shape(data['stack'])}")
+    former = data.get("formerStacks")
+    if former is not None and not (isinstance(former, list) and all(isinstance(f, str) for f in former)):
+        problems.append("formerStacks: expected a list of stack names")
     plans = data.get("appliedPlans") or []
     if isinstance(plans, list) and not all(isinstance(p, str) for p in plans):
         problems.append("appliedPlans: expected a list of plan ids")
