@@ -24,7 +24,7 @@ from reconciler import refresh
 from reconciler.aws import session
 from tests.conftest import run, state_of
 
-JSON_SERVICES = {"kms", "secrets-manager", "ssm", "dynamodb"}  # before-send names use the hyphenated service id
+JSON_SERVICES = {"kms", "secrets-manager", "ssm", "dynamodb", "resource-groups-tagging-api"}  # before-send names use the hyphenated service id
 WRITE_PREFIXES = ("Create", "Put", "Update", "Tag", "Enable", "Attach", "Schedule", "Delete")
 
 STACK = """\

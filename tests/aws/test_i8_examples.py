@@ -231,7 +231,7 @@ def test_a_cross_account_example_without_its_external_id_is_refused(example, nam
 
 
 # -- `reconciler policy` for the identity running apply, once the keys exist ----------------
-NO_ARN_ACTIONS = {"kms:ListAliases", "kms:ListKeys", "iam:ListOpenIDConnectProviders"}
+NO_ARN_ACTIONS = {"kms:ListAliases", "kms:ListKeys", "iam:ListOpenIDConnectProviders", "tag:GetResources"}
 
 
 @pytest.mark.parametrize(("name", "key", "role"), [("cerby-vault", "cerby-rsa", "cerby-kms-access"),
