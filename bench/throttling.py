@@ -44,7 +44,7 @@ from reconciler import cli  # noqa: E402
 from reconciler.aws import session  # noqa: E402
 from reconciler.sandbox import server  # noqa: E402
 
-JSON_SERVICES = {"kms", "secrets-manager", "ssm", "dynamodb"}  # event names use the hyphenated service id
+JSON_SERVICES = {"kms", "secrets-manager", "ssm", "dynamodb", "resource-groups-tagging-api"}  # event names use the hyphenated service id
 
 
 class _Raw:

@@ -46,7 +46,8 @@ from reconciler.aws import errors as aws_errors
 MAX_ATTEMPTS = 8  # total attempts per call; AWS_MAX_ATTEMPTS overrides it, as for the AWS CLI
 THROTTLE_BASE_DELAY = 0.05  # seconds: a throttled retry waits rand(0, 1) * min(this * 2**i, MAX_BACKOFF)
 MAX_BACKOFF = 20.0  # seconds, botocore's cap
-RETRY_BUDGET = botocore.retries.quota.RetryQuota.INITIAL_CAPACITY  # per service and region: 100 throttled retries
+RETRY_BUDGET = 250  # per service and region: 50 throttled retries (botocore: 500). A storm spends it in at most
+# about 7 calls of backoff (7 retries, <= 6.35 s each call): a throttled-out run fails within ~45 s, never 90
 MAX_PARALLELISM = 64  # the most calls side by side (--parallelism): connections kept per client
 
 CallListener = Callable[[str, str, str | None], None]  # service, operation, region

@@ -9,6 +9,7 @@ is there by the time a dependent runs (dependency order)."""
 
 from __future__ import annotations
 
+import copy
 import json
 import pathlib
 import threading
@@ -46,7 +47,7 @@ class ApplyContext:
         self.regenerate_lost = False  # plan option: new values for generated secrets whose key is gone
         self.persist: Persist | None = None
         self.keyring = keyrings.Keyring(self.adapters)
-        self._tagged: dict[str, dict[str, dict[str, str]]] = {}
+        self._tagged: dict[str, dict[str, dict[str, str]] | errors.ReconcilerError] = {}
         self._tagged_lock = threading.Lock()
 
     # -- adapters by connection ---------------------------------------------------
@@ -80,9 +81,15 @@ class ApplyContext:
         with self._tagged_lock:
             if key not in self._tagged:
                 adapter = self.adapters.tagging(region, connection.get("auth"))
-                self._tagged[key] = {arn: tags for name in (self.stack, *self.former_stacks())
-                                     for arn, tags in adapter.tagged({"reconciler:stack": name}, types).items()}
-            return self._tagged[key]
+                try:
+                    self._tagged[key] = {arn: tags for name in (self.stack, *self.former_stacks())
+                                         for arn, tags in adapter.tagged({"reconciler:stack": name}, types).items()}
+                except errors.ReconcilerError as exc:  # every address waiting on it fails with it, at once
+                    self._tagged[key] = exc
+            found = self._tagged[key]
+        if isinstance(found, errors.ReconcilerError):
+            raise copy.copy(found)  # a copy each: callers prefix it with their address
+        return found
 
     def check_connection(self, connection: Mapping[str, Any]) -> None:
         self.adapters.check(connection.get("auth"), connection.get("region"))

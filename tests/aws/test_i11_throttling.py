@@ -238,7 +238,7 @@ def test_one_budget_spent_by_one_client_is_spent_for_the_others(aws, throttle):
     for _ in range(3):
         with pytest.raises(botocore.exceptions.ClientError, match="ThrottlingException") as caught:
             second.list_keys()
-    # what is left of the budget (500 - 14*35 = 10: two retries) then one attempt per call
+    # what is left of the budget (250 - 7*35 = 5: one retry) then one attempt per call
     assert hook.total - spent <= 3 + 2
     metadata = caught.value.response["ResponseMetadata"]  # type: ignore[attr-defined]
     assert metadata.get("RetryQuotaReached") is True
