@@ -440,8 +440,8 @@ def import_command(address: str, aws_id: str, directory: str, lock_timeout: floa
     workspace = engine.open_stack(directory)
     aws = engine.new_context(workspace)
     with workspace.backend.lock("import", timeout=lock_timeout):
-        entry = importer.import_resource(workspace, aws, address, aws_id)
-    click.echo(f"Imported {entry.ids.get('arn')} as {address}; run plan to see what would change.")
+        entry, note = importer.import_resource(workspace, aws, address, aws_id)
+    click.echo(f"Imported {importer.described(entry)} as {address}; {note}.")
 
 
 # -- drift -----------------------------------------------------------------------
