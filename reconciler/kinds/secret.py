@@ -759,7 +759,11 @@ def import_entry(handler: SecretHandler, aws: base.AwsContext, desired: plan_mod
             "its KMS encryption context would never match, so it cannot be taken over; re-encrypt the value "
             f"(`reconciler secret encrypt --vault {vault} --name {desired.name}`) and apply")
     entry = handler.read(aws, desired)
-    if entry.attributes.get("value") == FOUND:
+    if not latest.number:  # written outside reconciler: no version of its history (secret get cannot read it)
+        entry = dataclasses.replace(entry, attributes={**entry.attributes, "value": FOUND})
+        note = ("it was written outside reconciler, so it is no version of reconciler's history: the next apply "
+                "writes the manifest's value as a new version")
+    elif entry.attributes.get("value") == FOUND:
         note = ("its stored value is not compared without decrypting it: the next apply writes the manifest's "
                 "value as a new version")
     else:
