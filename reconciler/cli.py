@@ -440,8 +440,8 @@ def import_command(address: str, aws_id: str, directory: str, lock_timeout: floa
     workspace = engine.open_stack(directory)
     aws = engine.new_context(workspace)
     with workspace.backend.lock("import", timeout=lock_timeout):
-        entry = importer.import_resource(workspace, aws, address, aws_id)
-    click.echo(f"Imported {entry.ids.get('arn')} as {address}; run plan to see what would change.")
+        entry, note = importer.import_resource(workspace, aws, address, aws_id)
+    click.echo(f"Imported {importer.described(entry)} as {address}; {note}.")
 
 
 # -- drift -----------------------------------------------------------------------
@@ -450,12 +450,16 @@ def import_command(address: str, aws_id: str, directory: str, lock_timeout: floa
 @click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
 @click.option("--parallelism", default=PARALLELISM, show_default=True, type=PARALLELISM_RANGE, help=PARALLELISM_HELP)
 @click.option("--force", is_flag=True, help=FORCE_ROLLBACK_HELP)
+@click.option("--unmanaged", is_flag=True, help="Also list live objects tagged for this stack, or under its alias "
+              "and path prefixes, that state does not record (exit 2 when any).")
 @REQUIRE_REMOTE_STATE
 @_stacks_options
-def drift(directory: str, fmt: str, parallelism: int, force: bool, require_remote_state: bool,
+def drift(directory: str, fmt: str, parallelism: int, force: bool, unmanaged: bool, require_remote_state: bool,
           changed_since: str | None, stack_parallelism: int) -> None:
     """Report every difference between the recorded state and live AWS (exit 2 on drift)."""
     found = multistack.layout(directory, changed_since)
+    if found is not None and unmanaged:
+        raise errors.ConfigError(f"{directory}: drift --unmanaged runs on one stack at a time (a stack root)")
     if found is not None:
         _many(multistack.drifting(fmt, color=_is_tty(sys.stdout), parallelism=parallelism,
                                   require_remote_state=require_remote_state), found, fmt,
@@ -463,16 +467,18 @@ def drift(directory: str, fmt: str, parallelism: int, force: bool, require_remot
     workspace = engine.open_stack(directory)
     if require_remote_state:
         engine.require_remote_state(workspace)
-    items = engine.drift(workspace, engine.new_context(workspace), progress=_progress(), parallelism=parallelism,
-                         force=force)
+    aws = engine.new_context(workspace)
+    items = engine.drift(workspace, aws, progress=_progress(), parallelism=parallelism, force=force)
+    extra = engine.unmanaged(workspace, aws, parallelism) if unmanaged else None
     match fmt:
         case "json":
-            click.echo(structured.drift_json(items, stack=workspace.config.stack.name), nl=False)
+            click.echo(structured.drift_json(items, stack=workspace.config.stack.name, unmanaged=extra), nl=False)
         case "markdown":
-            click.echo(structured.drift_markdown(items, stack=workspace.config.stack.name), nl=False)
+            click.echo(structured.drift_markdown(items, stack=workspace.config.stack.name, unmanaged=extra),
+                       nl=False)
         case _:
-            click.echo(text.render_drift_report(items, color=_is_tty(sys.stdout)), nl=False)
-    if any(item.severity != "info" for item in items):
+            click.echo(text.render_drift_report(items, color=_is_tty(sys.stdout), unmanaged=extra), nl=False)
+    if any(item.severity != "info" for item in items) or extra:
         sys.exit(2)  # info items (say, grants AWS services made for themselves) are shown, never page
 
 

@@ -21,6 +21,7 @@ from reconciler.plan import diff
 from reconciler.plan import model as plan_model
 from reconciler.plan import planner
 from reconciler.plan import rules as plan_rules
+from reconciler.plan import unmanaged as unmanaged_model
 from reconciler.state import backend as state_backend
 from reconciler.render import values
 from reconciler.state import model as state_model
@@ -261,6 +262,29 @@ def drift(workspace: Workspace, aws: base.AwsContext, progress: Progress = _quie
                                       None, progress, parallelism)
     found = planner.detect_drift(prior, refreshed, desired, rules=kinds.RULES)
     return list(hide_sensitive_drift([*found, *resume.left_open(recovered, None)]))
+
+
+def unmanaged(workspace: Workspace, aws: base.AwsContext,
+              parallelism: int | None = None) -> tuple[unmanaged_model.Unmanaged, ...]:
+    """``drift --unmanaged``: live objects that look like this stack's but that
+    state does not record, from every kind's optional ``unmanaged`` hook
+    (base.ListsUnmanaged), the kinds side by side. Run after ``drift`` (the
+    context then holds the desired resources and the recovered state)."""
+    if aws.state.lineage is None and not aws.desired:
+        aws.desired, aws.state = desired_of(workspace.config, resolve_values=False), workspace.backend.read()
+    hooks = [(kind, getattr(handler, "unmanaged")) for kind, handler in sorted(kinds.HANDLERS.items())
+             if getattr(handler, "unmanaged", None) is not None]
+
+    def one(hook: tuple[str, Callable[..., list[unmanaged_model.Unmanaged]]]) -> list[unmanaged_model.Unmanaged]:
+        kind, listed = hook
+        try:
+            return listed(aws, aws.desired, aws.state)
+        except errors.ReconcilerError as exc:
+            raise errors.prefixed(exc, f"drift --unmanaged ({kind}): ") from None
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=refreshing.workers(parallelism)) as pool:
+        found = [item for items in pool.map(one, hooks) for item in items]
+    return unmanaged_model.ordered(found)
 
 
 def new_context(workspace: Workspace | None = None) -> base.AwsContext:

@@ -344,3 +344,14 @@ class IamAdapter(adapter.Adapter):
                        ServiceSpecificCredentialId=credential["ServiceSpecificCredentialId"])
             removed.append(f"service credential {credential['ServiceSpecificCredentialId']}")
         return removed
+
+    # -- listing (import, drift --unmanaged) ------------------------------------------------
+    def access_key_details(self, user: str) -> list[dict[str, str]]:
+        """Every access key of ``user``, oldest first: id, status and creation date (ISO 8601)."""
+        keys = self._pages("ListAccessKeys", "AccessKeyMetadata", UserName=user)
+        return [{"id": str(k["AccessKeyId"]), "status": str(k["Status"]), "created": k["CreateDate"].isoformat()}
+                for k in sorted(keys, key=lambda k: k["CreateDate"])]
+
+    def roles(self, path_prefix: str = "/") -> list[dict[str, Any]]:
+        """ListRoles under ``path_prefix`` (RoleName, Path, Arn...; no tags: ``role_tags`` reads them)."""
+        return [dict(r) for r in self._pages("ListRoles", "Roles", PathPrefix=path_prefix)]

@@ -49,6 +49,11 @@ class KmsAdapter(adapter.Adapter):
                 continue  # deleted meanwhile, or not ours
         return found
 
+    def aliases(self) -> dict[str, str]:
+        """Every alias of this region that names a key: alias name -> target key id."""
+        return {str(a["AliasName"]): str(a["TargetKeyId"]) for a in self._pages("ListAliases", "Aliases")
+                if a.get("TargetKeyId")}
+
     def grants(self, key_id: str) -> list[Mapping[str, Any]]:
         return self._pages("ListGrants", "Grants", KeyId=key_id)
 

@@ -393,6 +393,56 @@ class AccessKeyRotationHandler:
             attributes.pop("previousKey", None)
         return dataclasses.replace(entry, ids=ids, attributes=attributes)
 
+    # -- reconciler import ----------------------------------------------------------------
+    def import_object(self, aws: base.AwsContext, desired: plan_model.Desired,
+                      aws_id: str) -> tuple[state_model.ResourceState, str]:
+        """``reconciler import AccessKeyRotation/NAME USER``: take over the rotation
+        of the key the user has now. Its one active key is adopted as the
+        current key, issued when IAM says it was made; reconciler never knew
+        its secret, so the outputs do not hold it and the next apply rotates at
+        once: a new pair, verified, into the outputs, the adopted key kept
+        active for ``gracePeriod`` and then retired like any previous key
+        (deactivated, then deleted a gracePeriod later). An inactive second key
+        is left as one this stack did not issue (a rotation deletes an inactive
+        key first). Refused: no user, no active key (nothing to take over: apply
+        issues the first), or two active keys (which one is in use?)."""
+        user = str(desired.attributes["userName"])
+        if aws_id != user:
+            raise errors.ConfigError(f"{desired.address}: declares the user {user}, not {aws_id}; set userName: "
+                                     f"{aws_id} in its manifest to import that user's key")
+        client = _iam(aws, desired.connection)
+        try:
+            found = client.user(user)
+            if found is None:
+                raise errors.AwsNotFound(f"{desired.address}: IAM user {user} does not exist", "NoSuchEntity")
+            keys = client.access_key_details(user)
+        except errors.AwsAccessDenied as exc:
+            raise errors.AwsAccessDenied(f"{desired.address}: {_denied_hint(exc, desired)}", exc.code) from None
+        active = [k for k in keys if k["status"] == ACTIVE]
+        named = ", ".join(f"{k['id']} ({k['status']})" for k in keys)
+        if not active:
+            raise errors.ConfigError(
+                f"{desired.address}: user {user} holds no active access key ({named or 'none'}), so there is "
+                "nothing to take over: `reconciler apply` issues its first key without an import")
+        if len(active) > 1:
+            raise errors.ConfigError(
+                f"{desired.address}: user {user} holds two active access keys ({named}); import adopts the one "
+                "in use: deactivate or delete the other (aws iam update-access-key --status Inactive), then "
+                "import again")
+        key = active[0]
+        outputs = {which: {k: v for k, v in desired.attributes["outputs"][which].items()} for which in OUTPUTS}
+        ids = {"userName": user, "userArn": str(found["Arn"]),
+               "current": {"id": key["id"], "issuedAt": _at(_when(key["created"])), "adoptedBy": "import"},
+               "outputs": outputs}
+        attributes = _status(desired.attributes, False, {w: _output_state(aws, o) for w, o in outputs.items()},
+                             foreign={k["id"]: k["status"] for k in keys if k["id"] != key["id"]})
+        entry = state_model.ResourceState(KIND, desired.name, state_model.Mode.MANAGED, ids, attributes,
+                                          desired.connection, desired.dependencies)
+        return entry, (f"key {key['id']} of user {user} adopted as the current key; its secret was never known "
+                       f"here, so the next apply rotates at once: a new pair into {output_names(desired.attributes)}, "
+                       f"and {key['id']} stays active for the grace period ({desired.attributes['gracePeriod']}), "
+                       "then is deactivated and deleted")
+
 
 # -- the protocol's steps ------------------------------------------------------------------------
 def _where(recorded: Mapping[str, Any]) -> str:
@@ -567,6 +617,11 @@ def _rotation_reason(desired: plan_model.Desired, entry: state_model.ResourceSta
         how = "deleted" if seen.get("currentKey") == DELETED else "deactivated"
         return (f"the current key {current} was {how} outside reconciler: whoever uses the outputs is broken; "
                 "a new key is issued now")
+    if (entry.ids.get("current") or {}).get("adoptedBy") == "import" and \
+            not any((o or {}).get("storedDigest") for o in (entry.ids.get("outputs") or {}).values()):
+        return (f"key {current} was adopted by `reconciler import` and its secret was never known here: a new "
+                f"pair is issued, verified and written to {output_names(desired.attributes)}; {current} is "
+                "retired after the grace period")
     changed = [w for w, s in (seen.get("outputValues") or {}).items() if s != AS_WRITTEN]
     if changed:
         names = ", ".join(f"{entry.ids['outputs'][w]['vault']}/{entry.ids['outputs'][w]['secret']}"

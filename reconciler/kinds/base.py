@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Protocol, runtime_checkable
 
 from reconciler.kinds import context
@@ -10,6 +10,7 @@ from reconciler.manifest import model as manifest
 from reconciler.plan import actions
 from reconciler.plan import model as plan_model
 from reconciler.plan import planner
+from reconciler.plan import unmanaged as unmanaged_model
 from reconciler.state import model as state_model
 
 Checkpoint = Callable[[state_model.ResourceState], None]
@@ -76,6 +77,18 @@ class Adopts(Protocol):
         """Find an object to adopt, by ``desired.lookup``."""
 
     def read(self, aws: AwsContext, desired: plan_model.Desired) -> state_model.ResourceState: ...
+
+
+@runtime_checkable
+class Imports(Protocol):
+    """``reconciler import`` of a kind that is not adopted by a plain lookup
+    (``Adopts.read`` of ``desired.lookup``): the state entry for the object
+    ``aws_id`` names, refused in one line (errors.ConfigError / PlanError)
+    when that object cannot be taken over as ``desired``, and a sentence
+    saying what the next plan does with it."""
+
+    def import_object(self, aws: AwsContext, desired: plan_model.Desired,
+                      aws_id: str) -> tuple[state_model.ResourceState, str]: ...
 
 
 @runtime_checkable
@@ -147,3 +160,14 @@ class ResolvesValues(Protocol):
                   resource: manifest.Resource | None) -> list[str]:
         """At apply, before the first write: problems that refuse the plan (a
         fromEnv value unset, empty or changed since the plan), one line each."""
+
+
+class ListsUnmanaged(Protocol):
+    """Optional hook of a Handler, called once per kind by ``drift --unmanaged``."""
+
+    def unmanaged(self, aws: AwsContext, desired: Mapping[str, plan_model.Desired],
+                  prior: state_model.State) -> list[unmanaged_model.Unmanaged]:
+        """The live objects of this kind that state does not record although
+        they carry this stack's ``reconciler:stack`` tag (warning), or that sit
+        under the alias / path prefixes the stack's own objects use (info), in
+        the regions the stack's resources (desired and recorded) use."""

@@ -41,11 +41,13 @@ from reconciler.aws import factory
 from reconciler.aws import iam as iam_adapter
 from reconciler.kinds import access_key_rotation as rotation
 from reconciler.kinds import base, kms, recovery
+from reconciler.kinds import unmanaged as listing
 from reconciler.manifest import model as manifest
 from reconciler.plan import actions as plan_actions
 from reconciler.plan import model as plan_model
 from reconciler.plan import planner, policydoc
 from reconciler.plan import rules as plan_rules
+from reconciler.plan import unmanaged as unmanaged_model
 from reconciler.state import model as state_model
 
 KIND = "DynamicIamTemplate"
@@ -385,6 +387,45 @@ class DynamicIamTemplateHandler:
                  "connection": dict(desired.connection), "revokeAttempts": 0, "lastError": ""}
         aws.persist_outcome(aws.state.with_lease(lease).without_journal(journal.operation_id))
         return lease, key_id, secret
+
+    # -- drift --unmanaged --------------------------------------------------------
+    def unmanaged(self, aws: base.AwsContext, desired: Mapping[str, plan_model.Desired],
+                  prior: state_model.State) -> list[unmanaged_model.Unmanaged]:
+        """IAM users tagged for this stack that no lease in state records (those
+        of a template in state are its own drift: orphans), and users under a
+        path this stack's templates use (other than ``/``)."""
+        names = listing.recorded(prior)
+        entries = listing.entries_of(KIND, desired, prior)
+        templates = {e.address for e in prior.resources.values() if e.kind == KIND}
+        paths = sorted({str(a.get("path") or "/") for a, _ in entries} - {"/"})
+        found: list[unmanaged_model.Unmanaged] = []
+        for connection in listing.connections(aws, [(c, factory.GLOBAL_REGION) for _, c in entries],
+                                              region=factory.GLOBAL_REGION):
+            client = _iam(aws, connection)
+            for user in client.users("/"):
+                name, arn, path = str(user["UserName"]), str(user["Arn"]), str(user.get("Path") or "/")
+                if name in names or arn in names:
+                    continue
+                tags = client.user_tags(name)
+                template = str(tags.get(TEMPLATE_TAG, ""))
+                if tags.get("reconciler:stack") == aws.stack:
+                    if template in templates:
+                        continue  # reported by the template's own refresh, as an orphan
+                    found.append(unmanaged_model.Unmanaged(
+                        KIND, "iam:user", arn, "global", unmanaged_model.TAGGED,
+                        f"tagged reconciler:stack={aws.stack}{f', {TEMPLATE_TAG}={template}' if template else ''}; "
+                        "no lease in state records it",
+                        "a lease user whose lease state lost (its credentials were printed once, never kept): "
+                        "delete it, or declare its template and apply, after which `apply --allow-destroy` "
+                        "deletes it as an orphan", template))
+                    continue
+                under = next((p for p in paths if path.startswith(p)), None)
+                if under is not None:
+                    found.append(unmanaged_model.Unmanaged(
+                        KIND, "iam:user", arn, "global", unmanaged_model.PREFIX,
+                        f"user {name} is under the path {under} this stack's templates use; no lease records it",
+                        "leave it if another stack or person owns it, else delete it"))
+        return found
 
 
 def _outermost(paths: set[str]) -> set[str]:

@@ -29,12 +29,14 @@ from reconciler.aws import factory
 from reconciler.aws import iam as iam_adapter
 from reconciler.aws import propagation
 from reconciler.kinds import base, kms, oidc, recovery
+from reconciler.kinds import unmanaged as listing
 from reconciler.manifest import model as manifest
 from reconciler.plan import actions as plan_actions
 from reconciler.plan import model as plan_model
 from reconciler.plan import planner
 from reconciler.plan import refs
 from reconciler.plan import rules as plan_rules
+from reconciler.plan import unmanaged as unmanaged_model
 from reconciler.state import model as state_model
 
 KIND = "IamRole"
@@ -355,6 +357,36 @@ class IamRoleHandler:
 
     def delete(self, aws: base.AwsContext, entry: state_model.ResourceState) -> None:
         _iam(aws, entry.connection).delete_role(str(entry.ids["roleName"]))
+
+    # -- drift --unmanaged --------------------------------------------------------
+    def unmanaged(self, aws: base.AwsContext, desired: Mapping[str, plan_model.Desired],
+                  prior: state_model.State) -> list[unmanaged_model.Unmanaged]:
+        """Roles tagged for this stack that state does not record, and roles
+        under a path this stack's roles use (other than ``/``). Service-linked
+        roles are AWS's, never ours."""
+        names = listing.recorded(prior)
+        entries = listing.entries_of(KIND, desired, prior)
+        paths = sorted({str(a.get("path") or "/") for a, _ in entries} - {"/"})
+        found: list[unmanaged_model.Unmanaged] = []
+        for connection in listing.connections(aws, [(c, factory.GLOBAL_REGION) for _, c in entries],
+                                              region=factory.GLOBAL_REGION):
+            client = _iam(aws, connection)
+            for role in client.roles():
+                name, arn, path = str(role["RoleName"]), str(role["Arn"]), str(role.get("Path") or "/")
+                if name in names or arn in names or path.startswith("/aws-service-role/"):
+                    continue
+                tags = client.role_tags(name)
+                if tags.get(kms.STACK_TAG) == aws.stack:
+                    found.append(listing.tagged_item(KIND, "iam:role", arn, "global", tags, prior, aws.stack, "role"))
+                    continue
+                under = next((p for p in paths if path.startswith(p)), None)
+                if under is not None:
+                    found.append(unmanaged_model.Unmanaged(
+                        KIND, "iam:role", arn, "global", unmanaged_model.PREFIX,
+                        f"role {name} is under the path {under} this stack's roles use; not in state",
+                        f"declare it and `reconciler import IamRole/NAME {name}`, or leave it if another stack "
+                        "owns it"))
+        return found
 
 
 def _settle_failed(handler: IamRoleHandler, aws: base.AwsContext, journal: state_model.JournalEntry) -> None:

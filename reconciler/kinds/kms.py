@@ -22,6 +22,7 @@ from typing import Any
 from reconciler import errors
 from reconciler.aws import kms as kms_adapter
 from reconciler.kinds import base, key_users, recovery
+from reconciler.kinds import unmanaged as listing
 from reconciler.kinds import vault as vault_kind
 from reconciler.manifest import model as manifest
 from reconciler.plan import actions as plan_actions
@@ -29,6 +30,7 @@ from reconciler.plan import diff
 from reconciler.plan import model as plan_model
 from reconciler.plan import planner, policydoc
 from reconciler.plan import rules as plan_rules
+from reconciler.plan import unmanaged as unmanaged_model
 from reconciler.state import model as state_model
 
 KIND = "KmsProvider"
@@ -479,6 +481,57 @@ class KmsProviderHandler:
             entry = dataclasses.replace(entry, ids={**entry.ids, ARNS: [entry.ids["arn"]]})
         return dataclasses.replace(entry, mode=desired.mode, attributes=recorded,
                                    connection=desired.connection, dependencies=desired.dependencies)
+
+    # -- drift --unmanaged --------------------------------------------------------
+    def unmanaged(self, aws: base.AwsContext, desired: Mapping[str, plan_model.Desired],
+                  prior: state_model.State) -> list[unmanaged_model.Unmanaged]:
+        """Keys tagged for this stack that state does not record, and keys whose
+        alias sits under a prefix this stack's aliases use (``alias/team/``), in
+        every region its keys and replicas live in. Keys pending deletion are
+        left out: they are on their way out."""
+        names = listing.recorded(prior)
+        pairs: list[tuple[Mapping[str, Any], str]] = []
+        prefixes: dict[str, set[str]] = {}
+        for attributes, connection in listing.entries_of(KIND, desired, prior):
+            regions = [str(attributes.get("region") or connection.get("region")),
+                       *sorted(attributes.get("replicas") or {})]
+            prefix = unmanaged_model.prefix_of(str(attributes.get("alias") or "").removeprefix("alias/"))
+            for region in regions:
+                pairs.append((connection, region))
+                if prefix:
+                    prefixes.setdefault(region, set()).add(f"alias/{prefix}")
+        found: list[unmanaged_model.Unmanaged] = []
+        for connection in listing.connections(aws, pairs):
+            region = str(connection["region"])
+            kms = aws.kms(connection)
+
+            def live(key: str) -> Mapping[str, Any] | None:
+                meta = kms.describe_key(key)
+                if meta is None or meta.get("KeyState") in ("PendingDeletion", "PendingReplicaDeletion"):
+                    return None
+                return meta
+
+            for arn, tags in sorted(aws.tagged_for_stack(connection, ("kms:key",)).items()):
+                if arn in names or arn.rsplit("/", 1)[-1] in names or live(arn) is None:
+                    continue
+                found.append(listing.tagged_item(KIND, "kms:key", arn, region, tags, prior, aws.stack, "key"))
+            under = sorted(prefixes.get(region, ()))
+            if not under:
+                continue
+            for alias, target in sorted(kms.aliases().items()):
+                prefix = next((p for p in under if alias.startswith(p)), None)
+                if prefix is None or target in names:
+                    continue
+                meta = live(target)
+                if meta is None or str(meta["Arn"]) in names:
+                    continue
+                found.append(unmanaged_model.Unmanaged(
+                    KIND, "kms:key", str(meta["Arn"]), region, unmanaged_model.PREFIX,
+                    f"alias {alias} is under {prefix}, a prefix this stack's aliases use; no resource in state "
+                    "holds its key",
+                    f"declare it and `reconciler import KmsProvider/NAME {alias}`, or leave it if another stack "
+                    "owns it"))
+        return found
 
 
 def key_arns(meta: Mapping[str, Any]) -> list[str]:

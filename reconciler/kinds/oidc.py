@@ -22,10 +22,12 @@ from reconciler import clock, errors
 from reconciler.aws import factory
 from reconciler.aws import iam as iam_adapter
 from reconciler.kinds import base, kms, recovery
+from reconciler.kinds import unmanaged as listing
 from reconciler.manifest import model as manifest
 from reconciler.plan import model as plan_model
 from reconciler.plan import planner
 from reconciler.plan import rules as plan_rules
+from reconciler.plan import unmanaged as unmanaged_model
 from reconciler.state import model as state_model
 
 KIND = "OidcProvider"
@@ -208,6 +210,26 @@ class OidcProviderHandler:
 
     def delete(self, aws: base.AwsContext, entry: state_model.ResourceState) -> None:
         iam(aws, entry.connection).delete_oidc_provider(str(entry.ids["arn"]))
+
+    # -- drift --unmanaged --------------------------------------------------------
+    def unmanaged(self, aws: base.AwsContext, desired: Mapping[str, plan_model.Desired],
+                  prior: state_model.State) -> list[unmanaged_model.Unmanaged]:
+        """OIDC providers tagged for this stack that state does not record."""
+        names = listing.recorded(prior)
+        entries = listing.entries_of(KIND, desired, prior)
+        found: list[unmanaged_model.Unmanaged] = []
+        for connection in listing.connections(aws, [(c, factory.GLOBAL_REGION) for _, c in entries],
+                                              region=factory.GLOBAL_REGION):
+            client = iam(aws, connection)
+            for arn in client.oidc_provider_arns():
+                if arn in names:
+                    continue
+                provider = client.oidc_provider(arn)
+                tags = (provider or {}).get("tags") or {}
+                if tags.get(kms.STACK_TAG) == aws.stack:
+                    found.append(listing.tagged_item(KIND, "iam:oidc-provider", arn, "global", tags, prior,
+                                                     aws.stack, "provider"))
+        return found
 
 
 def _settle_failed(handler: OidcProviderHandler, aws: base.AwsContext, journal: state_model.JournalEntry) -> None:

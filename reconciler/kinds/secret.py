@@ -413,6 +413,15 @@ class SecretHandler:
         if settled.store.describe() != stored.store.describe():
             settled.store.delete(entry.name)
 
+    # -- reconciler import, drift --unmanaged (the module's last functions) -----------------
+    def import_object(self, aws: base.AwsContext, desired: plan_model.Desired,
+                      aws_id: str) -> tuple[state_model.ResourceState, str]:
+        return import_entry(self, aws, desired, aws_id)
+
+    def unmanaged(self, aws: base.AwsContext, desired: Mapping[str, plan_model.Desired],
+                  prior: state_model.State) -> list[unmanaged_model.Unmanaged]:
+        return unmanaged_entries(aws, desired, prior)
+
 
 def _move(aws: base.AwsContext, desired: plan_model.Desired, entry: state_model.ResourceState,
           checkpoint: base.Checkpoint) -> state_model.ResourceState | None:
@@ -762,3 +771,88 @@ class SecretRules(plan_rules.Rules):
 
 
 RULES = SecretRules()
+
+
+# What the import and drift --unmanaged functions below use, imported here (not at the top) so that
+# this section stays apart from the rest of the module.
+from reconciler.aws import secretsmanager as sm_adapter  # noqa: E402
+from reconciler.kinds import unmanaged as listing  # noqa: E402
+from reconciler.plan import unmanaged as unmanaged_model  # noqa: E402
+
+
+# -- reconciler import -----------------------------------------------------------------------
+def import_entry(handler: SecretHandler, aws: base.AwsContext, desired: plan_model.Desired,
+                 aws_id: str) -> tuple[state_model.ResourceState, str]:
+    """``reconciler import Secret/NAME VAULT/NAME``: the entry already in the
+    vault's store, read into state when its envelope is bound to this stack,
+    vault and name (as ``find_owned`` finds it); an entry sealed for another
+    binding is refused: its KMS encryption context names someone else's."""
+    vault = str(desired.attributes["vault"])
+    wanted = f"{vault}/{desired.name}"
+    if aws_id != wanted:
+        raise errors.ConfigError(f"{desired.address}: {aws_id} is not its entry: an entry is bound to its vault and "
+                                 f"name, so Secret/{desired.name} of Vault/{vault} can only be {wanted}")
+    try:
+        attributes = vaults.state_attributes(aws, vault)
+        store = vaults.open_store(aws, attributes["store"], attributes.get("keepVersions", store_base.DEFAULT_KEEP))
+        latest = store.latest(desired.name)
+    except errors.AwsNotFound:
+        latest, store = None, None
+    where = store.describe() if store is not None else f"Vault/{vault}'s store"
+    if latest is None:
+        raise errors.AwsNotFound(f"{desired.address}: no entry {desired.name} in {where}", "NotFound")
+    try:
+        binding = env.Envelope.parse(latest.envelope).binding
+    except env.EnvelopeError:
+        raise errors.ConfigError(f"{desired.address}: the entry {desired.name} in {where} is not a reconciler "
+                                 "envelope (rcl:v1:...); write the value with the manifest instead (declare it "
+                                 "with encrypted:, generate: or fromEnv: and apply)") from None
+    if binding != env.Binding(aws.stack, vault, desired.name):
+        raise errors.ConfigError(
+            f"{desired.address}: the entry {desired.name} in {where} is bound to stack {binding.stack}, vault "
+            f"{binding.vault}, secret {binding.secret}, not to this stack's {aws.stack}/{vault}/{desired.name}: "
+            "its KMS encryption context would never match, so it cannot be taken over; re-encrypt the value "
+            f"(`reconciler secret encrypt --vault {vault} --name {desired.name}`) and apply")
+    entry = handler.read(aws, desired)
+    if not latest.number:  # written outside reconciler: no version of its history (secret get cannot read it)
+        entry = dataclasses.replace(entry, attributes={**entry.attributes, "value": FOUND})
+        note = ("it was written outside reconciler, so it is no version of reconciler's history: the next apply "
+                "writes the manifest's value as a new version")
+    elif entry.attributes.get("value") == FOUND:
+        note = ("its stored value is not compared without decrypting it: the next apply writes the manifest's "
+                "value as a new version")
+    else:
+        note = "its value is the manifest's (the same envelope, or the value reconciler generated)"
+    return entry, f"version {entry.ids.get('version')} of {where}; {note}"
+
+
+# -- drift --unmanaged -----------------------------------------------------------------------
+UNMANAGED_TYPES = {"secretsmanager": "secretsmanager:secret", "ssm": "ssm:parameter"}
+
+
+def unmanaged_entries(aws: base.AwsContext, desired: Mapping[str, plan_model.Desired],
+                      prior: state_model.State) -> list[unmanaged_model.Unmanaged]:
+    """Secrets Manager secrets and SSM parameters tagged for this stack, in the
+    regions of its vaults' stores, whose reconciler:address (a Secret, or the
+    AccessKeyRotation whose output it is) state does not record. A secret
+    scheduled for deletion is left out (a Secret removed from its vault)."""
+    todo: set[tuple[str, str]] = set()
+    for attributes, _connection in listing.entries_of(vaults.KIND, desired, prior):
+        store = attributes.get("store") or {}
+        for name, type_ in UNMANAGED_TYPES.items():
+            if name in store:
+                todo.add((type_, str(store[name].get("region") or aws.default_connection.get("region"))))
+    found: list[unmanaged_model.Unmanaged] = []
+    for type_, region in sorted(todo):
+        if type_ == UNMANAGED_TYPES["secretsmanager"]:
+            listed = sm_adapter.SecretsManagerAdapter(aws.client("secretsmanager", region=region), region)
+            tagged = listed.tagged(listing.STACK_TAG, aws.stack)
+        else:
+            tagged = aws.tagged_for_stack(aws.default_connection, (type_,), region)
+        for arn, tags in sorted(tagged.items()):
+            address = str(tags.get(listing.ADDRESS_TAG, ""))
+            if address in prior.resources:
+                continue
+            kind = address.split("/", 1)[0] if "/" in address else KIND
+            found.append(listing.tagged_item(kind, type_, arn, region, tags, prior, aws.stack, "entry"))
+    return found

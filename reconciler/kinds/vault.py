@@ -389,6 +389,29 @@ class VaultHandler:
             if vault == entry.name:
                 resolve(aws, vault, attributes=attributes).store.delete(secret.name)
 
+    # -- reconciler import ----------------------------------------------------------------
+    def import_object(self, aws: base.AwsContext, desired: plan_model.Desired,
+                      aws_id: str) -> tuple[state_model.ResourceState, str]:
+        """A vault owns no AWS object: importing one records it from its manifest
+        (as its first apply would, without a write), so its Secrets can be
+        imported next. AWS_ID is ``-`` or the vault's name; its KmsProvider must
+        be in state (imported or applied), and an S3 store must take writes."""
+        if aws_id not in ("-", desired.name):
+            raise errors.ConfigError(f"{desired.address}: a vault has no AWS id (it owns no AWS object of its own); "
+                                     f"pass - (or {desired.name}) as AWS_ID to record it from its manifest")
+        provider = f"KmsProvider/{desired.attributes['provider']}"
+        if provider not in aws.state.resources:
+            raise errors.ConfigError(f"{desired.address}: its key, {provider}, is not in state: import it "
+                                     f"(`reconciler import {provider} KEY_ID`) or apply it first")
+        problems = self.check(aws, desired, None)
+        if problems:
+            raise errors.ConfigError(problems[0])
+        entry = self._entry(aws, desired)
+        store = open_store(aws, desired.attributes["store"], desired.attributes["keepVersions"]).describe()
+        return entry, (f"recorded from its manifest ({store}, wrapped by {provider}): nothing in AWS changed; "
+                       "import its Secrets next (`reconciler import Secret/NAME "
+                       f"{desired.name}/NAME`)")
+
 
 # -- plan rules (pure: the planner calls them through plan.rules.Rules) ---------------------
 def kept_by_key(entry: state_model.ResourceState, prior: state_model.State) -> dict[str, int]:

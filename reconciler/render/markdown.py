@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 
 from reconciler.plan import actions, model
 from reconciler.plan import rules as plan_rules
+from reconciler.plan import unmanaged as unmanaged_model
 from reconciler.render import text, values
 
 Action = actions.Action
@@ -250,24 +251,49 @@ def _plan_tail(plan: model.Plan) -> tuple[list[str], list[str]]:
     return full, short
 
 
+def _unmanaged_rows(items: Sequence[unmanaged_model.Unmanaged]) -> list[str]:
+    lines = ["| severity | kind | type | object | region | why | what to do |", "|---|---|---|---|---|---|---|"]
+    for item in items:
+        lines.append(f"| **{item.severity}** | {item.kind} | {code(item.type)} | {code(cell(item.id))} | "
+                     f"{item.region} | {cell(item.reason)} | {cell(item.hint) or '—'} |")
+    return lines
+
+
 def drift_markdown(items: Sequence[model.DriftItem], *, stack: str = "",
-                   limit: int = GITHUB_COMMENT_LIMIT) -> str:
-    """Every item (a note-only one too), severity per attribute, and a summary line last."""
+                   limit: int = GITHUB_COMMENT_LIMIT,
+                   unmanaged: Sequence[unmanaged_model.Unmanaged] | None = None) -> str:
+    """Every item (a note-only one too), severity per attribute, and a summary
+    line last; ``unmanaged`` (drift --unmanaged): a table of its own after the
+    drift table, and its own summary line. A report too long for ``limit``
+    loses rows from the end (unmanaged ones first), with a note saying so."""
     lines = [marker(DRIFT_MARKER, stack)] if stack else []
     lines += [f"### reconciler drift{f' for stack {code(stack)}' if stack else ''}", ""]
-    if not items:
-        return "\n".join([*lines, drift_summary_line(items)]) + "\n"
+    summary = [f"**{drift_summary_line(items)}**"]
+    if unmanaged is not None:
+        summary.append(f"**{text.unmanaged_summary_line(unmanaged)}**")
+    if not items and not unmanaged:
+        return "\n".join([*lines, *(s.strip("*") for s in summary)]) + "\n"
     critical = [i for i in items if i.severity == plan_rules.Severity.CRITICAL.value]
     lines += _alert("CAUTION", "Critical drift: something no longer works as recorded.",
                     [f"{code(i.address)}" + (f": {i.note}" if i.note else "") for i in critical])
-    rows = _drift_rows(items)
+    rows = _drift_rows(items)[2:] if items else []
+    extra = _unmanaged_rows(unmanaged)[2:] if unmanaged else []
+    everything = [(True, r) for r in rows] + [(False, r) for r in extra]
 
     def render(shown: int, _diffs: int) -> str:
-        body = [*lines, *rows[:shown + 2]]
-        if shown < len(rows) - 2:
+        kept = everything[:shown]
+        drift_rows = [r for is_drift, r in kept if is_drift]
+        unmanaged_rows = [r for is_drift, r in kept if not is_drift]
+        body = list(lines)
+        if items:
+            body += _drift_rows(())[:2] + drift_rows
+        if unmanaged_rows:
+            body += ["", "#### Unmanaged: objects that look like this stack's, not in state", "",
+                     *_unmanaged_rows(())[:2], *unmanaged_rows]
+        if shown < len(everything):
             body += ["", *_alert("NOTE", f"This report was cut to fit the {limit:,}-character limit.",
-                                 [f"{len(rows) - 2 - shown} of {len(rows) - 2} rows are not shown",
+                                 [f"{len(everything) - shown} of {len(everything)} rows are not shown",
                                   "run `reconciler drift --format json` for every item"])]
-        return "\n".join([*body, "", f"**{drift_summary_line(items)}**"]) + "\n"
+        return "\n".join([*body, "", *summary]) + "\n"
 
-    return _fit(render, len(rows) - 2, 0, limit)
+    return _fit(render, len(everything), 0, limit)

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from reconciler.plan import model
+from reconciler.plan import unmanaged as unmanaged_model
 from reconciler.render import markdown, terraform, values
 
 DRIFT_FORMAT = "reconciler-drift/v1"
@@ -45,9 +46,11 @@ def _drift_entry(item: model.DriftItem) -> dict[str, Any]:
             "attributes": terraform.drifted_attributes(item)}
 
 
-def drift_document(items: Sequence[model.DriftItem], *, stack: str = "") -> dict[str, Any]:
+def drift_document(items: Sequence[model.DriftItem], *, stack: str = "",
+                   unmanaged: Sequence[unmanaged_model.Unmanaged] | None = None) -> dict[str, Any]:
     """The drift report as a value: every item with a severity per attribute,
-    totals per severity; ``drift`` and ``critical`` as earlier versions had them."""
+    totals per severity; ``drift`` and ``critical`` as earlier versions had them;
+    ``unmanaged`` (drift --unmanaged) under its own key, and in ``drifted``."""
     totals = markdown.severity_totals(items)
     attribute_totals = {s: 0 for s in totals}
     for item in items:
@@ -65,11 +68,17 @@ def drift_document(items: Sequence[model.DriftItem], *, stack: str = "") -> dict
     }
     if stack:
         report["stack"] = stack
+    if unmanaged is not None:
+        report["unmanaged"] = {"count": len(unmanaged),
+                               "totals": {s: sum(1 for u in unmanaged if u.severity == s) for s in totals},
+                               "items": [u.to_json() for u in unmanaged]}
+        report["drifted"] = report["drifted"] or bool(unmanaged)  # unmanaged objects are drift (exit 2)
     return report
 
 
-def drift_json(items: Sequence[model.DriftItem], *, stack: str = "") -> str:
-    return _dump(drift_document(items, stack=stack))
+def drift_json(items: Sequence[model.DriftItem], *, stack: str = "",
+               unmanaged: Sequence[unmanaged_model.Unmanaged] | None = None) -> str:
+    return _dump(drift_document(items, stack=stack, unmanaged=unmanaged))
 
 
 def plan_markdown(plan: model.Plan, *, limit: int = markdown.GITHUB_COMMENT_LIMIT) -> str:
@@ -77,5 +86,6 @@ def plan_markdown(plan: model.Plan, *, limit: int = markdown.GITHUB_COMMENT_LIMI
 
 
 def drift_markdown(items: Sequence[model.DriftItem], *, stack: str = "",
-                   limit: int = markdown.GITHUB_COMMENT_LIMIT) -> str:
-    return markdown.drift_markdown(items, stack=stack, limit=limit)
+                   limit: int = markdown.GITHUB_COMMENT_LIMIT,
+                   unmanaged: Sequence[unmanaged_model.Unmanaged] | None = None) -> str:
+    return markdown.drift_markdown(items, stack=stack, limit=limit, unmanaged=unmanaged)

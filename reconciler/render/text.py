@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from reconciler.plan import actions, diff, model
+from reconciler.plan import unmanaged as unmanaged_model
 from reconciler.render import values
 
 Action = actions.Action
@@ -131,11 +132,41 @@ def _schedule_lines(plan: model.Plan) -> list[str]:
     return ["", "Schedule:", *(f"  {line}" for line in plan.schedule)]
 
 
-def render_drift_report(items: Sequence[model.DriftItem], *, color: bool = False) -> str:
+def render_drift_report(items: Sequence[model.DriftItem], *, color: bool = False,
+                        unmanaged: Sequence[unmanaged_model.Unmanaged] | None = None) -> str:
+    """The drift report; ``unmanaged`` (drift --unmanaged) adds its own section."""
     if not items:
-        return "No drift. Live AWS matches the recorded state.\n"
-    critical = sum(1 for i in items if i.severity == "critical")
-    lines = ["Drift: live AWS differs from the recorded state:", ""]
-    lines.extend(render_drift(items, color=color))
-    lines.append(f"Drift: {len(items)} resource(s) drifted, {critical} critical.")
+        lines = ["No drift. Live AWS matches the recorded state."]
+    else:
+        critical = sum(1 for i in items if i.severity == "critical")
+        lines = ["Drift: live AWS differs from the recorded state:", ""]
+        lines.extend(render_drift(items, color=color))
+        lines.append(f"Drift: {len(items)} resource(s) drifted, {critical} critical.")
+    if unmanaged is not None:
+        lines.extend(["", *render_unmanaged(unmanaged, color=color)])
     return "\n".join(lines) + "\n"
+
+
+def unmanaged_summary_line(items: Sequence[unmanaged_model.Unmanaged]) -> str:
+    if not items:
+        return "Unmanaged: none. Nothing tagged for this stack or under its prefixes is missing from state."
+    counts = {s: sum(1 for i in items if i.severity == s) for s in ("warning", "info")}
+    shown = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    return f"Unmanaged: {len(items)} object(s) not in state ({shown})."
+
+
+def render_unmanaged(items: Sequence[unmanaged_model.Unmanaged], *, color: bool = False) -> list[str]:
+    """Objects that look like this stack's but are not in state, one block each."""
+    style = _styler(color)
+    if not items:
+        return [unmanaged_summary_line(items)]
+    lines = ["Unmanaged: objects that look like this stack's, not in state:", ""]
+    for item in items:
+        badge = style(item.severity.upper(), "yellow" if item.severity == "warning" else "cyan")
+        lines.append(f"  # {item.kind} {item.type} {item.id} ({item.region}) [{badge}]")
+        lines.append(f"      {item.reason}")
+        if item.hint:
+            lines.append(f"      hint: {item.hint}")
+        lines.append("")
+    lines.append(unmanaged_summary_line(items))
+    return lines

@@ -116,8 +116,9 @@ def test_secret_get_of_a_missing_secret_names_vault_and_name(aws, stack):
 @pytest.mark.parametrize("address,message", [
     ("badaddr", "badaddr: expected KIND/NAME, such as KmsProvider/app-data"),
     ("KmsProvider/", "KmsProvider/: expected KIND/NAME"),
-    ("Vault/x", "Vault/x: Vault cannot be imported (a vault owns no AWS object of its own"),
-    ("Secret/x", "Secret/x: Secret cannot be imported"),
+    ("DynamicIamTemplate/x", "DynamicIamTemplate/x: DynamicIamTemplate cannot be imported (a template owns no "
+                             "AWS object of its own"),
+    ("Stack/x", "Stack/x: Stack cannot be imported (the Stack document is configuration"),
     ("Bogus/x", "Bogus/x: Bogus cannot be imported (no such kind); importable kinds: KmsProvider"),
 ])
 def test_import_of_what_cannot_be_imported_says_why(tmp_path, address, message):
