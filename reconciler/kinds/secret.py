@@ -506,7 +506,10 @@ def _stored_former(aws: base.AwsContext, entry: state_model.ResourceState) -> bo
 def _former_binding(aws: base.AwsContext, envelope: str | env.Envelope) -> str:
     """The former stack name an envelope is bound to ("" when it is bound to
     this stack's name, or to a stack that was never this one)."""
-    sealed = env.Envelope.parse(envelope) if isinstance(envelope, str) else envelope
+    try:
+        sealed = env.Envelope.parse(envelope) if isinstance(envelope, str) else envelope
+    except env.EnvelopeError:
+        return ""  # not an envelope at all (written by hand): drift, said elsewhere
     stack = sealed.binding.stack
     return stack if stack != aws.stack and aws.ours(stack) else ""
 

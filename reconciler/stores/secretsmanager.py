@@ -16,6 +16,7 @@ import re
 import time
 import uuid
 from collections.abc import Mapping
+from typing import Any
 
 from reconciler import errors
 from reconciler.aws import adapter
@@ -82,8 +83,7 @@ class SecretsManagerStore(adapter.Adapter):
                 if _deleted(exc):
                     return []  # scheduled for deletion: gone until restored
                 raise
-            found.append(self._version(item["VersionId"], item.get("CreatedDate"),
-                                       value["SecretBinary"].decode()))
+            found.append(self._version(item["VersionId"], item.get("CreatedDate"), _text(value)))
         return base.kept([v for _, v in sorted(found, key=lambda f: f[0])], self.keep)
 
     def latest(self, name: str) -> base.Version | None:
@@ -95,8 +95,7 @@ class SecretsManagerStore(adapter.Adapter):
             if _deleted(exc):
                 return None
             raise
-        envelope = value["SecretBinary"].decode() if "SecretBinary" in value else value.get("SecretString", "")
-        return self._version(value["VersionId"], value.get("CreatedDate"), envelope)[1]
+        return self._version(value["VersionId"], value.get("CreatedDate"), _text(value))[1]
 
     def put(self, name: str, envelope: str, *, tags: Mapping[str, str] | None = None) -> base.Version:
         current = self.latest(name)
@@ -151,3 +150,12 @@ class SecretsManagerStore(adapter.Adapter):
         except errors.AwsError as exc:
             if not _deleted(exc):
                 raise
+
+
+def _text(value: Any) -> str:
+    """What a version holds, as text: reconciler writes SecretBinary; a value
+    written by hand as SecretString (or binary that is not text) is read as it
+    is, so it shows as drift, never as an internal error."""
+    if "SecretBinary" in value:
+        return bytes(value["SecretBinary"]).decode(errors="replace")
+    return str(value.get("SecretString", ""))

@@ -42,3 +42,17 @@ def test_an_out_of_band_write_is_critical_drift_and_apply_restores_our_value(aws
     assert state_of(directory)["resources"]["Secret/made"]["ids"]["version"] == restored
     assert run("plan", directory, "--detailed-exitcode").exit_code == 0
     assert run("drift", directory).exit_code == 0
+
+
+def test_a_secrets_manager_value_written_by_hand_as_text_is_drift_not_an_internal_error(aws, stack):
+    directory = stack({"main.yaml": docs(key_doc(), vault_doc(STORES["secretsmanager"]),
+                                          secret_doc("made", "generate: {length: 12}"))})
+    assert run("apply", directory, "--auto-approve").exit_code == 0
+    sm = boto3.client("secretsmanager", region_name="us-east-1")
+    [listed] = sm.list_secrets()["SecretList"]
+    sm.put_secret_value(SecretId=listed["ARN"], SecretString="typed in the console")
+    drift = run("drift", directory)
+    assert drift.exit_code == 2 and "Secret/made [CRITICAL]" in drift.output
+    assert "internal error" not in drift.output and "Traceback" not in drift.output
+    assert run("apply", directory, "--auto-approve").exit_code == 0  # ours written back
+    assert run("drift", directory).exit_code == 0
