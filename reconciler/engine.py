@@ -17,7 +17,7 @@ from reconciler import refresh as refreshing
 from reconciler.aws import factory, session
 from reconciler.kinds import base, context
 from reconciler.manifest import model as manifest
-from reconciler.plan import diff
+from reconciler.plan import actions, diff
 from reconciler.plan import model as plan_model
 from reconciler.plan import planner
 from reconciler.plan import rules as plan_rules
@@ -64,6 +64,16 @@ def preflight(plan: plan_model.Plan, workspace: Workspace, aws: base.AwsContext)
         hook = getattr(kinds.handler_for(want.kind), "preflight", None)
         if hook is not None:
             problems.extend(hook(aws, want, workspace.config.resources.get(address)))
+    if not plan.refreshed:  # a --no-refresh plan never looked for what the stack made by its tags: now
+        for change in plan.actionable:
+            handler, wanted = kinds.handler_for(change.kind), plan.desired.get(change.resource_address)
+            if change.action is not actions.Action.CREATE or wanted is None \
+                    or not isinstance(handler, base.FindsOwned) or change.resource_address in aws.state.resources:
+                continue
+            found = handler.find_owned(aws, wanted)
+            if found is not None and found.attributes is not None:
+                problems.append(f"{change.address}: this plan was made with --no-refresh, and {found.found_by.split(':')[0]}"
+                                "; run plan again with refresh (it reads that object in instead of creating a duplicate)")
     if problems:
         raise errors.PlanError("\n".join(problems))
 
@@ -83,6 +93,7 @@ def make_plan(workspace: Workspace, aws: base.AwsContext, *, refresh_live: bool 
     desired = {} if destroy else desired_of(config)
     prior = state if state is not None else workspace.backend.read()
     state_backend.check_rollback(workspace.backend, prior, force=force)
+    check_stack_name(workspace, prior)
     plan_rules.check_state(prior, kinds.RULES)
     aws.desired, aws.state = desired, prior
     aws.regenerate_lost = regenerate_lost
@@ -254,6 +265,7 @@ def drift(workspace: Workspace, aws: base.AwsContext, progress: Progress = _quie
           parallelism: int | None = None, force: bool = False) -> list[plan_model.DriftItem]:
     prior = workspace.backend.read()
     state_backend.check_rollback(workspace.backend, prior, force=force)
+    check_stack_name(workspace, prior)
     plan_rules.check_state(prior, kinds.RULES)
     desired = desired_of(workspace.config, resolve_values=False)
     aws.desired, aws.state = desired, prior
@@ -285,6 +297,21 @@ def unmanaged(workspace: Workspace, aws: base.AwsContext,
     with concurrent.futures.ThreadPoolExecutor(max_workers=refreshing.workers(parallelism)) as pool:
         found = [item for items in pool.map(one, hooks) for item in items]
     return unmanaged_model.ordered(found)
+
+
+def check_stack_name(workspace: Workspace, state: state_model.State) -> None:
+    """A state written under another stack name is a rename only when the Stack
+    says so (``spec.formerNames``): otherwise this stack's backend points at
+    another stack's state, and nothing of it may be taken as this stack's."""
+    stack = workspace.config.stack
+    recorded = state.stack
+    if not recorded or recorded == stack.name or recorded in stack.former_names:
+        return
+    where = f"{stack.document.position(('metadata', 'name'))}: " if stack.document is not None else ""
+    raise errors.ConfigError(
+        f"{where}Stack/{stack.name}: its state ({workspace.backend.describe()}) was written by stack {recorded}; "
+        f"if this stack was renamed, list {recorded} under spec.formerNames (the plan then re-binds its "
+        "envelopes); if not, point its backend at its own state")
 
 
 def new_context(workspace: Workspace | None = None) -> base.AwsContext:

@@ -10,7 +10,7 @@ from reconciler.aws import adapter
 
 
 class TaggingAdapter(adapter.Adapter):
-    service = "resourcegroupstaggingapi"
+    service = "tag"  # as IAM names its actions (tag:GetResources), in errors and the policy
 
     def tagged(self, tags: Mapping[str, str], types: Sequence[str]) -> dict[str, dict[str, str]]:
         """ARN -> tags of every object of ``types`` (``kms:key``,

@@ -279,7 +279,7 @@ class DynamicIamTemplateHandler:
             if name in known or name in opened:
                 continue
             tags = client.user_tags(name)
-            if tags.get(TEMPLATE_TAG) == entry.address and tags.get("reconciler:stack") == aws.stack:
+            if tags.get(TEMPLATE_TAG) == entry.address and aws.ours(tags.get("reconciler:stack", "")):
                 found.append(name)
         return sorted(found)
 
@@ -408,7 +408,7 @@ class DynamicIamTemplateHandler:
                     continue
                 tags = client.user_tags(name)
                 template = str(tags.get(TEMPLATE_TAG, ""))
-                if tags.get("reconciler:stack") == aws.stack:
+                if aws.ours(tags.get("reconciler:stack", "")):
                     if template in templates:
                         continue  # reported by the template's own refresh, as an orphan
                     found.append(unmanaged_model.Unmanaged(

@@ -202,6 +202,9 @@ class SecretHandler:
             # older versions may still be under a previous key, so read them instead of guessing
             learned["versionKeys"] = vaults.version_keys(info.store.versions(entry.name))
         bound = _former_binding(aws, latest.envelope)
+        foreign = _foreign_binding(aws, latest.envelope, entry)
+        if foreign:  # bound to a stack that was never this one (a rename formerNames does not name)
+            ids["boundTo"] = foreign
         if found != entry.ids.get("storedDigest"):
             attrs["value"] = f"{CHANGED}:{found[:12]}"
         elif bound:  # the stack was renamed: the same value, to be re-sealed for the new name
@@ -217,7 +220,30 @@ class SecretHandler:
 
     def check(self, aws: base.AwsContext, desired: plan_model.Desired,
               entry: state_model.ResourceState | None) -> list[str]:
-        return []
+        """A secret state lacks whose vault store already holds an entry that is
+        not this stack's (another stack's, or not an envelope) refuses the plan:
+        writing would bury that value under a new one."""
+        if entry is not None or self._found(aws, desired) is not None:
+            return []
+        vault = str(desired.attributes["vault"])
+        try:
+            attributes = vaults.state_attributes(aws, vault)
+            store = vaults.open_store(aws, attributes["store"],
+                                      attributes.get("keepVersions", store_base.DEFAULT_KEEP))
+            latest = store.latest(desired.name)
+        except (errors.PlanError, errors.ConfigError, errors.AwsNotFound):
+            return []
+        if latest is None:
+            return []
+        try:
+            bound = env.Envelope.parse(latest.envelope).binding
+        except env.EnvelopeError:
+            return [f"{desired.address}: Vault/{vault}'s store already holds an entry named {desired.name} that is "
+                    "not a reconciler envelope; remove it or choose another name (nothing is written over it)"]
+        hint = (f"if this stack was renamed from {bound.stack}, list {bound.stack} under the Stack's spec.formerNames"
+                if (bound.vault, bound.secret) == (vault, desired.name) else "choose another name")
+        return [f"{desired.address}: Vault/{vault}'s store already holds an entry named {desired.name}, bound to "
+                f"{bound.describe()}; {hint} (nothing is written over it)"]
 
     # -- found when state lost it (SPEC 3) ------------------------------------------
     def _found(self, aws: base.AwsContext, desired: plan_model.Desired) -> tuple[Any, Any, str] | None:
@@ -497,6 +523,16 @@ def _written(name: str, entry: state_model.ResourceState | None, data: Mapping[s
                                      tuple(data.get("dependencies", ())))
 
 
+def _foreign_binding(aws: base.AwsContext, envelope: str, entry: state_model.ResourceState) -> str:
+    """The stack an entry's envelope is bound to when that is neither this
+    stack's name nor a former one ("" otherwise, or when it is no envelope)."""
+    try:
+        stack = env.Envelope.parse(envelope).binding.stack
+    except env.EnvelopeError:
+        return ""
+    return "" if aws.ours(stack) else stack
+
+
 def _stored_former(aws: base.AwsContext, entry: state_model.ResourceState) -> bool:
     """Whether the newest stored version of ``entry`` is bound to a former name of the stack."""
     latest = vaults.stored_vault(aws, entry).store.latest(entry.name)
@@ -720,6 +756,12 @@ class SecretRules(plan_rules.Rules):
         found = refreshed.get(entry.address)
         lost = (found.ids or {}).get("lostKey") if found is not None else None
         critical = plan_rules.Severity.CRITICAL.value
+        foreign = (found.ids or {}).get("boundTo") if found is not None else None
+        if foreign:
+            return plan_model.DriftItem(entry.address, critical, (), note=(
+                f"its envelope is bound to stack {foreign}, not to this stack, so it no longer decrypts here; if "
+                f"this stack was renamed from {foreign}, list {foreign} under the Stack's spec.formerNames (the "
+                "plan then re-binds it)"))
         if lost:
             return plan_model.DriftItem(entry.address, critical, (), note=_lost_note(str(lost), "", entry))
         vault = prior.resources.get(f"{vaults.KIND}/{entry.attributes.get('vault')}")

@@ -28,7 +28,9 @@ class Backend(Protocol):
     def unlock(self, lock_id: str) -> str: ...
 
 
-ROLLBACK_HINT = "re-run with --force to go on with it (objects made since are found by their tags, never made twice)"
+ROLLBACK_HINT = ("re-run with --force to go on with it (keys, roles, OIDC providers and vault entries made since "
+                 "are found by their tags or bindings, never made twice; rotations and leases made since are not "
+                 "in it)")
 
 
 def check_rollback(backend: Backend, state: model.State, *, force: bool) -> None:

@@ -68,6 +68,7 @@ class LocalBackend:
         if self._written is None:  # first write under this lock: see what is there
             previous = self._read_bytes()
             current = self._current(previous, tolerate_damage=replace_lineage)
+            current = model.above_backup(current, self.read_backup())
         else:  # we hold the lock and wrote last: nobody else changed it
             previous, current = self._written
         written = model.successor(state, current, str(self.path), replace_lineage=replace_lineage)

@@ -404,6 +404,15 @@ def _check_top_level(data: Mapping[str, Any], origin: str) -> None:
         raise errors.StateError(f"{origin}: {problems[0]}{_REPAIR}")
 
 
+def above_backup(current: State, backup: State | None) -> State:
+    """``current`` counted from its backup's serial when that is higher (a state
+    restored from an older copy, gone on with --force): the next write never
+    reuses a serial this lineage already had."""
+    if backup is not None and backup.lineage == current.lineage and backup.serial > current.serial:
+        return dataclasses.replace(current, serial=backup.serial)
+    return current
+
+
 def successor(state: State, current: State, where: str, *, replace_lineage: bool = False) -> State:
     """What a backend writes over ``current``: ``state`` as the serial after
     both, keeping the lineage, and never over a state of another lineage

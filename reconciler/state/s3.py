@@ -145,6 +145,7 @@ class S3Backend:
             found = self.objects.get(self.key)
             previous, etag = found if found is not None else (None, None)
             current = self._current(previous, tolerate_damage=replace_lineage)
+            current = model.above_backup(current, self.read_backup())
         else:  # we hold the lock and wrote last; If-Match still catches anyone else
             previous, etag, current = self._written
         written = model.successor(state, current, self.describe(), replace_lineage=replace_lineage)

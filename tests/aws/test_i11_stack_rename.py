@@ -77,3 +77,46 @@ def test_a_renamed_stack_whose_state_was_lost_finds_its_objects_by_their_former_
     assert "+ KmsProvider" not in plan.output
     assert run("apply", directory, "--auto-approve").exit_code == 0
     assert get(directory, "main/made") == made
+
+
+def test_a_state_written_by_another_stack_name_is_refused_unless_former_names_say_so(aws, stack):
+    directory = stack({"main.yaml": docs(key_doc(), vault_doc(), secret_doc("made", "generate: {length: 16}"))})
+    assert run("apply", directory, "--auto-approve").exit_code == 0
+    _renamed(directory, "payments")
+    for command in ("plan", "drift"):
+        refused = run(command, directory)
+        assert refused.exit_code == 1
+        assert "Stack/payments: its state" in refused.output and "was written by stack test" in refused.output
+        assert "list test under spec.formerNames" in refused.output
+
+
+def test_a_rename_of_a_state_that_never_recorded_its_name_is_critical_not_silent(aws, stack):
+    directory = stack({"main.yaml": docs(key_doc(), vault_doc(), secret_doc("made", "generate: {length: 16}"))})
+    assert run("apply", directory, "--auto-approve").exit_code == 0
+    state = state_of(directory)
+    del state["stack"]  # written by an older reconciler
+    (directory / ".reconciler" / "state.json").write_text(json.dumps(state))
+    _renamed(directory, "payments")
+    drift = run("drift", directory)
+    assert drift.exit_code == 2
+    assert ("Secret/made [CRITICAL]: its envelope is bound to stack test, not to this stack, so it no longer "
+            "decrypts here; if this stack was renamed from test, list test under the Stack's spec.formerNames") \
+        in " ".join(drift.output.split())
+
+
+def test_a_vault_entry_of_another_stack_is_never_written_over(aws, stack):
+    directory = stack({"main.yaml": docs(key_doc(), vault_doc(), secret_doc("made", "generate: {length: 16}"))})
+    assert run("apply", directory, "--auto-approve").exit_code == 0
+    made = get(directory, "main/made")
+    for name in ("state.json", "state.json.backup"):
+        (directory / ".reconciler" / name).unlink()
+    _renamed(directory, "payments")  # and formerNames forgotten: the entry is another stack's
+    refused = run("plan", directory)
+    assert refused.exit_code == 1
+    assert ("Secret/made: Vault/main's store already holds an entry named made, bound to stack test, vault main, "
+            "secret made; if this stack was renamed from test, list test under the Stack's spec.formerNames") \
+        in " ".join(refused.output.split())
+    assert _bound_to(directory, "made") == ["test"]
+    _renamed(directory, "payments", former="test")
+    assert run("apply", directory, "--auto-approve").exit_code == 0
+    assert get(directory, "main/made") == made

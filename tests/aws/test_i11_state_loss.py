@@ -214,3 +214,31 @@ def test_a_serial_that_went_backwards_needs_force_and_a_missing_state_beside_its
     assert refused.exit_code == 1 and "the state is missing, but its backup holds serial" in refused.output
     shutil.copy(directory / ".reconciler" / "state.json.backup", directory / STATE)  # the repair it names
     assert run("plan", directory).exit_code == 0
+
+
+def test_a_no_refresh_plan_made_without_state_never_creates_a_duplicate_at_apply(aws, example, tmp_path):
+    directory = example("quickstart")
+    _applied(directory)
+    keys = _keys_of("quickstart")
+    _forget_state(directory)
+    saved = tmp_path / "blind.plan"
+    assert run("plan", directory, "--no-refresh", "--out", saved).exit_code == 0
+    refused = run("apply", saved, "--auto-approve")
+    assert refused.exit_code == 1
+    assert "this plan was made with --no-refresh, and found key" in refused.output
+    assert _keys_of("quickstart") == keys
+
+
+def test_after_force_the_serial_goes_on_above_the_backup(aws, example):
+    directory = example("quickstart")
+    _applied(directory)
+    old = (directory / STATE).read_text()
+    (directory / "keys.yaml").write_text((directory / "keys.yaml").read_text().replace(
+        "description: Wraps the data keys of the app-data vault", "description: newer"))
+    _applied(directory)
+    highest = json.loads((directory / STATE).read_text())["serial"]
+    (directory / STATE).write_text(old)
+    (directory / "keys.yaml").write_text((directory / "keys.yaml").read_text().replace(
+        "description: newer", "description: newest"))  # something to write
+    _applied(directory, "--force")
+    assert json.loads((directory / STATE).read_text())["serial"] > highest  # never a serial this lineage had
