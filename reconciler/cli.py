@@ -63,7 +63,8 @@ class _Progress:
     Used as ``with _progress() as progress:`` around one engine call; the
     display is gone before anything else is printed or asked."""
 
-    def __init__(self) -> None:
+    def __init__(self, doing: str) -> None:
+        self.doing = doing  # what the display says until the first step
         self.display: Any = None  # a rich.progress.Progress while it runs
         self.task: Any = None
 
@@ -75,7 +76,7 @@ class _Progress:
                 progress.BarColumn(), progress.MofNCompleteColumn(), progress.TimeElapsedColumn(),
                 console=console.Console(stderr=True, highlight=False, emoji=False),
                 transient=True, redirect_stdout=False, redirect_stderr=False)
-            self.task = self.display.add_task("starting", total=None)
+            self.task = self.display.add_task(self.doing, total=None)
             self.display.start()
         return self
 
@@ -108,8 +109,8 @@ class _Progress:
             click.echo(chunk, nl=False)
 
 
-def _progress() -> _Progress:
-    return _Progress()
+def _progress(doing: str = "reading live AWS") -> _Progress:
+    return _Progress(doing)
 
 
 def _warn(diagnostics: Any) -> None:
@@ -171,7 +172,7 @@ def _target_warning(targets: tuple[str, ...] | list[str], *, applying: bool = Fa
 def _many(command: multistack.Command, found: multistack.Layout, fmt: str, workers: int,
           ref: str | None) -> None:
     """Run a command on several stacks: one combined report, the worst exit code."""
-    with _progress() as progress:
+    with _progress("working through the stacks") as progress:
         code = multistack.report(command, found, fmt, progress.echo, workers=workers, progress=progress, ref=ref)
     sys.exit(code)
 
@@ -425,7 +426,7 @@ def apply_command(target_path: str, auto_approve: bool, allow_destroy: bool, tar
         engine.executor.check_preconditions(the_plan, allow_destroy=allow_destroy)
         if not auto_approve:
             click.confirm("\nApply these changes?", abort=True)
-        with _progress() as progress:
+        with _progress("applying") as progress:
             result = engine.apply(the_plan, workspace, aws, allow_destroy=allow_destroy, progress=progress)
     counts: dict[str, int] = {}
     for _address, action in result.done:
@@ -464,7 +465,7 @@ def destroy_command(directory: str, auto_approve: bool, lock_timeout: float, par
         engine.executor.check_preconditions(the_plan, allow_destroy=True)  # implied for what the plan lists only
         if not auto_approve:
             click.confirm("\nDestroy everything listed above?", abort=True)
-        with _progress() as progress:
+        with _progress("applying") as progress:
             result = engine.apply(the_plan, workspace, aws, allow_destroy=True, progress=progress)
     click.echo(f"\nDestroy complete: {len(result.done)} destroyed. State serial {result.state.serial}.")
 
@@ -492,7 +493,7 @@ def rotate_command(name: str, directory: str | None, dir_option: str | None, dry
         if dry_run or not the_plan.has_changes:
             return
         engine.executor.check_preconditions(the_plan, allow_destroy=False)
-        with _progress() as progress:
+        with _progress("applying") as progress:
             result = engine.apply(the_plan, workspace, aws, allow_destroy=False, progress=progress)
     click.echo(f"\nRotated {name}. State serial {result.state.serial}.")
 
