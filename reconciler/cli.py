@@ -670,9 +670,8 @@ def drift(directory: str, fmt: str, parallelism: int, force: bool, require_remot
     workspace = engine.open_stack(directory)
     if require_remote_state:
         engine.require_remote_state(workspace)
-    with _progress() as progress:
-        items = engine.drift(workspace, engine.new_context(workspace), progress=progress, parallelism=parallelism,
-                             force=force)
+    items = engine.drift(workspace, engine.new_context(workspace), progress=_progress(), parallelism=parallelism,
+                         force=force)
     match fmt:
         case "json":
             click.echo(structured.drift_json(items, stack=workspace.config.stack.name), nl=False)
