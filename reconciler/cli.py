@@ -415,8 +415,8 @@ def apply_command(target_path: str, auto_approve: bool, allow_destroy: bool, tar
             the_plan = engine.only_due(the_plan)  # before anything is shown or written
         _target_warning(the_plan.targets, applying=True)
         if saved is not None and the_plan.has_changes:  # reviewed when it was made: not shown twice
-            click.echo(f"Applying the saved plan {target_path} (made {the_plan.created_at}): "
-                       f"{text.summary_line(the_plan)}")
+            click.echo(f"Applying the saved plan {target_path}, made {the_plan.created_at}: "
+                       f"{text.summary_line(the_plan).removeprefix('Plan: ')}")
         else:
             click.echo(text.render_plan(the_plan, color=_is_tty(sys.stdout)), nl=False)
         if not the_plan.has_changes:

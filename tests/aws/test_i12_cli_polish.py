@@ -88,9 +88,9 @@ def test_a_saved_plan_is_0600_holds_no_absolute_path_and_applies_moved_with_its_
     try:
         applied = run("apply", moved / "change.plan", "--auto-approve")
         assert applied.exit_code == 0, applied.output
-        assert applied.stdout.startswith(f"Applying the saved plan {moved / 'change.plan'} (made ")
+        assert applied.stdout.startswith(f"Applying the saved plan {moved / 'change.plan'}, made ")
         assert "will perform the following actions" not in applied.output  # reviewed once, not shown again
-        assert "Plan: 2 to create" in applied.stdout
+        assert ": 2 to create, 0 to update, 0 to replace, 0 to destroy.\n" in applied.stdout
         assert sorted(state_of(moved / "stack")["resources"]) == ["KmsProvider/alpha", "KmsProvider/beta"]
     finally:
         shutil.move(moved, tmp_path)
