@@ -21,6 +21,12 @@ Action = actions.Action
 Progress = Callable[[str], None]
 
 
+class Completed(str):
+    """A progress message saying an action of the plan is done (and recorded
+    in state): what the CLI logs, one line each, where no terminal shows a
+    live display (CI logs are the audit trail)."""
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class ApplyResult:
     state: state_model.State
@@ -143,8 +149,8 @@ def apply_plan(plan: model.Plan, backend: state_backend.Backend, aws: base.AwsCo
         if state.journal_of(change.resource_address) is not None and not change.deposed:
             save(state.without_journal_of(change.resource_address))  # its multi-step work is complete
         done.append((change.address, change.action))
-        progress(f"[{index}/{total}] {change.action.symbol} {change.address}: done "
-                 f"({time.monotonic() - started:.1f}s)")
+        progress(Completed(f"[{index}/{total}] {change.action.symbol} {change.address}: {change.action.value} "
+                           f"done ({time.monotonic() - started:.1f}s)"))
     save(state.with_applied_plan(plan.id))
     return ApplyResult(state, tuple(done))
 

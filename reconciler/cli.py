@@ -11,6 +11,7 @@ import importlib.util
 import json
 import os
 import pathlib
+import re
 import sys
 import traceback
 from collections.abc import Callable
@@ -31,6 +32,7 @@ FORMATS = click.Choice(["text", "json", "markdown"])
 MAX_LISTED = 100  # manifest errors printed; the rest are counted (200,000 bad documents stay readable)
 PARALLELISM_HELP = "At most this many AWS calls side by side (refresh and plan-time checks)."
 PARALLELISM_RANGE = click.IntRange(1, 64)  # aws.session.MAX_PARALLELISM
+LOCK_TIMEOUT_HELP = "How long to wait for the state lock."
 FORCE_ROLLBACK_HELP = "Go on with a state whose serial went backwards (restored from an older copy)."
 REGENERATE_LOST_HELP = "Generate new values for generated secrets whose KMS key no longer exists."
 REQUIRE_REMOTE_STATE = click.option(
@@ -46,11 +48,69 @@ def _is_tty(stream: Any) -> bool:
         return False
 
 
-def _progress() -> Callable[[str], None]:
-    """Progress lines on stderr when it is a terminal; silent in CI and pipes."""
-    if not _is_tty(sys.stderr):
-        return lambda _message: None
-    return lambda message: click.echo(click.style(message, dim=True), err=True)
+_STEP = re.compile(r"\[(\d+)/(\d+)\] ")  # "[3/10] ...": how far along a refresh or an apply is
+
+
+class _Progress:
+    """Where progress goes while the engine works.
+
+    On a terminal (stderr, and not CI): one live display (rich), transient,
+    showing the latest step, a bar when the step says how far along it is
+    ("[3/10] ...") and the time taken. Otherwise one line on stderr per
+    completed action of an apply (``Completed`` messages), nothing else: CI
+    logs are the audit trail of what was done, not of every read.
+
+    Used as ``with _progress() as progress:`` around one engine call; the
+    display is gone before anything else is printed or asked."""
+
+    def __init__(self, doing: str) -> None:
+        self.doing = doing  # what the display says until the first step
+        self.display: Any = None  # a rich.progress.Progress while it runs
+        self.task: Any = None
+
+    def __enter__(self) -> _Progress:
+        if _is_tty(sys.stderr):
+            from rich import console, progress  # only for a terminal: CI and pipes never import it
+            self.display = progress.Progress(
+                progress.SpinnerColumn(), progress.TextColumn("{task.description}", markup=False),
+                progress.BarColumn(), progress.MofNCompleteColumn(), progress.TimeElapsedColumn(),
+                console=console.Console(stderr=True, highlight=False, emoji=False),
+                transient=True, redirect_stdout=False, redirect_stderr=False)
+            self.task = self.display.add_task(self.doing, total=None)
+            self.display.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self.display is not None:
+            self.display.stop()
+            self.display = None
+
+    def __call__(self, message: str) -> None:
+        if self.display is None or self.task is None:
+            if isinstance(message, engine.executor.Completed):
+                click.echo(message, err=True)
+            return
+        step = _STEP.match(message)
+        if step is None:
+            self.display.update(self.task, description=message)
+            return
+        done = int(step[1]) - (0 if isinstance(message, engine.executor.Completed) or
+                               not message.endswith("...") else 1)
+        self.display.update(self.task, description=message[step.end():], completed=done, total=int(step[2]))
+
+    def echo(self, chunk: str) -> None:
+        """Print on stdout while the display runs (a stack's section of a
+        report): above the display when both are on one terminal."""
+        if self.display is not None and _is_tty(sys.stdout):
+            self.display.stop()
+            click.echo(chunk, nl=False)
+            self.display.start()
+        else:
+            click.echo(chunk, nl=False)
+
+
+def _progress(doing: str = "reading live AWS") -> _Progress:
+    return _Progress(doing)
 
 
 def _warn(diagnostics: Any) -> None:
@@ -68,11 +128,53 @@ def _stacks_options(command: Callable[..., Any]) -> Callable[..., Any]:
                              "uncommitted changes).")(command)
 
 
+DIR_OPTION_HELP = "Deprecated: give the stack directory as DIR, the last argument."
+
+
+def _dir_argument(command: Callable[..., Any]) -> Callable[..., Any]:
+    """[DIR], the stack directory (default .), as the last argument, and the
+    --dir it replaces, hidden and kept for existing scripts. Put it below the
+    command's other arguments."""
+    command = click.option("--dir", "dir_option", hidden=True, type=click.Path(file_okay=False),
+                           help=DIR_OPTION_HELP)(command)
+    return click.argument("directory", required=False, metavar="[DIR]", type=click.Path(file_okay=False))(command)
+
+
+def _stack_dir(directory: str | None, dir_option: str | None) -> str:
+    """The stack directory from DIR or the deprecated --dir (not both, unless equal)."""
+    if dir_option is None:
+        return directory or "."
+    if directory is not None and os.path.normpath(directory) != os.path.normpath(dir_option):
+        raise errors.ConfigError(f"the stack directory is given twice ({directory} and --dir {dir_option}); "
+                                 "give it once, as the last argument")
+    if _is_tty(sys.stderr):
+        click.echo("Warning: --dir is deprecated; give the stack directory as the last argument.", err=True)
+    return dir_option
+
+
+def _is_address(text: str) -> bool:
+    """KIND/NAME with a kind of the spec (a stack directory never reads as one
+    unless named like it; ./KmsProvider/x is a directory)."""
+    kind, slash, name = text.partition("/")
+    return bool(slash) and kind in schema.KINDS and bool(name) and "/" not in name
+
+
+def _target_warning(targets: tuple[str, ...] | list[str], *, applying: bool = False) -> None:
+    """Terraform's "Resource targeting is in effect": a targeted plan is partial."""
+    if not targets:
+        return
+    what = "applied changes may be incomplete" if applying else "the plan may not show every change"
+    click.echo(f"Warning: resource targeting is in effect ({', '.join(targets)} and what they depend on): {what}; "
+               "the manifests may ask for more. Use --target for exceptional cases only (an error to fix, a "
+               "partial roll-out), then plan without it.", err=True)
+
+
 def _many(command: multistack.Command, found: multistack.Layout, fmt: str, workers: int,
           ref: str | None) -> None:
     """Run a command on several stacks: one combined report, the worst exit code."""
-    sys.exit(multistack.report(command, found, fmt, lambda chunk: click.echo(chunk, nl=False), workers=workers,
-                               progress=_progress(), ref=ref))
+    with _progress("working through the stacks") as progress:
+        code = multistack.report(command, found, fmt, progress.echo, workers=workers, progress=progress, ref=ref)
+    sys.exit(code)
 
 
 class UsageError(click.UsageError):
@@ -134,7 +236,16 @@ class ReconcilerGroup(click.Group):
 @click.group(cls=ReconcilerGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="reconciler")
 def main() -> None:
-    """GitOps for customer-managed AWS KMS keys and the secrets they protect."""
+    """GitOps for customer-managed AWS KMS keys and the secrets they protect.
+
+    Every command that works on a stack takes its directory as DIR, the last
+    argument (default: the current directory).
+
+    \b
+    Example:
+      reconciler validate examples/quickstart
+      reconciler plan examples/quickstart --out change.plan
+      reconciler apply change.plan"""
 
 
 # -- validate --------------------------------------------------------------------
@@ -143,7 +254,14 @@ def main() -> None:
 @click.option("--strict", is_flag=True, help="Treat lint warnings (wildcards, open principals) as errors.")
 @_stacks_options
 def validate(directory: str, strict: bool, changed_since: str | None, stack_parallelism: int) -> None:
-    """Check schemas, references and lint; list every problem."""
+    """Check schemas, references and lint of the stack in DIR; list every problem.
+
+    DIR may also be a tree of several stacks (each directory holding a Stack
+    document).
+
+    \b
+    Example:
+      reconciler validate examples/quickstart --strict"""
     found = multistack.layout(directory, changed_since)
     if found is not None:
         _many(multistack.validating(strict=strict), found, "text", stack_parallelism, changed_since)
@@ -163,7 +281,11 @@ def validate(directory: str, strict: bool, changed_since: str | None, stack_para
 @click.option("--for", "for_name", metavar="NAME",
               help="The policy an identity the stack declares is granted (an IamRole), not apply's own.")
 def policy_command(directory: str, for_name: str | None) -> None:
-    """Print the least-privilege IAM policy (JSON) apply needs for this stack."""
+    """Print the least-privilege IAM policy (JSON) apply needs for the stack in DIR.
+
+    \b
+    Example:
+      reconciler policy examples/pulumi-cmk --for pulumi-cmk"""
     workspace = engine.open_stack(directory)
     _warn(workspace.warnings)
     found = policy.for_identity(workspace, for_name) if for_name else policy.for_stack(workspace)
@@ -186,8 +308,10 @@ def _render_plan(plan: Any, fmt: str) -> str:
 @main.command()
 @click.argument("directory", default=".", type=click.Path(file_okay=False))
 @click.option("--out", "out", type=click.Path(dir_okay=False), help="Save the plan for apply.")
-@click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
-@click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when there are changes.")
+@click.option("--format", "fmt", type=FORMATS, default="text", show_default=True,
+              help="text for people, json shaped like `terraform show -json`, markdown for a pull-request "
+                   "comment.")
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when there are changes (0: none, 1: error).")
 @click.option("--target", "targets", multiple=True, metavar="KIND/NAME",
               help="Limit to this resource and what it depends on (repeatable).")
 @click.option("--no-refresh", is_flag=True, help="Trust the recorded state; do not read live AWS.")
@@ -199,7 +323,12 @@ def _render_plan(plan: Any, fmt: str) -> str:
 def plan(directory: str, out: str | None, fmt: str, detailed_exitcode: bool,
          targets: tuple[str, ...], no_refresh: bool, regenerate_lost: bool, parallelism: int,
          force: bool, require_remote_state: bool, changed_since: str | None, stack_parallelism: int) -> None:
-    """Show what apply would change."""
+    """Show what apply would change in the stack in DIR (or a tree of stacks).
+
+    \b
+    Example:
+      reconciler plan examples/quickstart --out change.plan
+      reconciler plan stacks/ --changed-since origin/main --format markdown"""
     found = multistack.layout(directory, changed_since)
     if found is not None:
         if out or targets:
@@ -215,9 +344,11 @@ def plan(directory: str, out: str | None, fmt: str, detailed_exitcode: bool,
     if require_remote_state:
         engine.require_remote_state(workspace)
     _warn(workspace.warnings)
-    the_plan = engine.make_plan(workspace, engine.new_context(workspace), refresh_live=not no_refresh,
-                                targets=targets, progress=_progress(), regenerate_lost=regenerate_lost,
-                                parallelism=parallelism, force=force)
+    with _progress() as progress:
+        the_plan = engine.make_plan(workspace, engine.new_context(workspace), refresh_live=not no_refresh,
+                                    targets=targets, progress=progress, regenerate_lost=regenerate_lost,
+                                    parallelism=parallelism, force=force)
+    _target_warning(targets)
     click.echo(_render_plan(the_plan, fmt), nl=False)
     if out:
         planfile.save_plan(the_plan, out)
@@ -232,7 +363,8 @@ def plan(directory: str, out: str | None, fmt: str, detailed_exitcode: bool,
 @click.option("--auto-approve", is_flag=True, help="Apply without asking.")
 @click.option("--allow-destroy", is_flag=True,
               help="Allow scheduling deletion of unprotected keys (never protected ones).")
-@click.option("--target", "targets", multiple=True, metavar="KIND/NAME")
+@click.option("--target", "targets", multiple=True, metavar="KIND/NAME",
+              help="Limit to this resource and what it depends on (repeatable; not with a saved plan).")
 @click.option("--lock-timeout", default=0.0, type=float, show_default=True, metavar="SECONDS",
               help="How long to wait for the state lock.")
 @click.option("--regenerate-lost", is_flag=True, help=REGENERATE_LOST_HELP)
@@ -245,7 +377,15 @@ def plan(directory: str, out: str | None, fmt: str, detailed_exitcode: bool,
 def apply_command(target_path: str, auto_approve: bool, allow_destroy: bool, targets: tuple[str, ...],
                   lock_timeout: float, regenerate_lost: bool, parallelism: int, force: bool, only_due: bool,
                   require_remote_state: bool) -> None:
-    """Make live AWS match the manifests (or a saved plan)."""
+    """Make live AWS match the manifests of the stack in DIR, or do what a saved plan says.
+
+    A saved plan is applied as it was reviewed (it is not shown again), and
+    refused once applied or when the state or the manifests moved on since.
+
+    \b
+    Example:
+      reconciler apply examples/quickstart --auto-approve
+      reconciler apply change.plan --auto-approve"""
     path = pathlib.Path(target_path)
     if not path.exists():
         raise errors.ConfigError(f"{target_path}: no such plan file or stack directory")
@@ -262,18 +402,23 @@ def apply_command(target_path: str, auto_approve: bool, allow_destroy: bool, tar
         engine.require_remote_state(workspace)
     _warn(workspace.warnings)
     aws = engine.new_context(workspace)
-    progress = _progress()
     with workspace.backend.lock("apply", timeout=lock_timeout):
         state = workspace.backend.read()
         if saved is not None:
             planfile.check_saved_plan(saved, workspace, state)
             the_plan = saved
         else:
-            the_plan = engine.make_plan(workspace, aws, targets=targets, state=state, progress=progress,
-                                        regenerate_lost=regenerate_lost, parallelism=parallelism, force=force)
+            with _progress() as progress:
+                the_plan = engine.make_plan(workspace, aws, targets=targets, state=state, progress=progress,
+                                            regenerate_lost=regenerate_lost, parallelism=parallelism, force=force)
         if only_due:
             the_plan = engine.only_due(the_plan)  # before anything is shown or written
-        click.echo(text.render_plan(the_plan, color=_is_tty(sys.stdout)), nl=False)
+        _target_warning(the_plan.targets, applying=True)
+        if saved is not None and the_plan.has_changes:  # reviewed when it was made: not shown twice
+            click.echo(f"Applying the saved plan {target_path}, made {the_plan.created_at}: "
+                       f"{text.summary_line(the_plan).removeprefix('Plan: ')}")
+        else:
+            click.echo(text.render_plan(the_plan, color=_is_tty(sys.stdout)), nl=False)
         if not the_plan.has_changes:
             if only_due:
                 click.echo("\nNothing to do: no timed work is due.")
@@ -281,7 +426,8 @@ def apply_command(target_path: str, auto_approve: bool, allow_destroy: bool, tar
         engine.executor.check_preconditions(the_plan, allow_destroy=allow_destroy)
         if not auto_approve:
             click.confirm("\nApply these changes?", abort=True)
-        result = engine.apply(the_plan, workspace, aws, allow_destroy=allow_destroy, progress=progress)
+        with _progress("applying") as progress:
+            result = engine.apply(the_plan, workspace, aws, allow_destroy=allow_destroy, progress=progress)
     counts: dict[str, int] = {}
     for _address, action in result.done:
         counts[action.value] = counts.get(action.value, 0) + 1
@@ -297,19 +443,21 @@ def apply_command(target_path: str, auto_approve: bool, allow_destroy: bool, tar
               help="How long to wait for the state lock.")
 @click.option("--parallelism", default=PARALLELISM, show_default=True, type=PARALLELISM_RANGE, help=PARALLELISM_HELP)
 def destroy_command(directory: str, auto_approve: bool, lock_timeout: float, parallelism: int) -> None:
-    """Remove everything in state (keys are only scheduled for deletion; protected ones are refused).
+    """Remove everything in the state of the stack in DIR (keys are only
+    scheduled for deletion; protected ones are refused).
 
-    Example: reconciler destroy examples/quickstart --auto-approve
-    """
+    \b
+    Example:
+      reconciler destroy examples/quickstart --auto-approve"""
     if not auto_approve and not (_is_tty(sys.stdin) and _is_tty(sys.stdout)):
         raise errors.ConfigError("destroy needs --auto-approve when not run from a terminal")
     workspace = engine.open_stack(directory)
     _warn(workspace.warnings)
     aws = engine.new_context(workspace)
-    progress = _progress()
     with workspace.backend.lock("destroy", timeout=lock_timeout):
-        the_plan = engine.destroy_plan(workspace, aws, state=workspace.backend.read(), progress=progress,
-                                       parallelism=parallelism)
+        with _progress() as progress:
+            the_plan = engine.destroy_plan(workspace, aws, state=workspace.backend.read(), progress=progress,
+                                           parallelism=parallelism)
         if not the_plan.has_changes:
             click.echo(f"Nothing to destroy: the state of stack {workspace.config.stack.name} holds no resources.")
             return
@@ -317,36 +465,47 @@ def destroy_command(directory: str, auto_approve: bool, lock_timeout: float, par
         engine.executor.check_preconditions(the_plan, allow_destroy=True)  # implied for what the plan lists only
         if not auto_approve:
             click.confirm("\nDestroy everything listed above?", abort=True)
-        result = engine.apply(the_plan, workspace, aws, allow_destroy=True, progress=progress)
+        with _progress("applying") as progress:
+            result = engine.apply(the_plan, workspace, aws, allow_destroy=True, progress=progress)
     click.echo(f"\nDestroy complete: {len(result.done)} destroyed. State serial {result.state.serial}.")
 
 
 # -- rotate ----------------------------------------------------------------------
 @main.command("rotate")
 @click.argument("name", metavar="NAME")
-@click.option("--dir", "directory", default=".", type=click.Path(file_okay=False))
+@_dir_argument
 @click.option("--dry-run", is_flag=True, help="Show what the rotation would do; change nothing.")
-@click.option("--lock-timeout", default=0.0, type=float, show_default=True, metavar="SECONDS")
-def rotate_command(name: str, directory: str, dry_run: bool, lock_timeout: float) -> None:
-    """Rotate an AccessKeyRotation's key now, whatever its schedule."""
-    workspace = engine.open_stack(directory)
+@click.option("--lock-timeout", default=0.0, type=float, show_default=True, metavar="SECONDS", help=LOCK_TIMEOUT_HELP)
+def rotate_command(name: str, directory: str | None, dir_option: str | None, dry_run: bool,
+                   lock_timeout: float) -> None:
+    """Rotate the key of the AccessKeyRotation NAME of the stack in DIR now, whatever its schedule.
+
+    \b
+    Example:
+      reconciler rotate app-user-keys examples/iam-user-rotation --dry-run"""
+    workspace = engine.open_stack(_stack_dir(directory, dir_option))
     _warn(workspace.warnings)
     aws = engine.new_context(workspace)
-    progress = _progress()
     with workspace.backend.lock("rotate", timeout=lock_timeout):
-        the_plan = engine.rotation_plan(workspace, aws, name, state=workspace.backend.read(), progress=progress)
+        with _progress() as progress:
+            the_plan = engine.rotation_plan(workspace, aws, name, state=workspace.backend.read(), progress=progress)
         click.echo(text.render_plan(the_plan, color=_is_tty(sys.stdout)), nl=False)
         if dry_run or not the_plan.has_changes:
             return
         engine.executor.check_preconditions(the_plan, allow_destroy=False)
-        result = engine.apply(the_plan, workspace, aws, allow_destroy=False, progress=progress)
+        with _progress("applying") as progress:
+            result = engine.apply(the_plan, workspace, aws, allow_destroy=False, progress=progress)
     click.echo(f"\nRotated {name}. State serial {result.state.serial}.")
 
 
 # -- lease -----------------------------------------------------------------------
 @main.group()
 def lease() -> None:
-    """Short-lived IAM users from a DynamicIamTemplate: create, renew, revoke, list."""
+    """Short-lived IAM users from a DynamicIamTemplate: create, renew, revoke, list.
+
+    \b
+    Example:
+      reconciler lease create app-dynamic examples/dynamic-iam --ttl 30m"""
 
 
 LEASE_FORMATS = click.Choice(["env", "dotenv", "json"])
@@ -354,13 +513,21 @@ LEASE_FORMATS = click.Choice(["env", "dotenv", "json"])
 
 @lease.command("create")
 @click.argument("template", metavar="TEMPLATE")
+@_dir_argument
 @click.option("--ttl", help="How long the lease lives (default: the template's defaultTtl; at most its maxTtl).")
-@click.option("--format", "fmt", type=LEASE_FORMATS, default="env", show_default=True)
-@click.option("--dir", "directory", default=".", type=click.Path(file_okay=False))
-@click.option("--lock-timeout", default=0.0, type=float, show_default=True, metavar="SECONDS")
-def lease_create(template: str, ttl: str | None, fmt: str, directory: str, lock_timeout: float) -> None:
-    """Create an IAM user from TEMPLATE and print its credentials (once: they are never stored)."""
-    issued = leases.create(directory, template, ttl, lock_timeout=lock_timeout)
+@click.option("--format", "fmt", type=LEASE_FORMATS, default="env", show_default=True,
+              help="env: export lines for a shell's eval; dotenv: a .env file; json: one object.")
+@click.option("--lock-timeout", default=0.0, type=float, show_default=True, metavar="SECONDS", help=LOCK_TIMEOUT_HELP)
+def lease_create(template: str, directory: str | None, dir_option: str | None, ttl: str | None, fmt: str,
+                 lock_timeout: float) -> None:
+    """Create an IAM user from the DynamicIamTemplate TEMPLATE of the stack in
+    DIR and print its credentials (once: they are never stored).
+
+    \b
+    Example:
+      eval "$(reconciler lease create app-dynamic examples/dynamic-iam --ttl 30m)"
+    """
+    issued = leases.create(_stack_dir(directory, dir_option), template, ttl, lock_timeout=lock_timeout)
     record = issued.lease
     match fmt:
         case "json":
@@ -381,28 +548,47 @@ def lease_create(template: str, ttl: str | None, fmt: str, directory: str, lock_
 
 @lease.command("renew")
 @click.argument("lease_id", metavar="ID")
+@_dir_argument
 @click.option("--ttl", help="From now (default: the template's defaultTtl); never past creation + maxTtl.")
-@click.option("--dir", "directory", default=".", type=click.Path(file_okay=False))
-@click.option("--lock-timeout", default=0.0, type=float, show_default=True, metavar="SECONDS")
-def lease_renew(lease_id: str, ttl: str | None, directory: str, lock_timeout: float) -> None:
-    """Extend a lease."""
-    renewed, note = leases.renew(directory, lease_id, ttl, lock_timeout=lock_timeout)
+@click.option("--lock-timeout", default=0.0, type=float, show_default=True, metavar="SECONDS", help=LOCK_TIMEOUT_HELP)
+def lease_renew(lease_id: str, directory: str | None, dir_option: str | None, ttl: str | None,
+                lock_timeout: float) -> None:
+    """Extend the lease ID of the stack in DIR.
+
+    \b
+    Example:
+      reconciler lease renew 3f2a9c1e examples/dynamic-iam --ttl 2h"""
+    renewed, note = leases.renew(_stack_dir(directory, dir_option), lease_id, ttl, lock_timeout=lock_timeout)
     click.echo(f"Lease {lease_id} now expires {renewed['expiresAt']}{f' ({note})' if note else ''}.")
 
 
 @lease.command("revoke")
-@click.argument("lease_id", metavar="[ID]", required=False)
+@click.argument("arguments", nargs=-1, metavar="[ID] [DIR]")
 @click.option("--template", help="Revoke every lease of this template.")
 @click.option("--expired", is_flag=True, help="Revoke every expired lease (and retry failed revokes).")
 @click.option("--force", is_flag=True, help="Forget a lease whose user is confirmed gone.")
-@click.option("--parallelism", default=8, show_default=True, type=click.IntRange(1, 64))
-@click.option("--dir", "directory", default=".", type=click.Path(file_okay=False))
-@click.option("--lock-timeout", default=0.0, type=float, show_default=True, metavar="SECONDS")
-def lease_revoke(lease_id: str | None, template: str | None, expired: bool, force: bool, parallelism: int,
-                 directory: str, lock_timeout: float) -> None:
-    """Delete leases' users with everything attached to them."""
+@click.option("--parallelism", default=8, show_default=True, type=click.IntRange(1, 64),
+              help="At most this many leases revoked side by side.")
+@click.option("--dir", "dir_option", hidden=True, type=click.Path(file_okay=False), help=DIR_OPTION_HELP)
+@click.option("--lock-timeout", default=0.0, type=float, show_default=True, metavar="SECONDS", help=LOCK_TIMEOUT_HELP)
+def lease_revoke(arguments: tuple[str, ...], template: str | None, expired: bool, force: bool, parallelism: int,
+                 dir_option: str | None, lock_timeout: float) -> None:
+    """Delete the users of leases of the stack in DIR with everything attached
+    to them: the lease ID, every lease of a --template, or every --expired one
+    (then the only argument is DIR).
+
+    \b
+    Example:
+      reconciler lease revoke 3f2a9c1e examples/dynamic-iam
+      reconciler lease revoke --expired examples/dynamic-iam"""
+    one_of = "lease revoke takes one of: ID, --template T, --expired"
+    before_dir = 0 if template or expired else 1  # with a flag, the only argument is DIR
+    if len(arguments) > before_dir + 1 or (before_dir == 0 and arguments and not os.path.isdir(arguments[0])):
+        raise errors.ConfigError(f"{one_of} (then DIR, the stack directory)")
+    lease_id = arguments[0] if before_dir and arguments else None
+    directory = _stack_dir(arguments[before_dir] if len(arguments) > before_dir else None, dir_option)
     if sum(bool(x) for x in (lease_id, template, expired)) != 1:
-        raise errors.ConfigError("lease revoke takes one of: ID, --template T, --expired")
+        raise errors.ConfigError(one_of)
     outcomes = leases.revoke(directory, lease_id=lease_id, template=template, expired=expired, force=force,
                              workers=parallelism, lock_timeout=lock_timeout)
     for revoked, removed, _error in outcomes:
@@ -414,12 +600,18 @@ def lease_revoke(lease_id: str | None, template: str | None, expired: bool, forc
 
 
 @lease.command("list")
+@_dir_argument
 @click.option("--template", help="Only this template's leases.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-@click.option("--dir", "directory", default=".", type=click.Path(file_okay=False))
-def lease_list(template: str | None, fmt: str, directory: str) -> None:
-    """Every lease: id, template, user, created, expires, state, revoke attempts, last error."""
-    rows = leases.listing(directory, template)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="text: one tab-separated line per lease; json: a list of objects.")
+def lease_list(directory: str | None, dir_option: str | None, template: str | None, fmt: str) -> None:
+    """Every lease of the stack in DIR: id, template, user, created, expires,
+    state, revoke attempts, last error.
+
+    \b
+    Example:
+      reconciler lease list examples/dynamic-iam --format json"""
+    rows = leases.listing(_stack_dir(directory, dir_option), template)
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2))
         return
@@ -432,10 +624,18 @@ def lease_list(template: str | None, fmt: str, directory: str) -> None:
 @main.command("import")
 @click.argument("address", metavar="KIND/NAME")
 @click.argument("aws_id", metavar="AWS_ID")
-@click.option("--dir", "directory", default=".", type=click.Path(file_okay=False))
-@click.option("--lock-timeout", default=0.0, type=float, show_default=True, metavar="SECONDS")
-def import_command(address: str, aws_id: str, directory: str, lock_timeout: float) -> None:
-    """Adopt an existing key (id, ARN or alias) as a declared KmsProvider."""
+@_dir_argument
+@click.option("--lock-timeout", default=0.0, type=float, show_default=True, metavar="SECONDS", help=LOCK_TIMEOUT_HELP)
+def import_command(address: str, aws_id: str, directory: str | None, dir_option: str | None,
+                   lock_timeout: float) -> None:
+    """Adopt an existing object as KIND/NAME, declared in the stack in DIR: a key
+    (id, ARN or alias), an OIDC provider (URL), a role (name); managed from then on.
+
+    \b
+    Example:
+      reconciler import KmsProvider/legacy alias/legacy-key stacks/prod
+      reconciler import IamRole/pulumi-cmk PulumiCMK examples/pulumi-cmk"""
+    directory = _stack_dir(directory, dir_option)
     importer.check_import_address(address)
     workspace = engine.open_stack(directory)
     aws = engine.new_context(workspace)
@@ -447,7 +647,9 @@ def import_command(address: str, aws_id: str, directory: str, lock_timeout: floa
 # -- drift -----------------------------------------------------------------------
 @main.command()
 @click.argument("directory", default=".", type=click.Path(file_okay=False))
-@click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
+@click.option("--format", "fmt", type=FORMATS, default="text", show_default=True,
+              help="text for people, json for alerting (schemas/drift.schema.json), markdown for an issue or "
+                   "comment.")
 @click.option("--parallelism", default=PARALLELISM, show_default=True, type=PARALLELISM_RANGE, help=PARALLELISM_HELP)
 @click.option("--force", is_flag=True, help=FORCE_ROLLBACK_HELP)
 @click.option("--unmanaged", is_flag=True, help="Also list live objects tagged for this stack, or under its alias "
@@ -456,7 +658,12 @@ def import_command(address: str, aws_id: str, directory: str, lock_timeout: floa
 @_stacks_options
 def drift(directory: str, fmt: str, parallelism: int, force: bool, unmanaged: bool, require_remote_state: bool,
           changed_since: str | None, stack_parallelism: int) -> None:
-    """Report every difference between the recorded state and live AWS (exit 2 on drift)."""
+    """Report every difference between the recorded state of the stack in DIR
+    (or a tree of stacks) and live AWS (exit 2 on drift).
+
+    \b
+    Example:
+      reconciler drift examples/quickstart --format json > drift.json"""
     found = multistack.layout(directory, changed_since)
     if found is not None and unmanaged:
         raise errors.ConfigError(f"{directory}: drift --unmanaged runs on one stack at a time (a stack root)")
@@ -493,8 +700,9 @@ def drift(directory: str, fmt: str, parallelism: int, force: bool, unmanaged: bo
 def stacks_command(directory: str, changed_since: str | None, fmt: str) -> None:
     """List the stack roots under DIR (each directory holding a Stack document).
 
-    Example: reconciler stacks stacks/ --changed-since origin/main --format json
-    """
+    \b
+    Example:
+      reconciler stacks stacks/ --changed-since origin/main --format json"""
     found = multistack.listing(directory, changed_since)
     if fmt == "json":
         click.echo(json.dumps([root.to_json() for root in found.roots], indent=2))
@@ -505,20 +713,28 @@ def stacks_command(directory: str, changed_since: str | None, fmt: str) -> None:
 
 
 # -- state -----------------------------------------------------------------------
-LOCK_TIMEOUT_HELP = "How long to wait for the state lock."
-
 
 @main.group()
 def state() -> None:
     """Inspect, copy out and in, and edit the recorded state; break a stale lock.
 
-    Nothing here creates, changes or deletes anything in AWS."""
+    Nothing here creates, changes or deletes anything in AWS. The stack
+    directory is DIR, the last argument (default: the current directory).
+
+    \b
+    Example:
+      reconciler state list examples/quickstart
+      reconciler state show KmsProvider/app-data examples/quickstart"""
 
 
 @state.command("list")
 @click.argument("directory", default=".", type=click.Path(file_okay=False))
 def state_list(directory: str) -> None:
-    """One line per resource in state."""
+    """One line per resource in the state of the stack in DIR: address, mode, id.
+
+    \b
+    Example:
+      reconciler state list examples/quickstart"""
     recorded = engine.open_stack(directory).backend.read()
     for address, entry in sorted(recorded.resources.items()):
         ident = entry.ids.get("arn") or entry.ids.get("keyId") or entry.ids.get("userArn") or ""
@@ -530,11 +746,27 @@ def state_list(directory: str) -> None:
 
 
 @state.command("show")
-@click.argument("address", required=False)
-@click.option("--dir", "directory", default=".", type=click.Path(file_okay=False))
-def state_show(address: str | None, directory: str) -> None:
-    """The whole state, or one resource's entry, as JSON."""
-    recorded = engine.open_stack(directory).backend.read()
+@click.argument("arguments", nargs=-1, metavar="[ADDRESS] [DIR]")
+@click.option("--dir", "dir_option", hidden=True, type=click.Path(file_okay=False), help=DIR_OPTION_HELP)
+def state_show(arguments: tuple[str, ...], dir_option: str | None) -> None:
+    """The whole state of the stack in DIR, or the entry of ADDRESS (KIND/NAME), as JSON.
+
+    A single argument is ADDRESS when it reads as one (a kind, a slash, a
+    name), else DIR.
+
+    \b
+    Example:
+      reconciler state show KmsProvider/app-data examples/quickstart
+      reconciler state show examples/quickstart"""
+    if len(arguments) > 2:
+        raise errors.ConfigError("state show takes at most ADDRESS and DIR")
+    address: str | None = arguments[0] if arguments else None
+    directory = arguments[1] if len(arguments) == 2 else None
+    if len(arguments) == 1 and not _is_address(arguments[0]):
+        if not os.path.isdir(arguments[0]):
+            raise errors.ConfigError(f"{arguments[0]}: neither an address (KIND/NAME) nor a stack directory")
+        address, directory = None, arguments[0]
+    recorded = engine.open_stack(_stack_dir(directory, dir_option)).backend.read()
     if address is None:
         click.echo(json.dumps(recorded.to_json(), indent=2, sort_keys=True))
         return
@@ -544,22 +776,26 @@ def state_show(address: str | None, directory: str) -> None:
 
 
 @state.command("unlock")
-@click.argument("lock_id")
-@click.option("--dir", "directory", default=".", type=click.Path(file_okay=False))
-def state_unlock(lock_id: str, directory: str) -> None:
-    """Break a lock left behind by a process that is gone (the lock ID is in the
-    "locked by" message).
+@click.argument("lock_id", metavar="LOCK_ID")
+@_dir_argument
+def state_unlock(lock_id: str, directory: str | None, dir_option: str | None) -> None:
+    """Break the state lock of the stack in DIR left behind by a process that
+    is gone (LOCK_ID is in the "locked by" message).
 
-    Example: reconciler state unlock 6f1c0d2e-... --dir stacks/prod"""
-    click.echo(engine.open_stack(directory).backend.unlock(lock_id))
+    \b
+    Example:
+      reconciler state unlock 6f1c0d2e-4b1a-4f7e-9a51-0c3d2e1f4a5b stacks/prod"""
+    click.echo(engine.open_stack(_stack_dir(directory, dir_option)).backend.unlock(lock_id))
 
 
 @state.command("pull")
 @click.argument("directory", default=".", type=click.Path(file_okay=False))
 def state_pull(directory: str) -> None:
-    """Print the state as JSON on stdout (decrypted, when encryptWith is set).
+    """Print the state of the stack in DIR as JSON on stdout (decrypted, when encryptWith is set).
 
-    Example: reconciler state pull stacks/prod > prod.state.json"""
+    \b
+    Example:
+      reconciler state pull stacks/prod > prod.state.json"""
     recorded = engine.open_stack(directory).backend.read()
     if recorded.lineage is None:
         click.echo("No state recorded yet.", err=True)
@@ -568,18 +804,22 @@ def state_pull(directory: str) -> None:
 
 
 @state.command("push")
-@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
-@click.option("--dir", "directory", default=".", type=click.Path(file_okay=False))
+@click.argument("file", metavar="FILE", type=click.Path(dir_okay=False, allow_dash=True))
+@_dir_argument
 @click.option("--force", is_flag=True,
               help="Push even a state of another lineage, or not newer than the recorded one.")
 @click.option("--lock-timeout", default=0.0, type=float, show_default=True, metavar="SECONDS", help=LOCK_TIMEOUT_HELP)
-def state_push(file: str, directory: str, force: bool, lock_timeout: float) -> None:
-    """Replace the recorded state with FILE (JSON, as `state pull` prints it; - for stdin).
+def state_push(file: str, directory: str | None, dir_option: str | None, force: bool, lock_timeout: float) -> None:
+    """Replace the recorded state of the stack in DIR with FILE (JSON, as
+    `state pull` prints it; - for stdin).
 
     Refuses a state of another lineage, or one whose serial is not newer than
     the recorded one, unless --force. The replaced state is kept as the backup.
 
-    Example: reconciler state push prod.state.json --dir stacks/prod"""
+    \b
+    Example:
+      reconciler state push prod.state.json stacks/prod"""
+    directory = _stack_dir(directory, dir_option)
     try:
         raw = sys.stdin.buffer.read() if file == "-" else pathlib.Path(file).read_bytes()
     except OSError as exc:
@@ -600,20 +840,27 @@ def state_push(file: str, directory: str, force: bool, lock_timeout: float) -> N
 
 
 @state.command("rm")
-@click.argument("addresses", nargs=-1, required=True, metavar="ADDRESS...")
-@click.option("--dir", "directory", default=".", type=click.Path(file_okay=False))
+@click.argument("arguments", nargs=-1, required=True, metavar="ADDRESS... [DIR]")
+@click.option("--dir", "dir_option", hidden=True, type=click.Path(file_okay=False), help=DIR_OPTION_HELP)
 @click.option("--force", is_flag=True,
               help="Forget even an address with an operation in flight (its journal entries go too).")
 @click.option("--lock-timeout", default=0.0, type=float, show_default=True, metavar="SECONDS", help=LOCK_TIMEOUT_HELP)
-def state_rm(addresses: tuple[str, ...], directory: str, force: bool, lock_timeout: float) -> None:
-    """Forget ADDRESS (KIND/NAME): its objects stay in AWS, no longer managed.
+def state_rm(arguments: tuple[str, ...], dir_option: str | None, force: bool, lock_timeout: float) -> None:
+    """Forget each ADDRESS (KIND/NAME) in the state of the stack in DIR: its
+    objects stay in AWS, no longer managed. The last of several arguments is
+    DIR when it does not read as an address.
 
     The previous state is kept as the backup. While the manifests still
     declare it, the next plan creates it again (or adopt the object with
     `reconciler import`).
 
-    Example: reconciler state rm KmsProvider/legacy --dir stacks/prod"""
-    backend = engine.open_stack(directory).backend
+    \b
+    Example:
+      reconciler state rm KmsProvider/legacy stacks/prod"""
+    addresses, directory = arguments, None
+    if len(arguments) > 1 and not _is_address(arguments[-1]):
+        addresses, directory = arguments[:-1], arguments[-1]
+    backend = engine.open_stack(_stack_dir(directory, dir_option)).backend
     with backend.lock("state rm", timeout=lock_timeout):
         recorded = backend.read()
         forgotten = []
@@ -628,16 +875,20 @@ def state_rm(addresses: tuple[str, ...], directory: str, force: bool, lock_timeo
 @state.command("mv")
 @click.argument("source", metavar="SRC")
 @click.argument("destination", metavar="DST")
-@click.option("--dir", "directory", default=".", type=click.Path(file_okay=False))
+@_dir_argument
 @click.option("--lock-timeout", default=0.0, type=float, show_default=True, metavar="SECONDS", help=LOCK_TIMEOUT_HELP)
-def state_mv(source: str, destination: str, directory: str, lock_timeout: float) -> None:
-    """Record SRC under the address DST (same kind: a renamed metadata.name).
+def state_mv(source: str, destination: str, directory: str | None, dir_option: str | None,
+             lock_timeout: float) -> None:
+    """Record SRC under the address DST in the state of the stack in DIR (same
+    kind: a renamed metadata.name).
 
     Refuses when DST is in state, the kinds differ, or SRC has an operation in
     flight. The previous state is kept as the backup.
 
-    Example: reconciler state mv KmsProvider/main KmsProvider/payments --dir stacks/prod"""
-    backend = engine.open_stack(directory).backend
+    \b
+    Example:
+      reconciler state mv KmsProvider/main KmsProvider/payments stacks/prod"""
+    backend = engine.open_stack(_stack_dir(directory, dir_option)).backend
     with backend.lock("state mv", timeout=lock_timeout):
         written = backend.write(state_edits.rename(backend.read(), source, destination))
     click.echo(f"Moved {source} to {destination}. State serial {written.serial}.")
@@ -645,13 +896,19 @@ def state_mv(source: str, destination: str, directory: str, lock_timeout: float)
 
 # -- sandbox ---------------------------------------------------------------------
 @main.command()
-@click.option("--port", default=4566, show_default=True, type=int)
-@click.option("--background", is_flag=True, help="Start in the background and return.")
+@click.option("--port", default=4566, show_default=True, type=int, help="The port on 127.0.0.1 (0: any free one).")
+@click.option("--background", is_flag=True,
+              help="Start in the background and return, printing the environment to eval.")
 @click.option("--pid-file", default=".reconciler/sandbox.pid", show_default=True,
-              type=click.Path(dir_okay=False))
+              type=click.Path(dir_okay=False), help="Where a background sandbox records its process id.")
 @click.option("--stop", is_flag=True, help="Stop a background sandbox started with --pid-file.")
 def sandbox(port: int, background: bool, pid_file: str, stop: bool) -> None:
-    """Run a local AWS (moto, with reconciler's fidelity fixes) on 127.0.0.1."""
+    """Run a local AWS (moto, with reconciler's fidelity fixes) on 127.0.0.1.
+
+    \b
+    Example:
+      eval "$(reconciler sandbox --background)"
+      reconciler sandbox --stop"""
     if importlib.util.find_spec("moto") is None:
         raise errors.ConfigError("the sandbox needs moto: pip install 'reconciler[sandbox]'")
     from reconciler.sandbox import server
@@ -667,7 +924,11 @@ def sandbox(port: int, background: bool, pid_file: str, stop: bool) -> None:
 # -- secret ----------------------------------------------------------------------
 @main.group()
 def secret() -> None:
-    """Envelopes for manifests; reading values (the only commands that print them)."""
+    """Envelopes for manifests; reading values (the only commands that print them).
+
+    \b
+    Example:
+      reconciler secret history app/api-token examples/quickstart"""
 
 
 _NAME_SCHEMA = json.loads(schema.schema_text("common.schema.json"))["$defs"]["name"]
@@ -689,10 +950,16 @@ def _manifest_name(_ctx: click.Context, param: click.Parameter, value: str) -> s
               help="The vault whose key wraps the value.")
 @click.option("--name", "name", required=True, callback=_manifest_name,
               help="The Secret's metadata.name the envelope is bound to.")
-@click.option("--dir", "directory", default=".", type=click.Path(file_okay=False))
-def secret_encrypt(vault_name: str, name: str, directory: str) -> None:
+@_dir_argument
+def secret_encrypt(directory: str | None, dir_option: str | None, vault_name: str, name: str) -> None:
     """Read a value (on a terminal: asked twice, not echoed; else stdin) and
-    print a one-line envelope for `encrypted:`."""
+    print a one-line envelope for `encrypted:`, bound to the stack in DIR, the
+    vault and the name.
+
+    \b
+    Example:
+      reconciler secret encrypt --vault app --name db-password examples/quickstart < password.txt"""
+    directory = _stack_dir(directory, dir_option)
     if _is_tty(sys.stdin):
         typed = click.prompt(f"Value for {vault_name}/{name}", hide_input=True, confirmation_prompt=True,
                              prompt_suffix=": ", err=True)
@@ -706,22 +973,32 @@ def secret_encrypt(vault_name: str, name: str, directory: str) -> None:
 
 @secret.command("get")
 @click.argument("address", metavar="VAULT/NAME")
+@_dir_argument
 @click.option("--version", "number", type=int, help="A kept version (default: the newest).")
 @click.option("--region", help="Decrypt with the multi-Region replica in this region.")
-@click.option("--dir", "directory", default=".", type=click.Path(file_okay=False))
-def secret_get(address: str, number: int | None, region: str | None, directory: str) -> None:
-    """Print a secret's value."""
-    value = secret_access.read(directory, address, version=number, region=region)
+def secret_get(address: str, directory: str | None, dir_option: str | None, number: int | None,
+               region: str | None) -> None:
+    """Print the value of the secret VAULT/NAME of the stack in DIR.
+
+    \b
+    Example:
+      reconciler secret get app/api-token examples/quickstart --version 1"""
+    value = secret_access.read(_stack_dir(directory, dir_option), address, version=number, region=region)
     sys.stdout.buffer.write(value + (b"\n" if _is_tty(sys.stdout) else b""))
     sys.stdout.buffer.flush()
 
 
 @secret.command("history")
 @click.argument("address", metavar="VAULT/NAME")
-@click.option("--dir", "directory", default=".", type=click.Path(file_okay=False))
-def secret_history(address: str, directory: str) -> None:
-    """List kept versions with their dates and keys, never their values."""
-    for row in secret_access.history(directory, address):
+@_dir_argument
+def secret_history(address: str, directory: str | None, dir_option: str | None) -> None:
+    """List the kept versions of the secret VAULT/NAME of the stack in DIR with
+    their dates and keys, never their values.
+
+    \b
+    Example:
+      reconciler secret history app/api-token examples/quickstart"""
+    for row in secret_access.history(_stack_dir(directory, dir_option), address):
         click.echo(f"{row.number}\t{row.created_at}\t{row.key_arn}{'  (current)' if row.current else ''}")
 
 

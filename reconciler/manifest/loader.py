@@ -569,7 +569,25 @@ def decode(raw: bytes, file: str) -> tuple[str | None, errors.Diagnostic | None]
 class Source:
     directory: pathlib.Path
     documents: tuple[Document, ...]
-    content_hash: str  # sha256 over every file's relative path and bytes
+    content_hash: str  # sha256 over every file's relative path and parsed documents (see documents_hash)
+
+
+def documents_hash(files: list[tuple[str, list[Document]]]) -> str:
+    """sha256 over each file's path (relative to the stack) and what its
+    documents hold, not the bytes: comments, blank lines, key order, quoting
+    and flow vs block style are no change (a saved plan stays good), any
+    value, key, document or file of documents added, removed, renamed or
+    changed is one."""
+    digest = hashlib.sha256()
+    for relative, docs in files:
+        if not docs:
+            continue  # a file of comments only holds nothing
+        digest.update(relative.encode(errors="surrogateescape") + b"\0")
+        for doc in docs:
+            canonical = json.dumps(doc.data, sort_keys=True, ensure_ascii=True, separators=(",", ":"))
+            digest.update(hashlib.sha256(canonical.encode()).digest())
+        digest.update(b"\0")
+    return digest.hexdigest()
 
 
 def load_directory(directory: pathlib.Path | str) -> tuple[Source, list[errors.Diagnostic]]:
@@ -585,20 +603,19 @@ def load_directory(directory: pathlib.Path | str) -> tuple[Source, list[errors.D
     walk = _Walk(directory)
     walk.run()
     diagnostics: list[errors.Diagnostic] = list(walk.diagnostics)
-    digest = hashlib.sha256()
+    parsed: list[tuple[str, list[Document]]] = []
     for path in [] if walk.overflowed else walk.files:  # past the limit the tree is refused, not half read
         shown = str(path)
         raw, problem = read_manifest(path)
         if problem is not None or raw is None:
             diagnostics.append(problem or errors.Diagnostic("cannot read", _at(path)))
             continue
-        digest.update(str(path.relative_to(directory)).encode(errors="surrogateescape") + b"\0")
-        digest.update(hashlib.sha256(raw).digest())
         text, problem = decode(raw, shown)
         if problem is not None or text is None:
             diagnostics.append(problem or errors.Diagnostic("not UTF-8 text", _at(path)))
             continue
         docs, problems = parse_text(text, shown)
+        parsed.append((str(path.relative_to(directory)), docs))
         documents.extend(docs)
         diagnostics.extend(problems)
     if not documents and not diagnostics:
@@ -607,4 +624,4 @@ def load_directory(directory: pathlib.Path | str) -> tuple[Source, list[errors.D
         diagnostics.append(errors.Diagnostic(f"{directory}: {found}"))
     diagnostics.sort(key=lambda d: (d.position.file, d.position.line, d.position.column)
                      if d.position else ("", 0, 0))
-    return Source(directory, tuple(documents), digest.hexdigest()), diagnostics
+    return Source(directory, tuple(documents), documents_hash(parsed)), diagnostics
