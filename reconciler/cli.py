@@ -675,8 +675,9 @@ def drift(directory: str, fmt: str, parallelism: int, force: bool, unmanaged: bo
     if require_remote_state:
         engine.require_remote_state(workspace)
     aws = engine.new_context(workspace)
-    items = engine.drift(workspace, aws, progress=_progress(), parallelism=parallelism, force=force)
-    extra = engine.unmanaged(workspace, aws, parallelism) if unmanaged else None
+    with _progress() as progress:
+        items = engine.drift(workspace, aws, progress=progress, parallelism=parallelism, force=force)
+        extra = engine.unmanaged(workspace, aws, parallelism) if unmanaged else None
     match fmt:
         case "json":
             click.echo(structured.drift_json(items, stack=workspace.config.stack.name, unmanaged=extra), nl=False)
