@@ -22,6 +22,7 @@ from reconciler.render import text, values
 
 Action = actions.Action
 GITHUB_COMMENT_LIMIT = 65_536  # characters in one issue or pull-request comment
+COMMENT_BUDGET = GITHUB_COMMENT_LIMIT - 1_024  # what a rendering fills: room for a workflow's own marker line
 PLAN_MARKER = "<!-- reconciler-plan: {stack} -->"
 DRIFT_MARKER = "<!-- reconciler-drift: {stack} -->"
 WARNINGS_SHOWN = 30  # warning bullets before "and N more"
@@ -204,7 +205,7 @@ def _fit(render: Callable[[int, int], str], rows: int, diffs: int, limit: int) -
     return render(_longest(lambda n: len(render(n, 0)) <= limit, rows), 0)
 
 
-def plan_markdown(plan: model.Plan, *, limit: int = GITHUB_COMMENT_LIMIT) -> str:
+def plan_markdown(plan: model.Plan, *, limit: int = COMMENT_BUDGET) -> str:
     head = [marker(PLAN_MARKER, plan.stack), f"### reconciler plan for stack {code(plan.stack)}", ""]
     head += _warnings(plan)
     if plan.targets:
@@ -260,7 +261,7 @@ def _unmanaged_rows(items: Sequence[unmanaged_model.Unmanaged]) -> list[str]:
 
 
 def drift_markdown(items: Sequence[model.DriftItem], *, stack: str = "",
-                   limit: int = GITHUB_COMMENT_LIMIT,
+                   limit: int = COMMENT_BUDGET,
                    unmanaged: Sequence[unmanaged_model.Unmanaged] | None = None) -> str:
     """Every item (a note-only one too), severity per attribute, and a summary
     line last; ``unmanaged`` (drift --unmanaged): a table of its own after the

@@ -72,7 +72,8 @@ def drift_document(items: Sequence[model.DriftItem], *, stack: str = "",
         report["unmanaged"] = {"count": len(unmanaged),
                                "totals": {s: sum(1 for u in unmanaged if u.severity == s) for s in totals},
                                "items": [u.to_json() for u in unmanaged]}
-        report["drifted"] = report["drifted"] or bool(unmanaged)  # unmanaged objects are drift (exit 2)
+        # tagged objects not in state are drift (exit 2); a prefix match alone (info) is shown, never pages
+        report["drifted"] = report["drifted"] or any(u.severity != "info" for u in unmanaged)
     return report
 
 

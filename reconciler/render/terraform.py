@@ -126,8 +126,11 @@ def resource_change(change: model.ResourceChange) -> dict[str, Any]:
     sensitive = frozenset(change.sensitive)
     before = values.masked(change.before, sensitive)
     after = values.masked(change.after, sensitive)
+    address = str(change.resource_address) if change.deposed else change.address
+    if change.action.timed and not change.deposed and address == str(change.resource_address):
+        address = f"{address} ({change.action.value})"  # Terraform never repeats an address: the no-op is there too
     entry: dict[str, Any] = {
-        "address": str(change.resource_address) if change.deposed else change.address,
+        "address": address,
         "mode": terraform_mode(change.mode), "type": change.kind, "name": change.name,
         "provider_name": PROVIDER_NAME,
     }

@@ -100,6 +100,15 @@ def rename(state: model.State, source: str, destination: str) -> model.State:
         raise errors.StateError(
             f"{src}: an operation is in flight ({entry.operation.value} {entry.operation_id}, step "
             f"{entry.step or '?'}); run apply to finish it before moving the address")
+    dependents = sorted(a for a, r in state.resources.items() if a != src and src in r.dependencies)
+    dependents += sorted({f"lease {i}" for i, lease in state.leases.items()
+                          if isinstance(lease, dict) and lease.get("template") == src})
+    if dependents:  # they record the old name in what they hold (a vault's provider, a secret's vault...)
+        shown = ", ".join(dependents[:5]) + (f" and {len(dependents) - 5} more" if len(dependents) > 5 else "")
+        raise errors.StateError(
+            f"{src}: {shown} {'refers' if len(dependents) == 1 else 'refer'} to it by name in what state records "
+            f"of {'it' if len(dependents) == 1 else 'them'}, which state mv cannot rewrite; "
+            f"move it only with nothing referring to it (or keep the name {src.name})")
     resources: dict[str, model.ResourceState] = {}
     for address, resource in state.resources.items():
         if address == src:

@@ -164,10 +164,11 @@ def test_plan_validates_before_planning_and_comments_once_in_place():
     workflow = load("plan.yml")
     names = [s.get("name") or s.get("uses") for _job, s in steps(workflow)]
     assert names.index("validate") < names.index("plan") < names.index("comment on the pull request")
-    assert named(workflow, "validate")["run"] == 'reconciler validate "$STACK"'
+    # its errors go to plan.err, which the comment shows: a broken manifest never leaves a stale plan shown
+    assert named(workflow, "validate")["run"].startswith('reconciler validate "$STACK" 2> plan.err ||')
     comment = named(workflow, "comment on the pull request")
     assert comment["uses"] == "actions/github-script@v8"
-    assert "!cancelled()" in comment["if"]  # also when the plan failed: the comment says so
+    assert comment["if"] == "${{ !cancelled() }}"  # also when validate, the login or the plan failed
     script = comment["with"]["script"]
     assert "const marker = `<!-- reconciler-plan: ${stack} -->`;" in script
     assert "updateComment" in script and "createComment" in script and "65536" in script
@@ -290,6 +291,13 @@ def test_the_plan_comment_is_created_once_then_updated_in_place(tmp_path):
     [failed] = ours()
     assert failed["body"] == (f"{marker}\n### reconciler plan failed for `examples/ci` (exit 1)\n\n```\n"
                               "Error: stack.yaml:3:1: something is wrong\n```\n")
+    assert post("", err="Error: stack.yaml:3:1: validate found this\n") == [["list", 7], ["update", created["id"]]]
+    [invalid] = ours()  # validate failed: no plan ran (no exit code), the comment says why
+    assert invalid["body"] == (f"{marker}\n### reconciler plan failed for `examples/ci`\n\n```\n"
+                               "Error: stack.yaml:3:1: validate found this\n```\n")
+    (tmp_path / "plan.err").unlink()
+    assert post("") == [["list", 7], ["update", created["id"]]]
+    assert "the job failed before the plan ran" in ours()[0]["body"]
     post("2", "| x | y |\n" * 10_000)  # 100,000 characters: over GitHub's limit
     [long] = ours()
     assert len(long["body"]) <= 65536 and long["body"].endswith("_Truncated: the whole plan is in the job log._\n")
