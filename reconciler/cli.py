@@ -686,7 +686,7 @@ def drift(directory: str, fmt: str, parallelism: int, force: bool, unmanaged: bo
                        nl=False)
         case _:
             click.echo(text.render_drift_report(items, color=_is_tty(sys.stdout), unmanaged=extra), nl=False)
-    if any(item.severity != "info" for item in [*items, *(extra or ())]):
+    if any(item.severity != "info" for item in items) or any(u.severity != "info" for u in extra or ()):
         sys.exit(2)  # info items (grants AWS services made, a key under the alias prefix) are shown, never page
 
 

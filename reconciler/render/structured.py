@@ -82,11 +82,11 @@ def drift_json(items: Sequence[model.DriftItem], *, stack: str = "",
     return _dump(drift_document(items, stack=stack, unmanaged=unmanaged))
 
 
-def plan_markdown(plan: model.Plan, *, limit: int = markdown.GITHUB_COMMENT_LIMIT) -> str:
+def plan_markdown(plan: model.Plan, *, limit: int = markdown.COMMENT_BUDGET) -> str:
     return markdown.plan_markdown(plan, limit=limit)
 
 
 def drift_markdown(items: Sequence[model.DriftItem], *, stack: str = "",
-                   limit: int = markdown.GITHUB_COMMENT_LIMIT,
+                   limit: int = markdown.COMMENT_BUDGET,
                    unmanaged: Sequence[unmanaged_model.Unmanaged] | None = None) -> str:
     return markdown.drift_markdown(items, stack=stack, limit=limit, unmanaged=unmanaged)
