@@ -250,7 +250,7 @@ def main() -> None:
 
 # -- validate --------------------------------------------------------------------
 @main.command()
-@click.argument("directory", default=".", type=click.Path(file_okay=False))
+@click.argument("directory", default=".", metavar="[DIR]", type=click.Path(file_okay=False))
 @click.option("--strict", is_flag=True, help="Treat lint warnings (wildcards, open principals) as errors.")
 @_stacks_options
 def validate(directory: str, strict: bool, changed_since: str | None, stack_parallelism: int) -> None:
@@ -277,7 +277,7 @@ def validate(directory: str, strict: bool, changed_since: str | None, stack_para
 
 # -- policy ----------------------------------------------------------------------
 @main.command("policy")
-@click.argument("directory", default=".", type=click.Path(file_okay=False))
+@click.argument("directory", default=".", metavar="[DIR]", type=click.Path(file_okay=False))
 @click.option("--for", "for_name", metavar="NAME",
               help="The policy an identity the stack declares is granted (an IamRole), not apply's own.")
 def policy_command(directory: str, for_name: str | None) -> None:
@@ -306,7 +306,7 @@ def _render_plan(plan: Any, fmt: str) -> str:
 
 
 @main.command()
-@click.argument("directory", default=".", type=click.Path(file_okay=False))
+@click.argument("directory", default=".", metavar="[DIR]", type=click.Path(file_okay=False))
 @click.option("--out", "out", type=click.Path(dir_okay=False), help="Save the plan for apply.")
 @click.option("--format", "fmt", type=FORMATS, default="text", show_default=True,
               help="text for people, json shaped like `terraform show -json`, markdown for a pull-request "
@@ -336,7 +336,7 @@ def plan(directory: str, out: str | None, fmt: str, detailed_exitcode: bool,
                                      "(without --changed-since)")
         _many(multistack.planning(fmt, color=_is_tty(sys.stdout), detailed_exitcode=detailed_exitcode,
                                   refresh_live=not no_refresh, regenerate_lost=regenerate_lost,
-                                  parallelism=parallelism, require_remote_state=require_remote_state),
+                                  parallelism=parallelism, require_remote_state=require_remote_state, force=force),
               found, fmt, stack_parallelism, changed_since)
     if out:
         planfile.check_plan_path(out)  # before any AWS call, not after a long refresh
@@ -437,7 +437,7 @@ def apply_command(target_path: str, auto_approve: bool, allow_destroy: bool, tar
 
 # -- destroy ---------------------------------------------------------------------
 @main.command("destroy")
-@click.argument("directory", default=".", type=click.Path(file_okay=False))
+@click.argument("directory", default=".", metavar="[DIR]", type=click.Path(file_okay=False))
 @click.option("--auto-approve", is_flag=True, help="Destroy without asking.")
 @click.option("--lock-timeout", default=0.0, type=float, show_default=True, metavar="SECONDS",
               help="How long to wait for the state lock.")
@@ -646,7 +646,7 @@ def import_command(address: str, aws_id: str, directory: str | None, dir_option:
 
 # -- drift -----------------------------------------------------------------------
 @main.command()
-@click.argument("directory", default=".", type=click.Path(file_okay=False))
+@click.argument("directory", default=".", metavar="[DIR]", type=click.Path(file_okay=False))
 @click.option("--format", "fmt", type=FORMATS, default="text", show_default=True,
               help="text for people, json for alerting (schemas/drift.schema.json), markdown for an issue or "
                    "comment.")
@@ -669,7 +669,7 @@ def drift(directory: str, fmt: str, parallelism: int, force: bool, unmanaged: bo
         raise errors.ConfigError(f"{directory}: drift --unmanaged runs on one stack at a time (a stack root)")
     if found is not None:
         _many(multistack.drifting(fmt, color=_is_tty(sys.stdout), parallelism=parallelism,
-                                  require_remote_state=require_remote_state), found, fmt,
+                                  require_remote_state=require_remote_state, force=force), found, fmt,
               stack_parallelism, changed_since)
     workspace = engine.open_stack(directory)
     if require_remote_state:
@@ -692,7 +692,7 @@ def drift(directory: str, fmt: str, parallelism: int, force: bool, unmanaged: bo
 
 # -- stacks ----------------------------------------------------------------------
 @main.command("stacks")
-@click.argument("directory", default=".", type=click.Path(file_okay=False))
+@click.argument("directory", default=".", metavar="[DIR]", type=click.Path(file_okay=False))
 @click.option("--changed-since", metavar="REF",
               help="Only the stacks whose manifests changed since this git ref (REF...HEAD, plus uncommitted "
                    "changes).")
@@ -729,7 +729,7 @@ def state() -> None:
 
 
 @state.command("list")
-@click.argument("directory", default=".", type=click.Path(file_okay=False))
+@click.argument("directory", default=".", metavar="[DIR]", type=click.Path(file_okay=False))
 def state_list(directory: str) -> None:
     """One line per resource in the state of the stack in DIR: address, mode, id.
 
@@ -790,7 +790,7 @@ def state_unlock(lock_id: str, directory: str | None, dir_option: str | None) ->
 
 
 @state.command("pull")
-@click.argument("directory", default=".", type=click.Path(file_okay=False))
+@click.argument("directory", default=".", metavar="[DIR]", type=click.Path(file_okay=False))
 def state_pull(directory: str) -> None:
     """Print the state of the stack in DIR as JSON on stdout (decrypted, when encryptWith is set).
 

@@ -371,13 +371,14 @@ VALIDATE_STATUSES = {"valid": "valid", "error": "invalid"}
 
 
 def planning(fmt: str, *, color: bool, detailed_exitcode: bool, refresh_live: bool, regenerate_lost: bool,
-             parallelism: int, require_remote_state: bool = False) -> Command:
+             parallelism: int, require_remote_state: bool = False, force: bool = False) -> Command:
     def one(root: Root, progress: Progress) -> Outcome:
         workspace = engine.open_stack(root.path)
         if require_remote_state:
             engine.require_remote_state(workspace)
         plan = engine.make_plan(workspace, engine.new_context(workspace), refresh_live=refresh_live,
-                                progress=progress, regenerate_lost=regenerate_lost, parallelism=parallelism)
+                                progress=progress, regenerate_lost=regenerate_lost, parallelism=parallelism,
+                                force=force)
         match fmt:
             case "json":
                 shown, data = "", json.loads(structured.plan_json(plan))
@@ -392,12 +393,14 @@ def planning(fmt: str, *, color: bool, detailed_exitcode: bool, refresh_live: bo
     return Command("plan", one, PLAN_STATUSES)
 
 
-def drifting(fmt: str, *, color: bool, parallelism: int, require_remote_state: bool = False) -> Command:
+def drifting(fmt: str, *, color: bool, parallelism: int, require_remote_state: bool = False,
+             force: bool = False) -> Command:
     def one(root: Root, progress: Progress) -> Outcome:
         workspace = engine.open_stack(root.path)
         if require_remote_state:
             engine.require_remote_state(workspace)
-        items = engine.drift(workspace, engine.new_context(workspace), progress=progress, parallelism=parallelism)
+        items = engine.drift(workspace, engine.new_context(workspace), progress=progress, parallelism=parallelism,
+                             force=force)
         found = drifted(items)
         match fmt:
             case "json":

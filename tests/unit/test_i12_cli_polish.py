@@ -82,8 +82,8 @@ WITH_DIR = [("rotate", "NAME [DIR]"), ("lease create", "TEMPLATE [DIR]"), ("leas
             ("lease revoke", "[ID] [DIR]"), ("lease list", "[DIR]"), ("import", "KIND/NAME AWS_ID [DIR]"),
             ("secret encrypt", "[DIR]"), ("secret get", "VAULT/NAME [DIR]"), ("secret history", "VAULT/NAME [DIR]"),
             ("state show", "[ADDRESS] [DIR]"), ("state unlock", "LOCK_ID [DIR]"), ("state push", "FILE [DIR]"),
-            ("state rm", "ADDRESS... [DIR]"), ("state mv", "SRC DST [DIR]"), ("state list", "[DIRECTORY]"),
-            ("plan", "[DIRECTORY]")]
+            ("state rm", "ADDRESS... [DIR]"), ("state mv", "SRC DST [DIR]"), ("state list", "[DIR]"),
+            ("plan", "[DIR]")]
 
 
 @pytest.mark.parametrize(("name", "usage"), WITH_DIR, ids=[n for n, _ in WITH_DIR])
