@@ -84,20 +84,20 @@ KILLER = textwrap.dedent("""\
 
 
 def test_rewrap_killed_halfway_completes_on_the_next_apply(aws, stack, calls):
-    directory = stack({"main.yaml": docs(key_doc(), key_doc(name="new"), vault_doc()), "s.yaml": many(50)})
+    directory = stack({"main.yaml": docs(key_doc(), key_doc(name="new"), vault_doc()), "s.yaml": many(20)})
     assert run("apply", directory, "--auto-approve").exit_code == 0
-    values = {f"s{i:04d}": get(directory, f"main/s{i:04d}") for i in range(50)}
+    values = {f"s{i:04d}": get(directory, f"main/s{i:04d}") for i in range(20)}
     (directory / "main.yaml").write_text(docs(key_doc(), key_doc(name="new"), vault_doc(provider="new")))
     plan = run("plan", directory)
-    assert "re-wrap 50 secrets under KmsProvider/new" in plan.output
+    assert "re-wrap 20 secrets under KmsProvider/new" in plan.output
 
     killed = subprocess.run([sys.executable, "-c", KILLER, str(directory)], cwd=ROOT, capture_output=True,
-                            text=True, timeout=120, env={**os.environ, "KILL_AFTER": "25"})
+                            text=True, timeout=120, env={**os.environ, "KILL_AFTER": "10"})
     assert killed.returncode == 9, killed.stderr
     new_arn = state_of(directory)["resources"]["KmsProvider/new"]["ids"]["arn"]
     entries = {name: state_of(directory)["resources"][f"Secret/{name}"]["ids"]["keyArn"] for name in values}
     moved = sum(1 for arn in entries.values() if arn == new_arn)
-    assert 0 < moved < 50  # really interrupted halfway
+    assert 0 < moved < 20  # really interrupted halfway
     assert state_of(directory)["resources"]["Vault/main"]["attributes"]["provider"] == "key"
     for name, value in values.items():  # every secret readable in between
         assert get(directory, f"main/{name}") == value
@@ -105,7 +105,7 @@ def test_rewrap_killed_halfway_completes_on_the_next_apply(aws, stack, calls):
     calls.clear()
     resumed = run("apply", directory, "--auto-approve")
     assert resumed.exit_code == 0, resumed.output
-    assert [op for op in kms_calls(calls) if op == "Decrypt"].__len__() == 50 - moved
+    assert [op for op in kms_calls(calls) if op == "Decrypt"].__len__() == 20 - moved
     for name, value in values.items():
         assert get(directory, f"main/{name}") == value
     state = state_of(directory)["resources"]
