@@ -29,7 +29,8 @@ from reconciler.state import model as state_model
 
 FORMATS = click.Choice(["text", "json", "markdown"])
 MAX_LISTED = 100  # manifest errors printed; the rest are counted (200,000 bad documents stay readable)
-PARALLELISM_HELP = "At most this many AWS calls side by side (refresh and plan-time checks)."
+PARALLELISM_HELP = ("At most this many AWS calls side by side (refresh and plan-time checks), and actions apply "
+                    "runs side by side in dependency order (1: one at a time, in the plan's order).")
 PARALLELISM_RANGE = click.IntRange(1, 64)  # aws.session.MAX_PARALLELISM
 FORCE_ROLLBACK_HELP = "Go on with a state whose serial went backwards (restored from an older copy)."
 REGENERATE_LOST_HELP = "Generate new values for generated secrets whose KMS key no longer exists."
@@ -281,7 +282,8 @@ def apply_command(target_path: str, auto_approve: bool, allow_destroy: bool, tar
         engine.executor.check_preconditions(the_plan, allow_destroy=allow_destroy)
         if not auto_approve:
             click.confirm("\nApply these changes?", abort=True)
-        result = engine.apply(the_plan, workspace, aws, allow_destroy=allow_destroy, progress=progress)
+        result = engine.apply(the_plan, workspace, aws, allow_destroy=allow_destroy, progress=progress,
+                              parallelism=parallelism)
     counts: dict[str, int] = {}
     for _address, action in result.done:
         counts[action.value] = counts.get(action.value, 0) + 1
@@ -317,7 +319,8 @@ def destroy_command(directory: str, auto_approve: bool, lock_timeout: float, par
         engine.executor.check_preconditions(the_plan, allow_destroy=True)  # implied for what the plan lists only
         if not auto_approve:
             click.confirm("\nDestroy everything listed above?", abort=True)
-        result = engine.apply(the_plan, workspace, aws, allow_destroy=True, progress=progress)
+        result = engine.apply(the_plan, workspace, aws, allow_destroy=True, progress=progress,
+                              parallelism=parallelism)
     click.echo(f"\nDestroy complete: {len(result.done)} destroyed. State serial {result.state.serial}.")
 
 
