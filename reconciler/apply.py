@@ -203,13 +203,14 @@ def rebase(base: state_model.State, new: state_model.State, current: state_model
     journal = current.journal
     if set_journal or dropped:
         journal = (*(e for e in current.journal if e.operation_id not in dropped), *set_journal)
-    return dataclasses.replace(
-        current,
-        resources=_rebased(base.resources, new.resources, current.resources),
-        deposed=_rebased(base.deposed, new.deposed, current.deposed),
-        leases=_rebased(base.leases, new.leases, current.leases),
-        journal=journal,
-        applied_plans=new.applied_plans if new.applied_plans != base.applied_plans else current.applied_plans)
+    merged = dict(resources=_rebased(base.resources, new.resources, current.resources),
+                  deposed=_rebased(base.deposed, new.deposed, current.deposed),
+                  leases=_rebased(base.leases, new.leases, current.leases), journal=journal,
+                  applied_plans=new.applied_plans if new.applied_plans != base.applied_plans
+                  else current.applied_plans)
+    if all(value is getattr(current, name) for name, value in merged.items()):
+        return current
+    return dataclasses.replace(current, **merged)  # type: ignore[arg-type]
 
 
 def _rebased(base: Mapping[K, V], new: Mapping[K, V], current: Mapping[K, V]) -> Mapping[K, V]:
