@@ -75,7 +75,8 @@ class Recorder:
 @pytest.fixture()
 def recorder():
     recording = Recorder()
-    hooks = [("before-parameter-build", recording.asked), ("before-send", recording.sent), ("after-call", recording.answered)]
+    hooks = [("before-parameter-build", recording.asked), ("before-send", recording.sent),
+             ("after-call", recording.answered)]
     for event, handler in hooks:
         session.register_hook(event, handler)
     yield recording

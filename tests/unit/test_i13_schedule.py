@@ -99,13 +99,11 @@ def test_the_changes_of_one_address_keep_their_order_and_deposed_objects_go_last
     leases = {"lease-old": "2026-01-01T00:00:00+00:00"}
     entry = dataclasses.replace(recorded("a"), ids={"id": "old-a", "rotatedAt": "2025-01-01T00:00:00+00:00",
                                                     "leases": leases})
-    stale = state_model.Deposed("d1", recorded("b"))
-    prior = state_model.State().with_resource(entry).with_resource(recorded("b")) \
-        .with_deposed("Widget/b", dataclasses.replace(stale, resource=dataclasses.replace(
-            recorded("b"), ids={"id": "older-b"})))
+    stale = state_model.Deposed("d1", dataclasses.replace(recorded("b"), ids={"id": "older-b"}))  # a replace stopped
+    prior = state_model.State().with_resource(entry).with_resource(recorded("b")).with_deposed("Widget/b", stale)
     plan, prior = plan_of([widget("a", rotateEveryDays=30), widget("b", size=1), widget("c")], prior)
-    assert waves(plan, prior) == [["~ Widget/a", "~ Widget/b", "+ Widget/c"], ["! Widget/a"], ["! Widget/a (revoke lease-old)"],
-                                  ["- Widget/b (deposed d1)"]]
+    assert waves(plan, prior) == [["~ Widget/a", "~ Widget/b", "+ Widget/c"], ["! Widget/a"],
+                                  ["! Widget/a (revoke lease-old)"], ["- Widget/b (deposed d1)"]]
     planned = schedule.schedule(plan, prior)
     assert [(c.action, c.subject) for c in planned.changes if c.resource_address == "Widget/a"] == [
         (Action.UPDATE, ""), (Action.ROTATE, ""), (Action.REVOKE, "lease-old")]
