@@ -30,7 +30,8 @@ from reconciler.state import model as state_model
 
 FORMATS = click.Choice(["text", "json", "markdown"])
 MAX_LISTED = 100  # manifest errors printed; the rest are counted (200,000 bad documents stay readable)
-PARALLELISM_HELP = "At most this many AWS calls side by side (refresh and plan-time checks)."
+PARALLELISM_HELP = ("At most this many AWS calls side by side (refresh and plan-time checks), and actions apply "
+                    "runs side by side in dependency order (1: one at a time, in the plan's order).")
 PARALLELISM_RANGE = click.IntRange(1, 64)  # aws.session.MAX_PARALLELISM
 LOCK_TIMEOUT_HELP = "How long to wait for the state lock."
 FORCE_ROLLBACK_HELP = "Go on with a state whose serial went backwards (restored from an older copy)."
@@ -427,7 +428,8 @@ def apply_command(target_path: str, auto_approve: bool, allow_destroy: bool, tar
         if not auto_approve:
             click.confirm("\nApply these changes?", abort=True)
         with _progress("applying") as progress:
-            result = engine.apply(the_plan, workspace, aws, allow_destroy=allow_destroy, progress=progress)
+            result = engine.apply(the_plan, workspace, aws, allow_destroy=allow_destroy, progress=progress,
+                                  parallelism=parallelism)
     counts: dict[str, int] = {}
     for _address, action in result.done:
         counts[action.value] = counts.get(action.value, 0) + 1
@@ -466,7 +468,8 @@ def destroy_command(directory: str, auto_approve: bool, lock_timeout: float, par
         if not auto_approve:
             click.confirm("\nDestroy everything listed above?", abort=True)
         with _progress("applying") as progress:
-            result = engine.apply(the_plan, workspace, aws, allow_destroy=True, progress=progress)
+            result = engine.apply(the_plan, workspace, aws, allow_destroy=True, progress=progress,
+                                  parallelism=parallelism)
     click.echo(f"\nDestroy complete: {len(result.done)} destroyed. State serial {result.state.serial}.")
 
 

@@ -327,11 +327,14 @@ def new_context(workspace: Workspace | None = None) -> base.AwsContext:
 
 
 def apply(plan: plan_model.Plan, workspace: Workspace, aws: base.AwsContext, *, allow_destroy: bool,
-          progress: Progress = _quiet) -> executor.ApplyResult:
+          progress: Progress = _quiet, parallelism: int | None = None) -> executor.ApplyResult:
+    """Run ``plan``: up to ``parallelism`` actions side by side (default
+    refresh.PARALLELISM), in dependency order; 1 runs them one at a time in the
+    plan's order."""
     refreshing.check_connections(plan.desired, aws, workspace.config)
     aws.desired = plan.desired
     clock.now()  # a bad RECONCILER_NOW refuses the apply before its first write, not half-way
     resume.recover_written(workspace.backend, aws, progress)  # open journal entries first, written
     preflight(plan, workspace, aws)
     return executor.apply_plan(plan, workspace.backend, aws, allow_destroy=allow_destroy,
-                               progress=progress)
+                               progress=progress, parallelism=refreshing.workers(parallelism))

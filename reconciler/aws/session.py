@@ -42,6 +42,7 @@ import botocore.utils
 
 from reconciler import __version__, errors
 from reconciler.aws import errors as aws_errors
+from reconciler.aws import quotas
 
 MAX_ATTEMPTS = 8  # total attempts per call; AWS_MAX_ATTEMPTS overrides it, as for the AWS CLI
 THROTTLE_BASE_DELAY = 0.05  # seconds: a throttled retry waits rand(0, 1) * min(this * 2**i, MAX_BACKOFF)
@@ -149,6 +150,7 @@ class ClientFactory:
         self._budgets: dict[tuple[str, str | None], botocore.retries.quota.RetryQuota] = {}
         self._keyed: botocore.session.Session | None = None
         self._throttling_base, self._max_backoff = THROTTLE_BASE_DELAY, MAX_BACKOFF
+        self.quotas = quotas.Limiter()  # AWS's request quotas, kept by every client of this run (aws/quotas.py)
         self._config = botocore.config.Config(
             retries={"mode": "standard", "total_max_attempts": attempts or max_attempts()},
             user_agent_extra=f"reconciler/{__version__}",
@@ -200,6 +202,7 @@ class ClientFactory:
             if cache_key not in self._clients:
                 session = self._session_locked(key, auth, region)
                 client = session.client(service, region_name=region, config=self._config)  # type: ignore[call-overload]
+                self.quotas.attach(client)
                 self._clients[cache_key] = _instrument(self._share_budget(client))
             return self._clients[cache_key]
 

@@ -32,7 +32,8 @@ def now() -> str:
 
 class ApplyContext:
     """One run's context. ``persist`` is set by the executor during apply (the
-    state writer); at plan time it is None and the journal cannot be written."""
+    state writer, serialised: one write at a time); at plan time it is None
+    and the journal cannot be written."""
 
     def __init__(self, adapters: factory.Adapters | None = None, *, stack: str = "",
                  directory: pathlib.Path | None = None,
@@ -49,6 +50,14 @@ class ApplyContext:
         self.keyring = keyrings.Keyring(self.adapters)
         self._tagged: dict[str, dict[str, dict[str, str]] | errors.ReconcilerError] = {}
         self._tagged_lock = threading.Lock()
+
+    def fork(self) -> ApplyContext:
+        """This context for one action running beside others (a parallel apply):
+        the same adapters, keyring, caches and desired resources; its own
+        ``state`` and ``persist``, which the executor sets. The executor's one
+        state writer takes the writes of every fork one at a time, under its
+        lock (apply.py ``_Writer``)."""
+        return copy.copy(self)
 
     # -- adapters by connection ---------------------------------------------------
     def kms(self, connection: Mapping[str, Any], region: str | None = None) -> kms.KmsAdapter:

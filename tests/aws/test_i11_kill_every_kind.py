@@ -71,6 +71,9 @@ STACK = textwrap.dedent("""\
     metadata: {name: ci}
     spec: {defaultTtl: 1h, maxTtl: 2h, path: /leases/}
     """)
+# call k names the same call in every run only one action at a time (tests/aws/test_i13_parallel_apply.py
+# kills parallel applies)
+SEQUENTIAL = ("--parallelism", "1")
 CREATES = ("CreateKey", "CreateAlias", "CreateSecret", "CreateOpenIDConnectProvider", "CreateRole",
            "PutRolePolicy", "PutKeyPolicy", "CreateAccessKey", "GenerateDataKey", "PutSecretValue")
 
@@ -140,7 +143,7 @@ def sweep(endpoint: str, base: pathlib.Path, env: Callable[[str, str], None],
     prepare(endpoint, clean, env)
     session.add_call_listener(listener)
     try:
-        assert run("apply", clean, "--auto-approve").exit_code == 0
+        assert run("apply", clean, "--auto-approve", *SEQUENTIAL).exit_code == 0
     finally:
         session.remove_call_listener(listener)
     total = len(operations)
@@ -154,7 +157,7 @@ def sweep(endpoint: str, base: pathlib.Path, env: Callable[[str, str], None],
         session.register_hook("after-call", hook)
         try:
             try:
-                run("apply", directory, "--auto-approve")
+                run("apply", directory, "--auto-approve", *SEQUENTIAL)
             except Killed:
                 pass
         finally:
@@ -187,7 +190,7 @@ def test_killed_after_sampled_calls_of_an_apply_of_every_kind_the_next_apply_con
     prepare(aws, tmp_path / "count", monkeypatch.setenv)
     session.add_call_listener(listener)
     try:
-        assert run("apply", tmp_path / "count", "--auto-approve").exit_code == 0
+        assert run("apply", tmp_path / "count", "--auto-approve", *SEQUENTIAL).exit_code == 0
     finally:
         session.remove_call_listener(listener)
     assert {"CreateKey", "CreateOpenIDConnectProvider", "CreateRole", "CreateAccessKey", "CreateSecret"} <= \
