@@ -13,7 +13,7 @@ import json
 import pathlib
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from reconciler import clock, errors
 from reconciler.aws import factory, kms, session
@@ -22,6 +22,7 @@ from reconciler.plan import model as plan_model
 from reconciler.state import model as state_model
 
 Persist = Callable[[state_model.State], None]
+T = TypeVar("T")
 
 
 def now() -> str:
@@ -48,6 +49,7 @@ class ApplyContext:
         self.keyring = keyrings.Keyring(self.adapters)
         self._tagged: dict[str, dict[str, dict[str, str]]] = {}
         self._tagged_lock = threading.Lock()
+        self._listed: dict[str, tuple[threading.Lock, list[Any]]] = {}
 
     # -- adapters by connection ---------------------------------------------------
     def kms(self, connection: Mapping[str, Any], region: str | None = None) -> kms.KmsAdapter:
@@ -83,6 +85,24 @@ class ApplyContext:
                 self._tagged[key] = {arn: tags for name in (self.stack, *self.former_stacks())
                                      for arn, tags in adapter.tagged({"reconciler:stack": name}, types).items()}
             return self._tagged[key]
+
+    def listed(self, what: str, scope: Any, load: Callable[[], T]) -> T | None:
+        """A listing (every alias of a region, the current version id of every
+        entry of a vault store...) made once per run and shared by every
+        resource it covers, so a refresh pays one paged read instead of one call
+        per object. ``what`` and ``scope`` (region, auth, store...) name it;
+        ``load`` makes it, once, whichever thread asks first (the others wait).
+        None during apply (``persist`` set): what apply writes would make a
+        listing stale, so apply-time reads go to AWS object by object."""
+        if self.persist is not None:
+            return None
+        key = json.dumps([what, scope], sort_keys=True, default=str)
+        with self._tagged_lock:
+            lock, slot = self._listed.setdefault(key, (threading.Lock(), []))
+        with lock:
+            if not slot:
+                slot.append(load())
+            return slot[0]  # type: ignore[no-any-return]
 
     def check_connection(self, connection: Mapping[str, Any]) -> None:
         self.adapters.check(connection.get("auth"), connection.get("region"))

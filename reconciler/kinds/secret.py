@@ -184,6 +184,14 @@ class SecretHandler:
             info = vaults.stored_vault(aws, entry)
         except errors.PlanError:
             return planner.Refreshed(dict(entry.attributes), dict(entry.ids))
+        if vaults.unchanged_since_recorded(aws, entry, info):  # the store's listing: no value read
+            attrs, ids = {**entry.attributes, "version": entry.ids["version"]}, dict(entry.ids)
+            lost = _lost_key(aws, entry, info)
+            if lost is not None:
+                ids["lostKey"] = lost
+                if _can_resupply(aws, desired, lost, info):
+                    attrs["value"] = LOST
+            return planner.Refreshed(attrs, ids)
         latest = info.store.latest(entry.name)
         if latest is None:
             return planner.Refreshed(None)
@@ -207,6 +215,8 @@ class SecretHandler:
         elif bound:  # the stack was renamed: the same value, to be re-sealed for the new name
             attrs["value"] = f"{REBIND}{bound})"
         else:
+            if latest.store_id and entry.ids.get(vaults.STORE_VERSION) != latest.store_id:
+                learned[vaults.STORE_VERSION] = latest.store_id  # the next refresh reads no value
             lost = _lost_key(aws, entry, info)
             if lost is not None:
                 ids["lostKey"] = lost

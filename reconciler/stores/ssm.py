@@ -26,6 +26,15 @@ _LABEL = re.compile(r"^rcl-(\d+)-(\d{8}T\d{6}Z)-[0-9a-f]+$")
 LABEL_BATCH = 10  # SSM takes at most 10 labels per call
 
 
+PARAMETERS_PAGE = 50  # DescribeParameters returns at most 50 parameters a page
+
+
+def _store_id(parameter: Mapping[str, Any]) -> str:
+    """An SSM version's id: its number and when it was written (a parameter
+    deleted and made again numbers its versions from 1 again)."""
+    return f"{parameter['Version']}@{base.stamp(parameter.get('LastModifiedDate'))}"
+
+
 def label(version: base.Version) -> str:
     return f"rcl-{version.number}-{base.compact(version.created_at)}-{uuid.uuid4().hex[:8]}"
 
@@ -64,7 +73,7 @@ class SsmStore(adapter.Adapter):
                 number, date = found[-1][1].number + 1, base.stamp(p.get("LastModifiedDate"))
             else:
                 continue  # replaced by a later write of its number, or no longer kept
-            found.append((p, base.Version(number, date, p["Value"])))
+            found.append((p, base.Version(number, date, p["Value"], _store_id(p))))
         return found
 
     def versions(self, name: str) -> list[base.Version]:
@@ -73,6 +82,17 @@ class SsmStore(adapter.Adapter):
     def latest(self, name: str) -> base.Version | None:
         versions = self.versions(name)
         return versions[-1] if versions else None
+
+    def current_ids(self) -> dict[str, str]:
+        """Entry name -> the id of its parameter's current version: DescribeParameters
+        one level under the path, one page per 50 parameters (no value is read).
+        A version just written has no known id (PutParameter does not say when
+        it was written): its entry is read once more by the next refresh."""
+        listed = self._pages("DescribeParameters", "Parameters", largest_page=PARAMETERS_PAGE,
+                             ParameterFilters=[{"Key": "Path", "Option": "OneLevel",
+                                                "Values": [self.path or "/"]}])
+        prefix = f"{self.path}/"
+        return {str(p["Name"])[len(prefix):]: _store_id(p) for p in listed if str(p["Name"]).startswith(prefix)}
 
     def put(self, name: str, envelope: str, *, tags: Mapping[str, str] | None = None) -> base.Version:
         history = self._history(name)
