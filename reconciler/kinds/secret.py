@@ -209,8 +209,9 @@ class SecretHandler:
             # recorded before reconciler tracked which key wraps each kept version (issue 6 item 2):
             # older versions may still be under a previous key, so read them instead of guessing
             learned["versionKeys"] = vaults.version_keys(info.store.versions(entry.name))
-        bound = _former_binding(aws, latest.envelope)
-        if found != entry.ids.get("storedDigest"):
+        changed = found != entry.ids.get("storedDigest")
+        bound = "" if changed else _former_binding(aws, latest.envelope)  # a value from outside may be no envelope
+        if changed:
             attrs["value"] = f"{CHANGED}:{found[:12]}"
         elif bound:  # the stack was renamed: the same value, to be re-sealed for the new name
             attrs["value"] = f"{REBIND}{bound})"
