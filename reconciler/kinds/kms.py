@@ -153,10 +153,11 @@ class KmsProviderHandler:
     def _read(self, aws: base.AwsContext, connection: Mapping[str, Any], key_id: str, *,
               wanted_alias: tuple[str | None, ...], with_policy: bool, with_grants: bool, read_only: bool,
               grant_scope: set[str] | None = None, with_users: bool = False, listed: bool = False,
-              ) -> tuple[dict[str, Any] | None, dict[str, Any], dict[str, Any]]:
+              owned: bool = False) -> tuple[dict[str, Any] | None, dict[str, Any], dict[str, Any]]:
         """Live attributes and ids of a key (None, {} when it is gone), and the
-        grants on it outside ``grant_scope``. ``listed``: aliases and tags from
-        the run's listings (``_aliases_of``, ``_tags_of``), not per key."""
+        grants on it outside ``grant_scope``. ``listed``: aliases from the run's
+        listing (``_aliases_of``), and for a key this stack made (``owned``:
+        tagged as ours) its tags too (``_tags_of``), not per key."""
         kms = aws.kms(connection)
         meta = kms.describe_key(key_id)
         if meta is None:
@@ -168,7 +169,7 @@ class KmsProviderHandler:
             "description": meta.get("Description", ""), "keyState": meta.get("KeyState"),
             "alias": _pick_alias(_aliases_of(aws, connection, kms, key_id, listed), wanted_alias,
                                  read_only=read_only),
-            "tags": _user_tags(_tags_of(aws, connection, kms, meta, listed)),
+            "tags": _user_tags(_tags_of(aws, connection, kms, meta, listed and owned)),
         }
         if attrs["keySpec"] == SYMMETRIC:
             enabled, period = kms.rotation(key_id)
@@ -193,7 +194,7 @@ class KmsProviderHandler:
                     "alias": _pick_alias(_aliases_of(aws, connection, regional, key_id, listed), wanted_alias,
                                          read_only=read_only),
                     "description": replica.get("Description", ""),
-                    "tags": _user_tags(_tags_of(aws, connection, regional, replica, listed)),
+                    "tags": _user_tags(_tags_of(aws, connection, regional, replica, listed and owned)),
                     "keyState": replica.get("KeyState")}
                 if with_users:
                     replicas[region]["keyUsers"] = key_users.users_of(regional.policy(key_id))
@@ -214,7 +215,8 @@ class KmsProviderHandler:
                                          with_policy=managed("policy"), with_grants=managed("grants"),
                                          with_users=entry.mode != "read" and managed("keyUsers"),
                                          read_only=entry.mode == "read",
-                                         grant_scope=_grant_scope(desired, entry), listed=True)
+                                         grant_scope=_grant_scope(desired, entry), listed=True,
+                                         owned=entry.mode == "managed")
         if attrs is None:
             return planner.Refreshed(None)
         for field in (*LOCAL_ONLY, EXCLUSIVE):

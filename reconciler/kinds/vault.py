@@ -90,7 +90,13 @@ def unchanged_since_recorded(ctx: base.AwsContext, entry: state_model.ResourceSt
     if (not recorded or lister is None or "versionKeys" not in entry.ids or "version" not in entry.ids
             or ctx.former_stacks() or ctx.journal_data(entry.address)):
         return False
-    current = ctx.listed("store:current_ids", [info.store.describe(), ctx.default_connection.get("auth")], lister)
+
+    def load() -> Mapping[str, str] | None:
+        try:
+            return dict(lister())
+        except errors.AwsAccessDenied:
+            return None  # an identity allowed to read entries but not to list them: read each
+    current = ctx.listed("store:current_ids", [info.store.describe(), ctx.default_connection.get("auth")], load)
     return current is not None and current.get(entry.name) == recorded
 
 
@@ -449,6 +455,10 @@ def _count(n: int, what: str) -> str:
     return f"{n} {what}{'s' if n != 1 else ''}"
 
 
+LIST_NOTE = ("secretsmanager:ListSecrets and ssm:DescribeParameters take no resource ARN (Resource \"*\"): "
+             "plan lists the store's current version ids in pages, so an unchanged entry's value is not read")
+
+
 def _store_permissions(store: Mapping[str, Any], region: str) -> tuple[plan_rules.Permission, ...]:
     """The calls a store's adapter makes (a local store: nothing from AWS), on
     the store's own prefix or path only."""
@@ -463,7 +473,8 @@ def _store_permissions(store: Mapping[str, Any], region: str) -> tuple[plan_rule
                     plan_rules.Permission(("s3:GetBucketVersioning",), (f"arn:aws:s3:::{bucket}",)))
         case {"secretsmanager": spec}:
             where = spec.get("region") or region
-            return (plan_rules.Permission(("secretsmanager:CreateSecret", "secretsmanager:PutSecretValue",
+            return (plan_rules.Permission(("secretsmanager:ListSecrets",), ("*",), (), LIST_NOTE),
+                    plan_rules.Permission(("secretsmanager:CreateSecret", "secretsmanager:PutSecretValue",
                                            "secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret",
                                            "secretsmanager:ListSecretVersionIds", "secretsmanager:DeleteSecret",
                                            "secretsmanager:RestoreSecret", "secretsmanager:TagResource"),
@@ -471,7 +482,8 @@ def _store_permissions(store: Mapping[str, Any], region: str) -> tuple[plan_rule
         case {"ssm": spec}:
             where = spec.get("region") or region
             path = "/" + str(spec["path"]).strip("/")
-            return (plan_rules.Permission(("ssm:PutParameter", "ssm:GetParameterHistory", "ssm:DeleteParameter",
+            return (plan_rules.Permission(("ssm:DescribeParameters",), ("*",), (), LIST_NOTE),
+                    plan_rules.Permission(("ssm:PutParameter", "ssm:GetParameterHistory", "ssm:DeleteParameter",
                                            "ssm:LabelParameterVersion", "ssm:UnlabelParameterVersion",
                                            "ssm:AddTagsToResource"),
                                           (f"arn:aws:ssm:{where}:*:parameter{path}/*",)),)
