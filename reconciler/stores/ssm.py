@@ -98,18 +98,17 @@ class SsmStore(adapter.Adapter):
         history = self._history(name)
         current = base.kept([v for _, v in self._read(history)], self.keep)
         version = base.Version((current[-1].number if current else 0) + 1, base.now(), envelope)
-        self._write(name, version, history, tags)
-        return version
+        return self._write(name, version, history, tags)
 
     def put_version(self, name: str, version: base.Version, *, newest: bool,
                     tags: Mapping[str, str] | None = None) -> base.Version:
-        self._write(name, version, self._history(name), tags)
-        return version
+        return self._write(name, version, self._history(name), tags)
 
     def _write(self, name: str, version: base.Version, history: list[dict[str, Any]],
-               tags: Mapping[str, str] | None = None) -> None:
+               tags: Mapping[str, str] | None = None) -> base.Version:
         """Write, label with our number and date, then unlabel what is no longer kept.
-        A parameter written before labels gets its versions labelled first."""
+        A parameter written before labels gets its versions labelled first.
+        Returns the version with its SSM id (from the history read to unlabel)."""
         if history and not any(_LABEL.match(x) for p in history for x in p.get("Labels", [])):
             for p, old in self._read(history):
                 self._label(name, int(p["Version"]), label(old))
@@ -126,12 +125,15 @@ class SsmStore(adapter.Adapter):
             out = self._call("PutParameter", Name=self._name(name), Value=version.envelope, Type="String",
                              Tier=tier, Tags=[{"Key": k, "Value": v} for k, v in sorted((tags or {}).items())])
         self._label(name, int(out["Version"]), label(version))
-        self._unlabel_stale(name)
+        written = [p for p, _ in self._unlabel_stale(name) if int(p["Version"]) == int(out["Version"])]
+        return base.Version(version.number, version.created_at, version.envelope,
+                            _store_id(written[0]) if written else "")
 
     def _label(self, name: str, ssm_version: int, text: str) -> None:
         self._call("LabelParameterVersion", Name=self._name(name), ParameterVersion=ssm_version, Labels=[text])
 
-    def _unlabel_stale(self, name: str) -> None:
+    def _unlabel_stale(self, name: str) -> list[tuple[dict[str, Any], base.Version]]:
+        """Remove our labels from versions no longer kept; returns what it read."""
         read = self._read(self._history(name))
         kept = {id(v) for v in base.kept([v for _, v in read], self.keep)}
         for p, v in read:
@@ -140,6 +142,7 @@ class SsmStore(adapter.Adapter):
                 for start in range(0, len(stale), LABEL_BATCH):
                     self._call("UnlabelParameterVersion", Name=self._name(name),
                                ParameterVersion=int(p["Version"]), Labels=stale[start:start + LABEL_BATCH])
+        return read
 
     def delete(self, name: str) -> None:
         try:
