@@ -117,8 +117,8 @@ class SecretsManagerStore(adapter.Adapter):
     def current_ids(self) -> dict[str, str]:
         """Entry name -> its AWSCURRENT version id: ListSecrets over the prefix,
         one page per 100 secrets (entries scheduled for deletion are left out)."""
-        listed = self._pages("ListSecrets", "SecretList", largest_page=SECRETS_PAGE,
-                             Filters=[{"Key": "name", "Values": [self.prefix]}])
+        filters = [{"Key": "name", "Values": [self.prefix]}] if self.prefix else []
+        listed = self._pages("ListSecrets", "SecretList", largest_page=SECRETS_PAGE, Filters=filters)
         found = {}
         for item in listed:
             name = str(item.get("Name", ""))
