@@ -13,6 +13,7 @@ from typing import Any
 from reconciler import errors
 from reconciler.aws import adapter
 
+DETAILS_PAGE = 1000  # ListRoles and GetAccountAuthorizationDetails return at most 1,000 items a page
 INVALID_PRINCIPAL = "invalid principal"  # how IAM and KMS word a principal they do not know (yet)
 MALFORMED = ("MalformedPolicyDocument", "MalformedPolicyDocumentException")
 
@@ -95,6 +96,24 @@ class IamAdapter(adapter.Adapter):
             return None
         role["AssumeRolePolicyDocument"] = _document(role.get("AssumeRolePolicyDocument") or "{}")
         return role
+
+    def role_details(self) -> dict[str, dict[str, Any]]:
+        """Every role of the account by name, as ``role`` gives one, with its
+        inline policies (``RolePolicyList``, documents decoded), attached
+        policies and tags: ListRoles (description, session duration) and
+        GetAccountAuthorizationDetails for roles (the rest), one page per 1,000
+        roles each, instead of three or more calls per role."""
+        listed = {str(r["RoleName"]): r for r in self._pages("ListRoles", "Roles", largest_page=DETAILS_PAGE)}
+        found = {}
+        for detail in self._pages("GetAccountAuthorizationDetails", "RoleDetailList", largest_page=DETAILS_PAGE,
+                                  Filter=["Role"]):
+            name = str(detail["RoleName"])
+            role = {**listed.get(name, {}), **detail}
+            role["AssumeRolePolicyDocument"] = _document(detail.get("AssumeRolePolicyDocument") or "{}")
+            role["RolePolicyList"] = {str(p["PolicyName"]): _document(p.get("PolicyDocument") or "{}")
+                                      for p in detail.get("RolePolicyList") or []}
+            found[name] = role
+        return found
 
     def role_tags(self, name: str) -> dict[str, str]:
         return {t["Key"]: t["Value"] for t in self._pages("ListRoleTags", "Tags", RoleName=name)}

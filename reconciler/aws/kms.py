@@ -10,6 +10,9 @@ from reconciler import errors
 from reconciler.aws import adapter
 
 
+ALIAS_PAGE = 100  # ListAliases returns at most 100 aliases a page
+
+
 class KmsAdapter(adapter.Adapter):
     service = "kms"
 
@@ -23,6 +26,12 @@ class KmsAdapter(adapter.Adapter):
 
     def aliases_of(self, key_id: str) -> list[str]:
         return sorted(a["AliasName"] for a in self._pages("ListAliases", "Aliases", KeyId=key_id))
+
+    def alias_table(self) -> dict[str, str]:
+        """Every alias of the region that points at a key -> that key's id: one
+        ListAliases page per 100 aliases, for the whole region."""
+        return {str(a["AliasName"]): str(a["TargetKeyId"])
+                for a in self._pages("ListAliases", "Aliases", largest_page=ALIAS_PAGE) if a.get("TargetKeyId")}
 
     def rotation(self, key_id: str) -> tuple[bool, int | None]:
         status = self._call("GetKeyRotationStatus", KeyId=key_id)

@@ -9,6 +9,9 @@ from collections.abc import Mapping, Sequence
 from reconciler.aws import adapter
 
 
+RESOURCES_PAGE = 100  # GetResources returns at most 100 objects a page
+
+
 class TaggingAdapter(adapter.Adapter):
     service = "tag"  # as IAM names its actions (tag:GetResources), in errors and the policy
 
@@ -17,5 +20,5 @@ class TaggingAdapter(adapter.Adapter):
         ``secretsmanager:secret``...) in this region carrying every one of ``tags``."""
         found = self._pages("GetResources", "ResourceTagMappingList",
                             TagFilters=[{"Key": k, "Values": [v]} for k, v in sorted(tags.items())],
-                            ResourceTypeFilters=list(types))
+                            ResourceTypeFilters=list(types), largest_page=RESOURCES_PAGE)
         return {str(item["ResourceARN"]): {t["Key"]: t["Value"] for t in item.get("Tags", [])} for item in found}

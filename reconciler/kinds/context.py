@@ -14,7 +14,7 @@ import json
 import pathlib
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from reconciler import clock, errors
 from reconciler.aws import factory, kms, session
@@ -23,6 +23,7 @@ from reconciler.plan import model as plan_model
 from reconciler.state import model as state_model
 
 Persist = Callable[[state_model.State], None]
+T = TypeVar("T")
 
 
 def now() -> str:
@@ -50,6 +51,7 @@ class ApplyContext:
         self.keyring = keyrings.Keyring(self.adapters)
         self._tagged: dict[str, dict[str, dict[str, str]] | errors.ReconcilerError] = {}
         self._tagged_lock = threading.Lock()
+        self._listed: dict[str, tuple[threading.Lock, list[Any]]] = {}
 
     def fork(self) -> ApplyContext:
         """This context for one action running beside others (a parallel apply):
@@ -99,6 +101,24 @@ class ApplyContext:
         if isinstance(found, errors.ReconcilerError):
             raise copy.copy(found)  # a copy each: callers prefix it with their address
         return found
+
+    def listed(self, what: str, scope: Any, load: Callable[[], T]) -> T | None:
+        """A listing (every alias of a region, the current version id of every
+        entry of a vault store...) made once per run and shared by every
+        resource it covers, so a refresh pays one paged read instead of one call
+        per object. ``what`` and ``scope`` (region, auth, store...) name it;
+        ``load`` makes it, once, whichever thread asks first (the others wait).
+        None during apply (``persist`` set): what apply writes would make a
+        listing stale, so apply-time reads go to AWS object by object."""
+        if self.persist is not None:
+            return None
+        key = json.dumps([what, scope], sort_keys=True, default=str)
+        with self._tagged_lock:
+            lock, slot = self._listed.setdefault(key, (threading.Lock(), []))
+        with lock:
+            if not slot:
+                slot.append(load())
+            return slot[0]  # type: ignore[no-any-return]
 
     def check_connection(self, connection: Mapping[str, Any]) -> None:
         self.adapters.check(connection.get("auth"), connection.get("region"))

@@ -170,6 +170,33 @@ def _iam(aws: base.AwsContext, connection: Mapping[str, Any]) -> iam_adapter.Iam
     return oidc.iam(aws, connection)
 
 
+LIST_ROLES_NOTE = ("iam:ListRoles and iam:GetAccountAuthorizationDetails take no resource ARN (Resource \"*\"): "
+                   "plan reads the stack's roles from the account's listing in pages, not role by role")
+
+
+ROLES_TO_LIST = 2  # from this many roles in state (per auth), refresh lists the account's roles
+
+
+def _listed_roles(aws: base.AwsContext, connection: Mapping[str, Any],
+                  client: iam_adapter.IamAdapter) -> Mapping[str, Any] | None:
+    """The account's role details, listed once per run and auth (plan time),
+    when state holds at least ROLES_TO_LIST roles reached with that auth: a
+    role read alone costs three or more calls, the listing two pages per
+    1,000 roles of the account. None: read each role (fewer roles, during
+    apply, or an identity not allowed to list)."""
+    auth = connection.get("auth")
+    if sum(1 for e in aws.state.resources.values()
+           if e.kind == KIND and e.connection.get("auth") == auth) < ROLES_TO_LIST:
+        return None
+
+    def load() -> Mapping[str, Any] | None:
+        try:
+            return client.role_details()
+        except errors.AwsAccessDenied:
+            return None
+    return aws.listed("iam:roles", [auth], load)
+
+
 def _fresh(aws: base.AwsContext, document: Mapping[str, Any]) -> list[str]:
     """The principals ``document`` names that this stack created moments ago (by the one clock)."""
     now = clock.now()
@@ -209,23 +236,36 @@ class IamRoleHandler:
                                   lookup={"roleName": name})
 
     # -- reading ---------------------------------------------------------------------------
-    def _read(self, client: iam_adapter.IamAdapter, name: str) -> tuple[dict[str, Any] | None, dict[str, Any]]:
-        role = client.role(name)
-        if role is None:
-            return None, {}
-        tags = {t["Key"]: t["Value"] for t in role.get("Tags") or []} or client.role_tags(name)
+    def _read(self, client: iam_adapter.IamAdapter, name: str,
+              listed: Mapping[str, Any] | None = None) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+        """Live attributes and ids of role ``name`` (None, {} when it is gone):
+        from ``listed`` (the account's role details, ``_listed_roles``) when it
+        holds the role, else by GetRole and the role's policy listings."""
+        if listed is not None and name in listed:
+            role = listed[name]
+            tags = {t["Key"]: t["Value"] for t in role.get("Tags") or []}
+            inline = dict(role["RolePolicyList"])
+            attached = sorted(str(p["PolicyArn"]) for p in role.get("AttachedManagedPolicies") or [])
+        else:
+            found = client.role(name)
+            if found is None:
+                return None, {}
+            role = found
+            tags = {t["Key"]: t["Value"] for t in role.get("Tags") or []} or client.role_tags(name)
+            inline, attached = client.inline_policies(name), client.attached_policies(name)
         attrs = {"roleName": role["RoleName"], "path": role.get("Path", "/"),
                  "description": role.get("Description") or "",
                  "maxSessionDuration": int(role.get("MaxSessionDuration") or DEFAULT_SESSION),
                  "tags": kms._user_tags(tags), "trust": _canonical(role["AssumeRolePolicyDocument"]),
-                 "inlinePolicies": {n: _canonical(d) for n, d in sorted(client.inline_policies(name).items())},
-                 "managedPolicyArns": client.attached_policies(name)}
+                 "inlinePolicies": {n: _canonical(d) for n, d in sorted(inline.items())},
+                 "managedPolicyArns": attached}
         return attrs, {"roleName": role["RoleName"], "arn": role["Arn"], "roleId": role.get("RoleId")}
 
     def refresh(self, aws: base.AwsContext, entry: state_model.ResourceState,
                 desired: plan_model.Desired | None) -> planner.Refreshed:
         connection = dict(desired.connection if desired is not None else entry.connection)
-        attrs, ids = self._read(_iam(aws, connection), str(entry.ids["roleName"]))
+        client = _iam(aws, connection)
+        attrs, ids = self._read(client, str(entry.ids["roleName"]), _listed_roles(aws, connection, client))
         if attrs is None:
             return planner.Refreshed(None)
         return planner.Refreshed(attrs, {**entry.ids, **ids})
@@ -461,7 +501,11 @@ class IamRoleRules(plan_rules.Rules):
         entry = prior.resources.get(desired.address)
         arn = (str(entry.ids["arn"]) if entry is not None and entry.ids.get("arn") else
                f"arn:aws:iam::*:role{desired.attributes.get('path', '/')}{desired.attributes['roleName']}")
-        return (plan_rules.Permission(ROLE_ACTIONS, (arn,)),)
+        found = [plan_rules.Permission(ROLE_ACTIONS, (arn,))]
+        if sum(1 for d in stack.values() if d.kind == KIND) >= ROLES_TO_LIST:
+            found.append(plan_rules.Permission(("iam:GetAccountAuthorizationDetails", "iam:ListRoles"), ("*",), (),
+                                               LIST_ROLES_NOTE))
+        return tuple(found)
 
 
     def granted(self, desired: plan_model.Desired, stack: Mapping[str, plan_model.Desired],

@@ -154,10 +154,12 @@ class KmsProviderHandler:
     # -- reading -----------------------------------------------------------------
     def _read(self, aws: base.AwsContext, connection: Mapping[str, Any], key_id: str, *,
               wanted_alias: tuple[str | None, ...], with_policy: bool, with_grants: bool, read_only: bool,
-              grant_scope: set[str] | None = None, with_users: bool = False,
-              ) -> tuple[dict[str, Any] | None, dict[str, Any], dict[str, Any]]:
+              grant_scope: set[str] | None = None, with_users: bool = False, listed: bool = False,
+              owned: bool = False) -> tuple[dict[str, Any] | None, dict[str, Any], dict[str, Any]]:
         """Live attributes and ids of a key (None, {} when it is gone), and the
-        grants on it outside ``grant_scope``."""
+        grants on it outside ``grant_scope``. ``listed``: aliases from the run's
+        listing (``_aliases_of``), and for a key this stack made (``owned``:
+        tagged as ours) its tags too (``_tags_of``), not per key."""
         kms = aws.kms(connection)
         meta = kms.describe_key(key_id)
         if meta is None:
@@ -167,8 +169,9 @@ class KmsProviderHandler:
             "region": kms.region, "keySpec": meta.get("KeySpec", SYMMETRIC),
             "usage": meta.get("KeyUsage"), "multiRegion": bool(meta.get("MultiRegion", False)),
             "description": meta.get("Description", ""), "keyState": meta.get("KeyState"),
-            "alias": _pick_alias(kms.aliases_of(key_id), wanted_alias, read_only=read_only),
-            "tags": _user_tags(kms.tags(key_id)),
+            "alias": _pick_alias(_aliases_of(aws, connection, kms, key_id, listed), wanted_alias,
+                                 read_only=read_only),
+            "tags": _user_tags(_tags_of(aws, connection, kms, meta, listed and owned)),
         }
         if attrs["keySpec"] == SYMMETRIC:
             enabled, period = kms.rotation(key_id)
@@ -190,9 +193,11 @@ class KmsProviderHandler:
                 if replica is None:
                     continue
                 replicas[region] = {
-                    "alias": _pick_alias(regional.aliases_of(key_id), wanted_alias, read_only=read_only),
+                    "alias": _pick_alias(_aliases_of(aws, connection, regional, key_id, listed), wanted_alias,
+                                         read_only=read_only),
                     "description": replica.get("Description", ""),
-                    "tags": _user_tags(regional.tags(key_id)), "keyState": replica.get("KeyState")}
+                    "tags": _user_tags(_tags_of(aws, connection, regional, replica, listed and owned)),
+                    "keyState": replica.get("KeyState")}
                 if with_users:
                     replicas[region]["keyUsers"] = key_users.users_of(regional.policy(key_id))
             attrs["replicas"] = replicas
@@ -212,7 +217,8 @@ class KmsProviderHandler:
                                          with_policy=managed("policy"), with_grants=managed("grants"),
                                          with_users=entry.mode != "read" and managed("keyUsers"),
                                          read_only=entry.mode == "read",
-                                         grant_scope=_grant_scope(desired, entry))
+                                         grant_scope=_grant_scope(desired, entry), listed=True,
+                                         owned=entry.mode == "managed")
         if attrs is None:
             return planner.Refreshed(None)
         for field in (*LOCAL_ONLY, EXCLUSIVE):
@@ -246,7 +252,7 @@ class KmsProviderHandler:
         problems = []
         for region in [desired.connection["region"], *sorted(desired.attributes.get("replicas") or {})]:
             regional = aws.kms(desired.connection, region)
-            holder = regional.alias_target(alias)
+            holder = _alias_target(aws, desired.connection, regional, alias)
             if holder is None or holder in ours:
                 continue
             owner = _owner(regional, holder, aws)
@@ -554,6 +560,52 @@ def ownership(stack: str, address: str, operation: str = "") -> dict[str, str]:
     if operation:
         tags[OPERATION_TAG] = operation
     return tags
+
+
+# -- the run's listings (plan time: kinds/context.py ``listed``) ------------------------
+AliasIndex = tuple[dict[str, str], dict[str, list[str]]]  # alias -> key id, key id -> its aliases (sorted)
+
+
+def _alias_index(aws: base.AwsContext, connection: Mapping[str, Any],
+                 kms: kms_adapter.KmsAdapter) -> AliasIndex | None:
+    """Every alias of ``kms``'s region, listed once per run (None during apply)."""
+    def load() -> AliasIndex:
+        table = kms.alias_table()
+        by_key: dict[str, list[str]] = {}
+        for alias, key in sorted(table.items()):
+            by_key.setdefault(key, []).append(alias)
+        return table, by_key
+    return aws.listed("kms:ListAliases", [kms.region, connection.get("auth")], load)
+
+
+def _aliases_of(aws: base.AwsContext, connection: Mapping[str, Any], kms: kms_adapter.KmsAdapter,
+                key_id: str, listed: bool) -> list[str]:
+    """The aliases of a key: from the region's listing when ``listed``, else ListAliases for the key."""
+    index = _alias_index(aws, connection, kms) if listed else None
+    if index is None:
+        return kms.aliases_of(key_id)
+    return list(index[1].get(key_id, []))
+
+
+def _alias_target(aws: base.AwsContext, connection: Mapping[str, Any], kms: kms_adapter.KmsAdapter,
+                  alias: str) -> str | None:
+    """The key an alias points at (the region's listing at plan time, else DescribeKey)."""
+    index = _alias_index(aws, connection, kms)
+    if index is None:
+        return kms.alias_target(alias)
+    return index[0].get(alias)
+
+
+def _tags_of(aws: base.AwsContext, connection: Mapping[str, Any], kms: kms_adapter.KmsAdapter,
+             meta: Mapping[str, Any], listed: bool) -> dict[str, str]:
+    """A key's tags: when ``listed`` and the key carries this stack's tag, from
+    the run's Resource Groups Tagging API listing (one page per 100 keys);
+    any other key (adopted, read-only, its stack tag removed) by ListResourceTags."""
+    if listed and aws.persist is None:
+        found = aws.tagged_for_stack(connection, ("kms:key",), kms.region).get(str(meta["Arn"]))
+        if found is not None:
+            return dict(found)
+    return kms.tags(str(meta["KeyId"]))
 
 
 def _user_tags(tags: Mapping[str, str]) -> dict[str, str]:

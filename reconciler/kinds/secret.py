@@ -184,6 +184,14 @@ class SecretHandler:
             info = vaults.stored_vault(aws, entry)
         except errors.PlanError:
             return planner.Refreshed(dict(entry.attributes), dict(entry.ids))
+        if vaults.unchanged_since_recorded(aws, entry, info):  # the store's listing: no value read
+            attrs, ids = {**entry.attributes, "version": entry.ids["version"]}, dict(entry.ids)
+            lost = _lost_key(aws, entry, info)
+            if lost is not None:
+                ids["lostKey"] = lost
+                if _can_resupply(aws, desired, lost, info):
+                    attrs["value"] = LOST
+            return planner.Refreshed(attrs, ids)
         latest = info.store.latest(entry.name)
         if latest is None:
             return planner.Refreshed(None)
@@ -201,15 +209,18 @@ class SecretHandler:
             # recorded before reconciler tracked which key wraps each kept version (issue 6 item 2):
             # older versions may still be under a previous key, so read them instead of guessing
             learned["versionKeys"] = vaults.version_keys(info.store.versions(entry.name))
-        bound = _former_binding(aws, latest.envelope)
+        changed = found != entry.ids.get("storedDigest")
+        bound = "" if changed else _former_binding(aws, latest.envelope)  # a value from outside may be no envelope
         foreign = _foreign_binding(aws, latest.envelope, entry)
         if foreign:  # bound to a stack that was never this one (a rename formerNames does not name)
             ids["boundTo"] = foreign
-        if found != entry.ids.get("storedDigest"):
+        if changed:
             attrs["value"] = f"{CHANGED}:{found[:12]}"
         elif bound:  # the stack was renamed: the same value, to be re-sealed for the new name
             attrs["value"] = f"{REBIND}{bound})"
         else:
+            if latest.store_id and entry.ids.get(vaults.STORE_VERSION) != latest.store_id:
+                learned[vaults.STORE_VERSION] = latest.store_id  # the next refresh reads no value
             lost = _lost_key(aws, entry, info)
             if lost is not None:
                 ids["lostKey"] = lost

@@ -59,7 +59,7 @@ def recorded_ids(ids: Mapping[str, Any], stored: store_base.Version,
     ours (``SecretHandler.recover``) instead of reporting it as drift (so a
     generated value is never generated twice). A write lands in the secret's
     declared vault, so a location left by a move (``at``) no longer applies."""
-    rest = {k: v for k, v in ids.items() if k not in ("pending", "at")}
+    rest = {k: v for k, v in ids.items() if k not in ("pending", "at", STORE_VERSION)}
     key_arn = env.Envelope.parse(stored.envelope).key_arn
     if kept is not None:
         keys = version_keys(kept)
@@ -67,8 +67,38 @@ def recorded_ids(ids: Mapping[str, Any], stored: store_base.Version,
         keys = {arn: list(span) for arn, span in previous_keys(ids).items()}
         first = keys.get(key_arn, [stored.number])[0]
         keys[key_arn] = [min(first, stored.number), stored.number]
-    return {**rest, "storedDigest": digest(stored.envelope), "version": stored.number, "keyArn": key_arn,
-            "versionKeys": keys}
+    recorded = {**rest, "storedDigest": digest(stored.envelope), "version": stored.number, "keyArn": key_arn,
+                "versionKeys": keys}
+    if stored.store_id:  # the store's id of the object written: unchanged while it stays current
+        recorded[STORE_VERSION] = stored.store_id
+    return recorded
+
+
+STORE_VERSION = "storeVersion"  # in a Secret's ids: the store's id of the version storedDigest is of
+
+
+def unchanged_since_recorded(ctx: base.AwsContext, entry: state_model.ResourceState, info: VaultInfo) -> bool:
+    """Whether a recorded secret's store still has, as its current version, the
+    very object state recorded (``storeVersion``), by the store's listing of
+    current version ids (once per store and run, plan time only): then its
+    envelope is the recorded one and refresh reads no value. False (read it)
+    without a recorded id, for a store that cannot list, for a secret recorded
+    before versionKeys, with a write of it open in the journal, and once the
+    stack was renamed or for a state that never recorded the stack's name (the
+    envelope's binding is read from the envelope: a rename is never missed)."""
+    recorded = entry.ids.get(STORE_VERSION)
+    lister = getattr(info.store, "current_ids", None)
+    if (not recorded or lister is None or "versionKeys" not in entry.ids or "version" not in entry.ids
+            or ctx.former_stacks() or not ctx.state.stack or ctx.journal_data(entry.address)):
+        return False
+
+    def load() -> Mapping[str, str] | None:
+        try:
+            return dict(lister())
+        except errors.AwsAccessDenied:
+            return None  # an identity allowed to read entries but not to list them: read each
+    current = ctx.listed("store:current_ids", [info.store.describe(), ctx.default_connection.get("auth")], load)
+    return current is not None and current.get(entry.name) == recorded
 
 
 def version_keys(versions: Sequence[store_base.Version]) -> dict[str, list[int]]:
@@ -449,6 +479,10 @@ def _count(n: int, what: str) -> str:
     return f"{n} {what}{'s' if n != 1 else ''}"
 
 
+LIST_NOTE = ("secretsmanager:ListSecrets and ssm:DescribeParameters take no resource ARN (Resource \"*\"): "
+             "plan lists the store's current version ids in pages, so an unchanged entry's value is not read")
+
+
 def _store_permissions(store: Mapping[str, Any], region: str) -> tuple[plan_rules.Permission, ...]:
     """The calls a store's adapter makes (a local store: nothing from AWS), on
     the store's own prefix or path only."""
@@ -463,7 +497,8 @@ def _store_permissions(store: Mapping[str, Any], region: str) -> tuple[plan_rule
                     plan_rules.Permission(("s3:GetBucketVersioning",), (f"arn:aws:s3:::{bucket}",)))
         case {"secretsmanager": spec}:
             where = spec.get("region") or region
-            return (plan_rules.Permission(("secretsmanager:CreateSecret", "secretsmanager:PutSecretValue",
+            return (plan_rules.Permission(("secretsmanager:ListSecrets",), ("*",), (), LIST_NOTE),
+                    plan_rules.Permission(("secretsmanager:CreateSecret", "secretsmanager:PutSecretValue",
                                            "secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret",
                                            "secretsmanager:ListSecretVersionIds", "secretsmanager:DeleteSecret",
                                            "secretsmanager:RestoreSecret", "secretsmanager:TagResource"),
@@ -471,7 +506,8 @@ def _store_permissions(store: Mapping[str, Any], region: str) -> tuple[plan_rule
         case {"ssm": spec}:
             where = spec.get("region") or region
             path = "/" + str(spec["path"]).strip("/")
-            return (plan_rules.Permission(("ssm:PutParameter", "ssm:GetParameterHistory", "ssm:DeleteParameter",
+            return (plan_rules.Permission(("ssm:DescribeParameters",), ("*",), (), LIST_NOTE),
+                    plan_rules.Permission(("ssm:PutParameter", "ssm:GetParameterHistory", "ssm:DeleteParameter",
                                            "ssm:LabelParameterVersion", "ssm:UnlabelParameterVersion",
                                            "ssm:AddTagsToResource"),
                                           (f"arn:aws:ssm:{where}:*:parameter{path}/*",)),)

@@ -83,6 +83,14 @@ in tests/aws/test_sandbox_fidelity.py that fails on stock moto.
     GetResources is checked as ``tagging:GetResources`` and a policy granting
     ``tag:GetResources`` (AWS's IAM name, what ``reconciler policy`` prints)
     is denied. Here actions carry their IAM prefix (``tag:``).
+15. Pagination of listings: stock moto returns every alias of a region in one
+    ListAliases page whatever ``Limit`` says, pages DescribeParameters by 10
+    whatever ``MaxResults`` says, and GetAccountAuthorizationDetails in one
+    page whatever ``MaxItems`` says. Here each honours its page size (AWS's
+    default when it is not given: 50 aliases, 10 parameters, 100 items) with
+    AWS's continuation fields (``Truncated``/``NextMarker``, ``NextToken``,
+    ``IsTruncated``/``Marker``), so a refresh that lists in pages is tested
+    over more than one page.
 """
 
 from __future__ import annotations
@@ -640,4 +648,62 @@ def apply() -> None:
         setattr(iam_responses.IamResponse, name, method)
     _ORIGINAL["iam_request_init"] = access_control.IAMRequestBase.__init__
     access_control.IAMRequestBase.__init__ = _iam_request_init  # type: ignore[method-assign]
+    _paginate_listings()
     _applied = True
+
+
+# -- fix 15: listings honour their page size ------------------------------------------------
+ALIASES_DEFAULT_PAGE, PARAMETERS_DEFAULT_PAGE, DETAILS_DEFAULT_PAGE = 50, 10, 100
+
+
+def _offset(token: Any) -> int:
+    try:
+        return max(0, int(str(token or "0").strip()))
+    except ValueError:
+        return 0
+
+
+def _list_aliases(self: kms_responses.KmsResponse) -> str:
+    everything = json.loads(_ORIGINAL["list_aliases"](self))["Aliases"]
+    start, size = _offset(self._get_param("Marker")), int(self._get_param("Limit") or ALIASES_DEFAULT_PAGE)
+    page: dict[str, Any] = {"Aliases": everything[start:start + size], "Truncated": start + size < len(everything)}
+    if page["Truncated"]:
+        page["NextMarker"] = str(start + size)
+    return json.dumps(page)
+
+
+def _describe_parameters(self: Any) -> ActionResult:
+    found = self.ssm_backend.describe_parameters(self._get_param("Filters"), self._get_param("ParameterFilters"))
+    start = _offset(self._get_param("NextToken"))
+    size = int(self._get_param("MaxResults") or PARAMETERS_DEFAULT_PAGE)
+    page: dict[str, Any] = {"Parameters": [p.describe_response_object(False) for p in found[start:start + size]]}
+    if start + size < len(found):
+        page["NextToken"] = str(start + size)
+    return ActionResult(page)
+
+
+_DETAIL_LISTS = (("users", "UserDetailList"), ("groups", "GroupDetailList"), ("roles", "RoleDetailList"),
+                 ("managed_policies", "Policies"))
+
+
+def _account_authorization_details(self: iam_responses.IamResponse) -> ActionResult:
+    """MaxItems counts the items of every list together, as AWS does."""
+    details = self.backend.get_account_authorization_details(self._get_param("Filter", []))
+    items = [(field, item) for key, field in _DETAIL_LISTS for item in details[key]]
+    start, size = _offset(self._get_param("Marker")), int(self._get_param("MaxItems") or DETAILS_DEFAULT_PAGE)
+    result: dict[str, Any] = {field: [] for _, field in _DETAIL_LISTS}
+    for field, item in items[start:start + size]:
+        result[field].append(item)
+    result["IsTruncated"] = start + size < len(items)
+    if result["IsTruncated"]:
+        result["Marker"] = str(start + size)
+    return ActionResult(result)
+
+
+def _paginate_listings() -> None:
+    _ORIGINAL["list_aliases"] = kms_responses.KmsResponse.list_aliases
+    kms_responses.KmsResponse.list_aliases = _list_aliases  # type: ignore[method-assign]
+    from moto.ssm import responses as ssm_responses
+    ssm_responses.SimpleSystemManagerResponse.describe_parameters = _describe_parameters  # type: ignore[method-assign]
+    iam_responses.IamResponse.get_account_authorization_details = (  # type: ignore[method-assign]
+        _account_authorization_details)

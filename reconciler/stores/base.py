@@ -20,6 +20,18 @@ class Version:
     number: int
     created_at: str
     envelope: str = dataclasses.field(repr=False)
+    store_id: str = ""  # the store's own id of the object holding it ("": not known), see Lists
+
+
+class Lists(Protocol):
+    """A store that lists, in pages, the id of every entry's current version
+    (Secrets Manager ListSecrets, SSM DescribeParameters, S3 ListObjectVersions):
+    an entry whose current id is the one state recorded at write is unchanged,
+    so refresh reads no value. The ids change with every write (and a deleted
+    then re-created entry never gets an old one back)."""
+
+    def current_ids(self) -> dict[str, str]:
+        """Entry name -> the ``store_id`` of its current version, for every entry of the store."""
 
 
 def now() -> str:

@@ -13,6 +13,9 @@ from reconciler.aws.s3 import PRECONDITION_FAILED
 from reconciler.stores import base
 
 
+VERSIONS_PAGE = 1000  # ListObjectVersions returns at most 1,000 object versions a page
+
+
 class S3Store(adapter.Adapter):
     """A vault store in a versioned bucket: one object per secret at
     <prefix><name>, each write a new S3 object version carrying our version
@@ -74,7 +77,7 @@ class S3Store(adapter.Adapter):
         meta = out.get("Metadata", {})
         number = int(meta.get("rcl-version", "0"))
         created = meta.get("rcl-created") or base.stamp(out.get("LastModified"))
-        version = base.Version(number, created, out["Body"].read().decode())
+        version = base.Version(number, created, out["Body"].read().decode(), str(out.get("VersionId") or ""))
         return version, out["ETag"], meta.get("rcl-history") == "1"
 
     def _object_versions(self, name: str) -> list[dict]:
@@ -107,33 +110,44 @@ class S3Store(adapter.Adapter):
         current = self._get(name)
         last = (self.latest(name) if current[2] else current[0]) if current else None
         new = base.Version((last.number if last else 0) + 1, base.now(), envelope)
-        self._write(name, new, current, history=False)
+        written = self._write(name, new, current, history=False)
         self._prune(name)
-        return new
+        return written
 
     def put_version(self, name: str, version: base.Version, *, newest: bool,
                     tags: Mapping[str, str] | None = None) -> base.Version:
         self._check_versioning()
-        self._write(name, version, self._get(name), history=not newest)
+        written = self._write(name, version, self._get(name), history=not newest)
         if newest:
             self._prune_exact(name)
-        return version
+        return written
+
+    def current_ids(self) -> dict[str, str]:
+        """Entry name -> the S3 version id of its current object: ListObjectVersions
+        over the prefix, one page per 1,000 object versions. A deleted entry (a
+        delete marker on top) has none."""
+        listed = self._pages("ListObjectVersions", "Versions", largest_page=VERSIONS_PAGE,
+                             Bucket=self.bucket, Prefix=self.prefix)
+        return {str(v["Key"])[len(self.prefix):]: str(v["VersionId"]) for v in listed
+                if v.get("IsLatest") and str(v["Key"]).startswith(self.prefix)}
 
     def _write(self, name: str, version: base.Version, current: tuple[base.Version, str, bool] | None,
-               *, history: bool) -> None:
-        """One conditional PUT over the object as read: two writers never lose a version."""
+               *, history: bool) -> base.Version:
+        """One conditional PUT over the object as read: two writers never lose a
+        version. Returns the version with its S3 version id."""
         condition = {"IfMatch": current[1]} if current else {"IfNoneMatch": "*"}
         metadata = {"rcl-version": str(version.number), "rcl-created": version.created_at}
         if history:
             metadata["rcl-history"] = "1"
         try:
-            self._call("PutObject", Bucket=self.bucket, Key=self._key(name), Body=version.envelope.encode(),
-                       ContentType="text/plain", Metadata=metadata, **condition)
+            out = self._call("PutObject", Bucket=self.bucket, Key=self._key(name), Body=version.envelope.encode(),
+                             ContentType="text/plain", Metadata=metadata, **condition)
         except errors.AwsError as exc:
             if exc.code in PRECONDITION_FAILED:
                 raise errors.AwsError(f"{self.describe()}{name}: changed by someone else while writing; "
                                       "run apply again", exc.code) from None
             raise
+        return base.Version(version.number, version.created_at, version.envelope, str(out.get("VersionId") or ""))
 
     def _prune(self, name: str) -> None:
         for old in self._object_versions(name)[self.keep:]:

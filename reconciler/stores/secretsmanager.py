@@ -24,6 +24,7 @@ from reconciler.stores import base
 
 _TOKEN = re.compile(r"^rcl-v(\d{8})-(?:(\d{8}T\d{6}Z)-([0-9a-f]{16})-)?")
 HISTORY_STAGE = "rcl-history"
+SECRETS_PAGE = 100  # ListSecrets returns at most 100 secrets a page
 RECOVERY_DAYS = 7
 
 
@@ -57,7 +58,7 @@ class SecretsManagerStore(adapter.Adapter):
         number = int(match.group(1)) if match else 0
         date = base.expand(match.group(2)) if match and match.group(2) else base.stamp(created)  # type: ignore[arg-type]
         order = str(match.group(3)) if match and match.group(3) else ""
-        return (order, version_id), base.Version(number, date, envelope)
+        return (order, version_id), base.Version(number, date, envelope, version_id)
 
     def versions(self, name: str) -> list[base.Version]:
         if self.latest(name) is None:
@@ -105,30 +106,47 @@ class SecretsManagerStore(adapter.Adapter):
         if current is not None and not number:  # the current value was written by someone else:
             number = max((v.number for v in self.versions(name)), default=0)  # after our newest, never again 1
         version = base.Version(number + 1, base.now(), envelope)
-        self._write(name, version, exists=current is not None, history=False, tags=tags)
-        return version
+        return self._write(name, version, exists=current is not None, history=False, tags=tags)
 
     def put_version(self, name: str, version: base.Version, *, newest: bool,
                     tags: Mapping[str, str] | None = None) -> base.Version:
         exists = self.latest(name) is not None or self._restore(name)
-        self._write(name, version, exists=exists, history=not newest, tags=tags)
-        return version
+        return self._write(name, version, exists=exists, history=not newest, tags=tags)
+
+    def current_ids(self) -> dict[str, str]:
+        """Entry name -> its AWSCURRENT version id: ListSecrets over the prefix,
+        one page per 100 secrets (entries scheduled for deletion are left out)."""
+        filters = [{"Key": "name", "Values": [self.prefix]}] if self.prefix else []
+        listed = self._pages("ListSecrets", "SecretList", largest_page=SECRETS_PAGE, Filters=filters)
+        found = {}
+        for item in listed:
+            name = str(item.get("Name", ""))
+            if not name.startswith(self.prefix):
+                continue  # the name filter ignores case
+            current = [v for v, stages in (item.get("SecretVersionsToStages") or {}).items()
+                       if "AWSCURRENT" in stages]
+            if current:
+                found[name[len(self.prefix):]] = str(current[0])
+        return found
 
     def _write(self, name: str, version: base.Version, *, exists: bool, history: bool,
-               tags: Mapping[str, str] | None = None) -> None:
+               tags: Mapping[str, str] | None = None) -> base.Version:
+        """Write one version; returns it with its Secrets Manager version id (the request token)."""
         request = token(version)
+        written = base.Version(version.number, version.created_at, version.envelope, request)
         if not exists:
             try:
                 self._call("CreateSecret", Name=self._id(name), SecretBinary=version.envelope.encode(),
                            ClientRequestToken=request, Description="reconciler envelope",
                            Tags=[{"Key": k, "Value": v} for k, v in sorted((tags or {}).items())])
-                return
+                return written
             except errors.AwsError as exc:
                 if exc.code != "ResourceExistsException":
                     raise
         stages = {"VersionStages": [HISTORY_STAGE]} if history else {}
         self._call("PutSecretValue", SecretId=self._id(name), SecretBinary=version.envelope.encode(),
                    ClientRequestToken=request, **stages)
+        return written
 
     def _restore(self, name: str) -> bool:
         """Bring back an entry scheduled for deletion (removed, then declared again): True if it was."""

@@ -26,6 +26,15 @@ _LABEL = re.compile(r"^rcl-(\d+)-(\d{8}T\d{6}Z)-[0-9a-f]+$")
 LABEL_BATCH = 10  # SSM takes at most 10 labels per call
 
 
+PARAMETERS_PAGE = 50  # DescribeParameters returns at most 50 parameters a page
+
+
+def _store_id(parameter: Mapping[str, Any]) -> str:
+    """An SSM version's id: its number and when it was written (a parameter
+    deleted and made again numbers its versions from 1 again)."""
+    return f"{parameter['Version']}@{base.stamp(parameter.get('LastModifiedDate'))}"
+
+
 def label(version: base.Version) -> str:
     return f"rcl-{version.number}-{base.compact(version.created_at)}-{uuid.uuid4().hex[:8]}"
 
@@ -64,7 +73,7 @@ class SsmStore(adapter.Adapter):
                 number, date = found[-1][1].number + 1, base.stamp(p.get("LastModifiedDate"))
             else:
                 continue  # replaced by a later write of its number, or no longer kept
-            found.append((p, base.Version(number, date, p["Value"])))
+            found.append((p, base.Version(number, date, p["Value"], _store_id(p))))
         return found
 
     def versions(self, name: str) -> list[base.Version]:
@@ -74,22 +83,32 @@ class SsmStore(adapter.Adapter):
         versions = self.versions(name)
         return versions[-1] if versions else None
 
+    def current_ids(self) -> dict[str, str]:
+        """Entry name -> the id of its parameter's current version: DescribeParameters
+        one level under the path, one page per 50 parameters (no value is read).
+        A version just written has no known id (PutParameter does not say when
+        it was written): its entry is read once more by the next refresh."""
+        listed = self._pages("DescribeParameters", "Parameters", largest_page=PARAMETERS_PAGE,
+                             ParameterFilters=[{"Key": "Path", "Option": "OneLevel",
+                                                "Values": [self.path or "/"]}])
+        prefix = f"{self.path}/"
+        return {str(p["Name"])[len(prefix):]: _store_id(p) for p in listed if str(p["Name"]).startswith(prefix)}
+
     def put(self, name: str, envelope: str, *, tags: Mapping[str, str] | None = None) -> base.Version:
         history = self._history(name)
         current = base.kept([v for _, v in self._read(history)], self.keep)
         version = base.Version((current[-1].number if current else 0) + 1, base.now(), envelope)
-        self._write(name, version, history, tags)
-        return version
+        return self._write(name, version, history, tags)
 
     def put_version(self, name: str, version: base.Version, *, newest: bool,
                     tags: Mapping[str, str] | None = None) -> base.Version:
-        self._write(name, version, self._history(name), tags)
-        return version
+        return self._write(name, version, self._history(name), tags)
 
     def _write(self, name: str, version: base.Version, history: list[dict[str, Any]],
-               tags: Mapping[str, str] | None = None) -> None:
+               tags: Mapping[str, str] | None = None) -> base.Version:
         """Write, label with our number and date, then unlabel what is no longer kept.
-        A parameter written before labels gets its versions labelled first."""
+        A parameter written before labels gets its versions labelled first.
+        Returns the version with its SSM id (from the history read to unlabel)."""
         if history and not any(_LABEL.match(x) for p in history for x in p.get("Labels", [])):
             for p, old in self._read(history):
                 self._label(name, int(p["Version"]), label(old))
@@ -106,12 +125,15 @@ class SsmStore(adapter.Adapter):
             out = self._call("PutParameter", Name=self._name(name), Value=version.envelope, Type="String",
                              Tier=tier, Tags=[{"Key": k, "Value": v} for k, v in sorted((tags or {}).items())])
         self._label(name, int(out["Version"]), label(version))
-        self._unlabel_stale(name)
+        written = [p for p, _ in self._unlabel_stale(name) if int(p["Version"]) == int(out["Version"])]
+        return base.Version(version.number, version.created_at, version.envelope,
+                            _store_id(written[0]) if written else "")
 
     def _label(self, name: str, ssm_version: int, text: str) -> None:
         self._call("LabelParameterVersion", Name=self._name(name), ParameterVersion=ssm_version, Labels=[text])
 
-    def _unlabel_stale(self, name: str) -> None:
+    def _unlabel_stale(self, name: str) -> list[tuple[dict[str, Any], base.Version]]:
+        """Remove our labels from versions no longer kept; returns what it read."""
         read = self._read(self._history(name))
         kept = {id(v) for v in base.kept([v for _, v in read], self.keep)}
         for p, v in read:
@@ -120,6 +142,7 @@ class SsmStore(adapter.Adapter):
                 for start in range(0, len(stale), LABEL_BATCH):
                     self._call("UnlabelParameterVersion", Name=self._name(name),
                                ParameterVersion=int(p["Version"]), Labels=stale[start:start + LABEL_BATCH])
+        return read
 
     def delete(self, name: str) -> None:
         try:

@@ -601,6 +601,43 @@ HOLDS_ON_STOCK: list[Callable[[str], None]] = [
 ]
 
 
+# -- fix 15: listings honour their page size -------------------------------------------
+def _pages(client, operation: str, key: str, size: int = 2, **params) -> list[int]:
+    """How many items each page of a listing holds, with pages of ``size``."""
+    paginator = client.get_paginator(operation)
+    return [len(page[key]) for page in paginator.paginate(PaginationConfig={"PageSize": size}, **params)]
+
+
+def list_aliases_honours_limit(endpoint: str) -> None:
+    kms = _client(endpoint, "kms", "eu-north-1")
+    for i in range(3):
+        kms.create_alias(AliasName=f"alias/paged-{i}", TargetKeyId=kms.create_key()["KeyMetadata"]["KeyId"])
+    counts = _pages(kms, "list_aliases", "Aliases")
+    assert len(counts) > 1 and max(counts) == 2, f"list-aliases-pages: {counts}"
+    names = [a["AliasName"] for p in kms.get_paginator("list_aliases").paginate(PaginationConfig={"PageSize": 2})
+             for a in p["Aliases"]]
+    assert len(names) == len(set(names)) and {f"alias/paged-{i}" for i in range(3)} <= set(names)
+
+
+def describe_parameters_honours_max_results(endpoint: str) -> None:
+    ssm = _client(endpoint, "ssm", "eu-north-1")
+    for i in range(3):
+        ssm.put_parameter(Name=f"/paged/p{i}", Value="v", Type="String")
+    counts = _pages(ssm, "describe_parameters", "Parameters",
+                    ParameterFilters=[{"Key": "Path", "Option": "OneLevel", "Values": ["/paged"]}])
+    assert counts == [2, 1], f"describe-parameters-pages: {counts}"
+
+
+def account_authorization_details_honour_max_items(endpoint: str) -> None:
+    iam = _client(endpoint, "iam")
+    before = sum(_pages(iam, "get_account_authorization_details", "RoleDetailList", 1000, Filter=["Role"]))
+    for i in range(3):
+        iam.create_role(RoleName=f"paged-{i}-{os.getpid()}", AssumeRolePolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": []}))
+    counts = _pages(iam, "get_account_authorization_details", "RoleDetailList", Filter=["Role"])
+    assert max(counts) == 2 and sum(counts) == before + 3, f"authorization-details-pages: {counts}"
+
+
 CHECKS: list[Callable[[str], None]] = [
     key_usage_defaults_to_encrypt_decrypt,
     rsa_oaep_round_trip, multi_region_replica_decrypts_primary_ciphertext,
@@ -616,6 +653,8 @@ CHECKS: list[Callable[[str], None]] = [
     boundary_naming_a_missing_policy_is_no_such_entity,
     *(check for check in DELETE_USER_BLOCKED_BY.values() if check not in HOLDS_ON_STOCK),
     assigned_virtual_mfa_device_cannot_be_deleted, service_specific_credentials_are_created_listed_and_deleted,
+    list_aliases_honours_limit, describe_parameters_honours_max_results,
+    account_authorization_details_honour_max_items,
 ]
 
 
@@ -664,6 +703,10 @@ STOCK_FAILURES: dict[str, tuple[type[BaseException], str]] = {
     "assigned_virtual_mfa_device_cannot_be_deleted": (pytest.fail.Exception, "DID NOT RAISE"),
     "service_specific_credentials_are_created_listed_and_deleted": (botocore.parsers.ResponseParserError,
                                                                     "Unable to parse"),
+    # one page whatever the page size (DescribeParameters: pages of 10)
+    "list_aliases_honours_limit": (AssertionError, "list-aliases-pages"),
+    "describe_parameters_honours_max_results": (AssertionError, "describe-parameters-pages"),
+    "account_authorization_details_honour_max_items": (AssertionError, "authorization-details-pages"),
 }
 
 

@@ -23,6 +23,8 @@ UPDATE = os.environ.get("RECONCILER_GOLDEN_UPDATE") == "1"
 EXAMPLES = ("quickstart", "cerby-vault", "infisical-external-kms", "pulumi-cmk")
 # AWS offers no resource ARN for these
 NO_ARN_ACTIONS = {"kms:CreateKey", "kms:ListAliases", "kms:ListKeys", "iam:ListOpenIDConnectProviders",
+                  "secretsmanager:ListSecrets", "ssm:DescribeParameters", "iam:ListRoles",
+                  "iam:GetAccountAuthorizationDetails",
                   "tag:GetResources"}
 ALIAS_ACTIONS = {"kms:CreateAlias", "kms:DeleteAlias", "kms:UpdateAlias"}
 
