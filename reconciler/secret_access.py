@@ -62,7 +62,7 @@ def read(directory: str | pathlib.Path, address: str, *, version: int | None = N
         stored = store_base.get(info.store, name, version)
         sealed = env.Envelope.parse(stored.envelope)
         binding = env.Binding(workspace.config.stack.name, vault, name)
-        if (sealed.binding.vault, sealed.binding.secret) == (vault, name) and aws.ours(sealed.binding.stack):
+        if vaults.bound_here(aws, sealed.binding, vault, name):
             binding = sealed.binding  # a version stored before the stack was renamed
         return aws.keyring.decrypt(sealed, binding=binding, connection=info.connection, region=region)
     except errors.ReconcilerError as exc:

@@ -234,32 +234,26 @@ class SecretHandler:
         """A secret state lacks whose vault store already holds an entry that is
         not this stack's (another stack's, or not an envelope) refuses the plan:
         writing would bury that value under a new one."""
-        if entry is not None or self._found(aws, desired) is not None:
+        stored = None if entry is not None else self._stored(aws, desired)
+        if stored is None:
             return []
-        vault = str(desired.attributes["vault"])
-        try:
-            attributes = vaults.state_attributes(aws, vault)
-            store = vaults.open_store(aws, attributes["store"],
-                                      attributes.get("keepVersions", store_base.DEFAULT_KEEP))
-            latest = store.latest(desired.name)
-        except (errors.PlanError, errors.ConfigError, errors.AwsNotFound):
-            return []
-        if latest is None:
-            return []
+        _store, latest, vault = stored
         try:
             bound = env.Envelope.parse(latest.envelope).binding
         except env.EnvelopeError:
             return [f"{desired.address}: Vault/{vault}'s store already holds an entry named {desired.name} that is "
                     "not a reconciler envelope; remove it or choose another name (nothing is written over it)"]
+        if vaults.bound_here(aws, bound, vault, desired.name):
+            return []  # ours: the plan reads it in (find_owned)
         hint = (f"if this stack was renamed from {bound.stack}, list {bound.stack} under the Stack's spec.formerNames"
                 if (bound.vault, bound.secret) == (vault, desired.name) else "choose another name")
         return [f"{desired.address}: Vault/{vault}'s store already holds an entry named {desired.name}, bound to "
                 f"{bound.describe()}; {hint} (nothing is written over it)"]
 
     # -- found when state lost it (SPEC 3) ------------------------------------------
-    def _found(self, aws: base.AwsContext, desired: plan_model.Desired) -> tuple[Any, Any, str] | None:
+    def _stored(self, aws: base.AwsContext, desired: plan_model.Desired) -> tuple[Any, Any, str] | None:
         """The store, the newest version and the vault of a secret state does not
-        record, when that version's envelope is bound to this stack, vault and name."""
+        record (None when its store holds nothing under the name, or has no store yet)."""
         vault = str(desired.attributes["vault"])
         try:
             attributes = vaults.state_attributes(aws, vault)
@@ -268,15 +262,19 @@ class SecretHandler:
             latest = store.latest(desired.name)
         except (errors.PlanError, errors.ConfigError, errors.AwsNotFound):
             return None  # no store yet (a bucket the plan makes): nothing can be there
-        if latest is None:
+        return (store, latest, vault) if latest is not None else None
+
+    def _found(self, aws: base.AwsContext, desired: plan_model.Desired) -> tuple[Any, Any, str] | None:
+        """``_stored``, when that version's envelope is bound to this stack (or a
+        former name of it), vault and name."""
+        stored = self._stored(aws, desired)
+        if stored is None:
             return None
         try:
-            sealed = env.Envelope.parse(latest.envelope)
+            bound = env.Envelope.parse(stored[1].envelope).binding
         except env.EnvelopeError:
             return None
-        if (sealed.binding.vault, sealed.binding.secret) != (vault, desired.name) or not aws.ours(sealed.binding.stack):
-            return None  # another stack's or vault's entry under the same name: not ours to take
-        return store, latest, vault
+        return stored if vaults.bound_here(aws, bound, stored[2], desired.name) else None  # else another's: not ours
 
     def find_owned(self, aws: base.AwsContext, desired: plan_model.Desired) -> planner.Refreshed | None:
         """An entry in the secret's vault store bound to this stack, vault and

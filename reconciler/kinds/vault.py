@@ -253,6 +253,11 @@ def _holds(have: store_base.Version, source: store_base.Version, target: VaultIn
     return journaled.get(str(source.number)) == digest(have.envelope)
 
 
+def bound_here(ctx: base.AwsContext, bound: env.Binding, vault: str, name: str) -> bool:
+    """Whether an envelope's binding is this stack's (or a former name's) for this vault and secret name."""
+    return (bound.vault, bound.secret) == (vault, name) and ctx.ours(bound.stack)
+
+
 def _reseal(ctx: base.AwsContext, text: str, source: VaultInfo, target: VaultInfo, name: str) -> str:
     """The envelope under the target's key and binding (unchanged when it already is)."""
     sealed = env.Envelope.parse(text)
@@ -260,7 +265,7 @@ def _reseal(ctx: base.AwsContext, text: str, source: VaultInfo, target: VaultInf
     if same_key(sealed.key_arn, target.key_arn) and sealed.binding == binding:
         return text
     as_bound = source.binding(ctx.stack, name)
-    if (sealed.binding.vault, sealed.binding.secret) == (source.name, name) and ctx.ours(sealed.binding.stack):
+    if bound_here(ctx, sealed.binding, source.name, name):
         as_bound = sealed.binding  # stored before the stack was renamed: re-sealed for its new name here
     value = ctx.keyring.decrypt(sealed, binding=as_bound, connection=source.connection)
     return ctx.keyring.encrypt(value, key_arn=target.key_arn, key_spec=target.key_spec, binding=binding,

@@ -81,14 +81,7 @@ class LocalBackend:
         return written
 
     def _current(self, previous: bytes | None, *, tolerate_damage: bool) -> model.State:
-        if previous is None:
-            return model.State.empty()
-        try:
-            return self._parse(previous)
-        except errors.StateError:
-            if tolerate_damage:  # `state push --force` over a damaged state: kept as the backup
-                return model.State.empty()
-            raise
+        return model.current_of(previous, self._parse, tolerate_damage=tolerate_damage)
 
     @staticmethod
     def _atomic_write(path: pathlib.Path, data: bytes) -> None:

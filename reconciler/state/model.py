@@ -10,7 +10,7 @@ import dataclasses
 import enum
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from reconciler import errors
@@ -402,6 +402,20 @@ def _check_top_level(data: Mapping[str, Any], origin: str) -> None:
         problems.append("deposed: expected a list of objects per address")
     if problems:
         raise errors.StateError(f"{origin}: {problems[0]}{_REPAIR}")
+
+
+def current_of(previous: bytes | None, parse: Callable[[bytes], State], *, tolerate_damage: bool) -> State:
+    """The state a backend is about to write over (``previous``, its bytes as
+    read; empty when none). ``tolerate_damage``: `state push --force` over a
+    damaged state, which is kept as the backup."""
+    if previous is None:
+        return State.empty()
+    try:
+        return parse(previous)
+    except errors.StateError:
+        if tolerate_damage:
+            return State.empty()
+        raise
 
 
 def above_backup(current: State, backup: State | None) -> State:

@@ -66,6 +66,7 @@ def test_secrets_under_a_lost_key_stay_critical_until_resupplied(aws, stack, mon
 
     refused = run("apply", directory, "--auto-approve")  # a gone key is never silently made again
     assert refused.exit_code == 1 and "destroys or replaces KmsProvider/key" in refused.output
+    assert state_of(directory)["resources"]["KmsProvider/key"]["ids"]["arn"] == lost  # refused before any write
     assert run("apply", directory, "--auto-approve", "--allow-destroy").exit_code == 0
     assert get(directory, "main/from-env") == "env-value"
     report = drift_notes(directory)
