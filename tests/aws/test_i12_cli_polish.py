@@ -30,7 +30,7 @@ DONE = re.compile(r"\[(\d)/(\d)\] \+ (KmsProvider/\w+): create done \(\d+\.\ds\)
 
 def test_without_a_terminal_apply_logs_one_line_per_completed_action(aws, stack):
     directory = stack(KEYS)
-    result = run("apply", directory, "--auto-approve")
+    result = run("apply", directory, "--auto-approve", "--parallelism", "1")  # in the plan's order
     assert result.exit_code == 0, result.output
     logged = result.stderr.splitlines()
     assert [DONE.fullmatch(line).groups() if DONE.fullmatch(line) else line for line in logged] == [
@@ -39,6 +39,15 @@ def test_without_a_terminal_apply_logs_one_line_per_completed_action(aws, stack)
     assert result.stdout.endswith(f"Apply complete: 2 create. State serial {state_of(directory)['serial']}.\n")
     quiet = run("plan", directory)
     assert quiet.exit_code == 0 and quiet.stderr == ""  # reads are not logged
+
+
+def test_side_by_side_apply_logs_one_line_per_completed_action_counted_in_completion_order(aws, stack):
+    directory = stack(KEYS)
+    result = run("apply", directory, "--auto-approve")  # --parallelism 10: the two keys are independent
+    assert result.exit_code == 0, result.output
+    found = [DONE.fullmatch(line).groups() if DONE.fullmatch(line) else line for line in result.stderr.splitlines()]
+    assert [(done, total) for done, total, _address in found] == [("1", "2"), ("2", "2")]
+    assert sorted(address for _done, _total, address in found) == ["KmsProvider/alpha", "KmsProvider/beta"]
 
 
 def test_on_a_terminal_apply_shows_one_live_display(aws, stack, monkeypatch):
