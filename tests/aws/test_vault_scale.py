@@ -124,7 +124,8 @@ KILL_AFTER_STORE = textwrap.dedent("""\
         if len(stored) == int(os.environ["KILL_AFTER"]):
             os._exit(9)  # the entry is in S3, the state does not know yet
     session.register_hook("after-call.s3.PutObject", stop_after)
-    sys.argv = ["reconciler", "apply", sys.argv[1], "--auto-approve"]
+    # one write at a time: "killed after the k-th store" names the same write every run
+    sys.argv = ["reconciler", "apply", sys.argv[1], "--auto-approve", "--parallelism", "1"]
     cli.main()
     """)
 
