@@ -18,7 +18,6 @@ from collections.abc import Callable
 from typing import Any
 
 import click
-import jsonschema
 
 from reconciler import __version__, engine, errors, importer, leases, multistack, planfile, policy, secret_access
 from reconciler.manifest import model as manifest
@@ -940,6 +939,8 @@ _NAME_SCHEMA = json.loads(schema.schema_text("common.schema.json"))["$defs"]["na
 
 def _manifest_name(_ctx: click.Context, param: click.Parameter, value: str) -> str:
     """A name a manifest could use (metadata.name), checked by the schema itself."""
+    import jsonschema  # here only: most commands never need it
+
     try:
         jsonschema.validate(value, _NAME_SCHEMA)
     except jsonschema.ValidationError:

@@ -176,10 +176,16 @@ def resolve_values(desired: Mapping[str, plan_model.Desired], prior: state_model
             raise errors.prefixed(exc, f"{address}: ") from None
         return address, want, now, now is not found
 
-    # side by side: unwraps are cached per key, and a legacy scrypt comparison releases the GIL
-    with concurrent.futures.ThreadPoolExecutor(max_workers=workers(parallelism)) as pool:
-        for address, want, now, changed in pool.map(one, todo):
-            resolved[address] = want
-            if changed and now is not None:
-                live[address] = now
+    def batch(addresses: list[str]) -> list[tuple[str, plan_model.Desired, planner.Refreshed | None, bool]]:
+        return [one(address) for address in addresses]
+
+    # side by side: unwraps are cached per key, and a legacy scrypt comparison releases the GIL;
+    # a batch per thread (interleaved), not a task per resource, which at 10,000 cost more than the work
+    threads = min(workers(parallelism), max(1, len(todo)))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=threads) as pool:
+        for part in pool.map(batch, [todo[i::threads] for i in range(threads)]):
+            for address, want, now, changed in part:
+                resolved[address] = want
+                if changed and now is not None:
+                    live[address] = now
     return resolved, live

@@ -319,6 +319,23 @@ _RESOLVER = yaml.resolver.Resolver()
 _MERGE = "tag:yaml.org,2002:merge"
 
 
+# The first characters of a plain scalar an implicit resolver may claim (a
+# number, a bool, null, a timestamp, a merge key, ``=``); any other is a string.
+_IMPLICIT_FIRST = frozenset(k for k in yaml.resolver.Resolver.yaml_implicit_resolvers if k)
+assert None not in yaml.resolver.Resolver.yaml_implicit_resolvers  # no resolver for every first character
+
+
+def _tag(event: Any) -> str:
+    """A scalar event's tag, as the composer resolves it."""
+    tag = event.tag
+    if tag is None or tag == "!":
+        value = event.value
+        if not event.implicit[0] or (value and value[0] not in _IMPLICIT_FIRST):
+            return _STR  # quoted or block, or plain and no resolver's: what Resolver.resolve says, faster
+        tag = _RESOLVER.resolve(yaml.ScalarNode, value, event.implicit)
+    return str(tag)
+
+
 class _Fallback(Exception):
     """The file holds an anchor or an alias: compose it the careful way."""
 
@@ -363,15 +380,20 @@ class _Builder:
         return data, self.positions, self.key_positions, self.diagnostics, self.stopped
 
     def _count(self, event: Any, depth: int, crowded: str | None) -> None:
+        """Count a node, with the composer's checks (``_check``) when one may apply."""
+        self.nodes += 1
+        if self.nodes > MAX_NODES or crowded is not None or depth > MAX_DEPTH or event.anchor is not None:
+            self._check(event, depth, crowded)
+
+    def _check(self, event: Any, depth: int, crowded: str | None) -> None:
         """The composer's checks of a node, in its order: the file's nodes,
         the entries of the list or mapping it is in (``crowded``), then, as a
         node with an anchor or an alias needs the composer, its depth."""
-        self.nodes += 1
         if self.nodes > MAX_NODES:
             self._refuse(f"more than {MAX_NODES:,} YAML nodes in one file; split it into several files", event)
         if crowded is not None:
             self._refuse(crowded, event)
-        if isinstance(event, yaml.AliasEvent) or event.anchor is not None:
+        if event.anchor is not None:  # an alias (*name) or an anchored node (&name)
             raise _Fallback()
         if depth > MAX_DEPTH:
             self._refuse(f"nested more than {MAX_DEPTH} levels deep", event)
@@ -387,15 +409,18 @@ class _Builder:
         self._count(event, depth, crowded)
         record = record and not self.stopped
         if record:
-            self.positions[path] = _spot(event)
-        if isinstance(event, yaml.ScalarEvent):
+            mark = event.start_mark
+            self.positions[path] = (mark.line + 1, mark.column + 1)
+        kind = type(event)
+        if kind is yaml.ScalarEvent:
             return self._scalar(event) if record else None
-        if isinstance(event, yaml.SequenceStartEvent):
+        if kind is yaml.SequenceStartEvent:
             items: list[Any] = []
             index = 0
+            next_event = self._event
             while True:
-                item = self._event()
-                if isinstance(item, yaml.SequenceEndEvent):
+                item = next_event()
+                if type(item) is yaml.SequenceEndEvent:
                     return items if record else None
                 crowded = f"a list of more than {MAX_ENTRIES:,} items" if index >= MAX_ENTRIES else None
                 value = self._node(item, path + (index,), depth + 1, record, crowded)
@@ -407,24 +432,28 @@ class _Builder:
     def _mapping(self, start: Any, path: Path, depth: int, record: bool) -> Any:
         result: dict[str, Any] = {}
         pairs = 0
+        inner = depth + 1
+        next_event = self._event
+        key_positions = self.key_positions
         while True:
-            event = self._event()
-            if isinstance(event, yaml.MappingEndEvent):
+            event = next_event()
+            kind = type(event)
+            if kind is yaml.MappingEndEvent:
                 return result if record else None
             crowded = f"a mapping of more than {MAX_ENTRIES:,} keys" if pairs >= MAX_ENTRIES else None
             pairs += 1
             record = record and not self.stopped
-            if not isinstance(event, yaml.ScalarEvent):  # a mapping or a list as a key
+            if kind is not yaml.ScalarEvent:  # a mapping or a list as a key
                 if record:
                     self.diagnostics.append(errors.Diagnostic("mapping keys must be plain strings",
                                                               self._mark(event)))
-                self._node(event, path, depth + 1, False, crowded)
-                self._node(self._event(), path, depth + 1, False)
+                self._node(event, path, inner, False, crowded)
+                self._node(next_event(), path, inner, False)
                 continue
-            self._count(event, depth + 1, crowded)
+            self._count(event, inner, crowded)
             key: str | None = None
             if record:
-                tag = self._tag(event)
+                tag = _tag(event)
                 if tag == _MERGE or event.value == "<<":
                     self.diagnostics.append(errors.Diagnostic(
                         "YAML merge keys (<<) are not supported; write the fields out", self._mark(event)))
@@ -432,29 +461,23 @@ class _Builder:
                     constructed = self._scalar(event, tag)
                     if not self.stopped:
                         key = str(constructed)
+                        at = path + (key,)
                         if key in result:
                             self.diagnostics.append(errors.Diagnostic(
-                                f"duplicate key {clip(key)!r} (first at line "
-                                f"{self.key_positions[path + (key,)][0]})", self._mark(event)))
+                                f"duplicate key {clip(key)!r} (first at line {key_positions[at][0]})",
+                                self._mark(event)))
                             key = None
                         else:
-                            self.key_positions[path + (key,)] = _spot(event)
-            value_event = self._event()
+                            mark = event.start_mark
+                            key_positions[at] = (mark.line + 1, mark.column + 1)
             if key is None:
-                self._node(value_event, path, depth + 1, False)
+                self._node(next_event(), path, inner, False)
             else:
-                result[key] = self._node(value_event, path + (key,), depth + 1, True)
-
-    @staticmethod
-    def _tag(event: Any) -> str:
-        tag = event.tag
-        if tag is None or tag == "!":
-            tag = _RESOLVER.resolve(yaml.ScalarNode, event.value, event.implicit)
-        return str(tag)
+                result[key] = self._node(next_event(), at, inner, True)
 
     def _scalar(self, event: Any, tag: str | None = None) -> Any:
         """As ``_Walker._scalar``: a string needs no constructor."""
-        tag = tag or self._tag(event)
+        tag = tag or _tag(event)
         if tag == _STR:
             value: Any = event.value
             control = _CONTROL.search(value)

@@ -33,10 +33,20 @@ class Resource:
     spec: Mapping[str, Any]
     labels: Mapping[str, str]
     document: loader.Document
+    _value_references: tuple[tuple[tuple[str | int, ...], str], ...] | None = dataclasses.field(
+        default=None, compare=False, repr=False)
 
     @property
     def address(self) -> str:
         return f"{self.kind}/{self.name}"
+
+    def value_references(self) -> tuple[tuple[tuple[str | int, ...], str], ...]:
+        """``value_references(spec)``, found once: a spec is read-only, and
+        graphs, checks and plans each ask for every resource's."""
+        if self._value_references is None:
+            object.__setattr__(self, "_value_references", tuple(value_references(self.spec)))
+        assert self._value_references is not None
+        return self._value_references
 
     def position(self, *path: str | int, key: bool = False) -> errors.Position:
         return self.document.position(("spec",) + path if path else (), key=key)
@@ -126,7 +136,7 @@ def references(resource: Resource, config: Config | None = None, *,
                     yield Reference(field, f"Vault/{vault}")
         case _:
             pass
-    for path, text in value_references(spec):  # `{$ref: Kind/name#attribute}` anywhere in a spec
+    for path, text in resource.value_references():  # `{$ref: Kind/name#attribute}` anywhere in a spec
         address, hash_, attribute = text.partition("#")
         if hash_ and attribute and address.count("/") == 1 and all(address.split("/")):
             yield Reference(path, address)
@@ -150,7 +160,7 @@ def value_references(value: Any, path: tuple[str | int, ...] = ()) -> Iterator[t
 
 def _malformed_references(resources: Mapping[str, Resource]) -> Iterator[errors.Diagnostic]:
     for resource in resources.values():
-        for path, text in value_references(resource.spec):
+        for path, text in resource.value_references():
             address, hash_, attribute = text.partition("#")
             if not (hash_ and attribute and address.count("/") == 1 and all(address.split("/"))):
                 yield errors.Diagnostic(f"malformed reference {loader.clip(text)!r}: expected KIND/NAME#ATTRIBUTE, "

@@ -8,15 +8,16 @@ import importlib.resources
 import json
 import re
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
 import jsonschema_rs
-import referencing
-import referencing.jsonschema
 
 from reconciler import errors
 from reconciler.manifest import loader
+
+if TYPE_CHECKING:  # imported when first needed: a valid stack never needs the Python validator
+    import jsonschema
+    import referencing
 
 BASE = "https://reconciler.dev/schemas/"
 KINDS = ("Stack", "KmsProvider", "IamRole", "OidcProvider", "Vault", "Secret",
@@ -29,6 +30,8 @@ def schema_text(name: str) -> str:
 
 @functools.cache
 def _registry() -> referencing.Registry:
+    import referencing
+    import referencing.jsonschema
     resources = []
     for entry in importlib.resources.files("reconciler").joinpath("schemas").iterdir():
         if entry.name.endswith(".schema.json"):
@@ -50,16 +53,17 @@ def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterat
         return
     found = _compiled(pattern).search(instance)
     if found is None or (pattern.endswith("$") and pattern.startswith("^") and found.end() != len(instance)):
+        import jsonschema
         yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
-
-
-_Validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"pattern": _pattern})
 
 
 @functools.cache
 def validator_for(kind: str) -> jsonschema.Draft202012Validator:
+    """The kind's schema for Python's jsonschema, with ``pattern`` as JSON Schema means it."""
+    import jsonschema
+    checker = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"pattern": _pattern})
     schema = json.loads(schema_text(f"{kind.lower()}.schema.json"))
-    validator: jsonschema.Draft202012Validator = _Validator(schema, registry=_registry())
+    validator: jsonschema.Draft202012Validator = checker(schema, registry=_registry())
     return validator
 
 
