@@ -17,6 +17,7 @@ how the eventual-consistency retry knows a principal is new).
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime
 import json
@@ -185,8 +186,11 @@ def _listed_roles(aws: base.AwsContext, connection: Mapping[str, Any],
     1,000 roles of the account. None: read each role (fewer roles, during
     apply, or an identity not allowed to list)."""
     auth = connection.get("auth")
-    if sum(1 for e in aws.state.resources.values()
-           if e.kind == KIND and e.connection.get("auth") == auth) < ROLES_TO_LIST:
+
+    def count() -> collections.Counter[str]:  # roles in state by auth, once per state (not per role)
+        return collections.Counter(json.dumps(e.connection.get("auth"), sort_keys=True)
+                                   for e in aws.state.resources.values() if e.kind == KIND)
+    if aws.keyring.per_state(aws.state, "iam.roles-by-auth", count)[json.dumps(auth, sort_keys=True)] < ROLES_TO_LIST:
         return None
 
     def load() -> Mapping[str, Any] | None:

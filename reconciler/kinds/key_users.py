@@ -38,9 +38,7 @@ def role_path(spec: Mapping[str, Any], name: str) -> str:
 def desired_users(key: str, config: manifest.Config) -> dict[str, Any]:
     """The roles the stack grants use of KmsProvider ``key``, with their actions."""
     users: dict[str, Any] = {}
-    for resource in config.resources.values():
-        if resource.kind != ROLE_KIND:
-            continue
+    for resource in config.of_kind(ROLE_KIND):
         actions = {a for g in resource.spec.get("grants") or [] if g.get("provider") == key
                    for a in policydoc.grant_actions(g.get("actions") or [])}
         if actions:
@@ -51,7 +49,7 @@ def desired_users(key: str, config: manifest.Config) -> dict[str, Any]:
 def manages_users(config: manifest.Config) -> bool:
     """Whether keys carry ``keyUsers``: while the stack declares any role (so a
     grant moved or removed takes its statement off the key it named)."""
-    return any(r.kind == ROLE_KIND for r in config.resources.values())
+    return bool(config.of_kind(ROLE_KIND))
 
 
 def sid(address: str) -> str:

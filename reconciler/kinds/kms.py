@@ -16,7 +16,7 @@ Attributes (what plan compares; all JSON-shaped):
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from typing import Any
 
 from reconciler import errors
@@ -242,18 +242,18 @@ class KmsProviderHandler:
         alias = desired.attributes.get("alias")
         if not alias:
             return []
-        ours = _ours(aws.state)
+        ours, mine = _ours_in(aws), set()
         if entry is not None:
-            ours.add(entry.ids["keyId"])
+            mine.add(entry.ids["keyId"])
         elif desired.mode == "adopted":  # the key about to be adopted is ours
             meta = aws.kms(desired.connection).describe_key(desired.lookup["keyId"])
             if meta is not None:
-                ours.add(meta["KeyId"])
+                mine.add(meta["KeyId"])
         problems = []
         for region in [desired.connection["region"], *sorted(desired.attributes.get("replicas") or {})]:
             regional = aws.kms(desired.connection, region)
             holder = _alias_target(aws, desired.connection, regional, alias)
-            if holder is None or holder in ours:
+            if holder is None or holder in ours or holder in mine:
                 continue
             owner = _owner(regional, holder, aws)
             if desired.mode == "managed" and owner == desired.address:
@@ -450,7 +450,7 @@ class KmsProviderHandler:
         want = desired.attributes
         key_id = entry.ids["keyId"]
         kms = aws.kms(desired.connection)
-        ours = _ours(aws.state) | {key_id}
+        ours = _ours_in(aws) | {key_id}
         _converge_key(kms, key_id, current, want, ours)
         if "rotation" in want and want["rotation"] != current.get("rotation"):
             kms.set_rotation(key_id, want["rotation"]["enabled"], want["rotation"]["periodDays"])
@@ -690,6 +690,11 @@ def _ours(state: state_model.State) -> set[str]:
             if e.kind == KIND and e.mode in ("managed", "adopted") and e.ids.get("keyId")}
 
 
+def _ours_in(aws: base.AwsContext) -> frozenset[str]:
+    """``_ours(aws.state)``, computed once per state (each key's check asks: not per key)."""
+    return aws.keyring.per_state(aws.state, "kms.ours", lambda: frozenset(_ours(aws.state)))
+
+
 def _recorded_alias(entry: state_model.ResourceState, region: str) -> str | None:
     """The alias state records on ``entry``'s key in ``region`` (primary or replica)."""
     if region == entry.connection.get("region"):
@@ -698,7 +703,7 @@ def _recorded_alias(entry: state_model.ResourceState, region: str) -> str | None
 
 
 def _converge_key(kms: kms_adapter.KmsAdapter, key_id: str, current: Mapping[str, Any],
-                  want: Mapping[str, Any], ours: set[str]) -> None:
+                  want: Mapping[str, Any], ours: Set[str]) -> None:
     """Bring one key (primary or replica) from ``current`` to ``want`` for the
     per-key attributes ``want`` names."""
     state = current.get("keyState")

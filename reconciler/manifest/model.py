@@ -68,6 +68,18 @@ class Config:
     resources: Mapping[str, Resource]  # address -> resource, in document order
     source: loader.Source
     default_vault: str | None = None  # the one Vault marked default (computed once, not per Secret)
+    _by_kind: dict[str, list[Resource]] | None = dataclasses.field(default=None, compare=False, repr=False)
+
+    def of_kind(self, kind: str) -> list[Resource]:
+        """The resources of one kind, in document order (indexed once: a kind's
+        rules asking per resource about every other must not be quadratic)."""
+        if self._by_kind is None:
+            index: dict[str, list[Resource]] = {}
+            for resource in self.resources.values():
+                index.setdefault(resource.kind, []).append(resource)
+            object.__setattr__(self, "_by_kind", index)
+        assert self._by_kind is not None
+        return self._by_kind.get(kind, [])
 
     def region_of(self, resource: Resource) -> str | None:
         return resource.spec.get("region") or self.stack.region

@@ -8,6 +8,7 @@ name.
 
 from __future__ import annotations
 
+
 import dataclasses
 import datetime
 from collections.abc import Mapping, Sequence
@@ -90,7 +91,7 @@ def _forward(desired: Mapping[str, model.Desired]) -> graph.Graph:
     return forward
 
 
-def _order(desired: Mapping[str, model.Desired], prior: state_model.State,
+def _order(forward: list[str], prior: state_model.State, desired: Mapping[str, model.Desired],
            addresses: set[str]) -> tuple[list[str], list[str]]:
     """Creates/updates dependencies-first, deletes dependents-first."""
     backward = graph.Graph()
@@ -99,7 +100,7 @@ def _order(desired: Mapping[str, model.Desired], prior: state_model.State,
         for dep in entry.dependencies:
             if dep in prior.resources:
                 backward.add_edge(address, dep)
-    ups = [a for a in _forward(desired).topological_order() if a in addresses]
+    ups = [a for a in forward if a in addresses]
     downs = [a for a in reversed(backward.topological_order())
              if a in addresses and a not in desired]
     return ups, downs
@@ -127,8 +128,10 @@ def make_plan(*, plan_id: str, now: datetime.datetime, stack: str, directory: st
 
     drift = [d for d in detect_drift(prior, refreshed, desired, rules=rules) if d.address in scope] if refresh else []
     changes: dict[str, model.ResourceChange] = {}
-    for address in [a for a in _forward(desired).topological_order() if a in scope] + sorted(scope - set(desired)):
-        change = _plan_one(address, desired, prior, refreshed, adopted, changes, rules, problems)
+    forward = _forward(desired).topological_order()  # each desired resource after what it depends on
+    read = {**adopted, **refreshed}
+    for address in [a for a in forward if a in scope] + sorted(scope - set(desired)):
+        change = _plan_one(address, desired, prior, refreshed, adopted, changes, rules, problems, read)
         if change is not None:
             changes[address] = change
 
@@ -143,7 +146,7 @@ def make_plan(*, plan_id: str, now: datetime.datetime, stack: str, directory: st
     timed = {a: tuple(_reviewed(c, rules, context, problems) for c in due) for a, due in timed.items()}
     if problems:
         raise errors.PlanError("\n".join(problems))
-    ups, downs = _order(desired, prior, set(changes))
+    ups, downs = _order(forward, prior, desired, set(changes))
     ordered = tuple(c for a in ups for c in (changes[a], *timed.get(a, ())))
     ordered += tuple(changes[a] for a in downs) + deposed  # replacements exist by then
     return model.Plan(id=plan_id, created_at=now.isoformat(timespec="seconds"), stack=stack,
@@ -155,8 +158,9 @@ def make_plan(*, plan_id: str, now: datetime.datetime, stack: str, directory: st
 def _plan_one(address: str, desired: Mapping[str, model.Desired], prior: state_model.State,
               refreshed: Mapping[str, Refreshed], adopted: Mapping[str, Refreshed],
               planned: Mapping[str, model.ResourceChange], rules: kind_rules.Registry,
-              problems: list[str]) -> model.ResourceChange | None:
-    """The change for one address (``planned``: the changes of what it depends on)."""
+              problems: list[str], read: Mapping[str, Refreshed]) -> model.ResourceChange | None:
+    """The change for one address (``planned``: the changes of what it depends on;
+    ``read``: adopted and refreshed together, merged once per plan, not per address)."""
     want = desired.get(address)
     entry = prior.resources.get(address)
     if want is None and entry is None:
@@ -181,11 +185,11 @@ def _plan_one(address: str, desired: Mapping[str, model.Desired], prior: state_m
         return None
     owned = (adopted if entry is None else refreshed).get(address)
     if want.mode == "managed" and owned is not None and owned.found_by and owned.attributes is not None:
-        return _plan_found(want, owned, _known(want, prior, {**adopted, **refreshed}, planned, rules, problems),
+        return _plan_found(want, owned, _known(want, prior, read, planned, rules, problems),
                            kind_rules.rules_for(rules, want.kind), problems)
     named = refreshed[address].ids if entry is not None and address in refreshed else {}
     other = entry is not None and any(entry.ids.get(k) != v for k, v in named.items())
-    known = _known(want, prior, {**adopted, **refreshed}, planned, rules, problems)
+    known = _known(want, prior, read, planned, rules, problems)
     kind = kind_rules.rules_for(rules, want.kind)
     change = _plan_upsert(known, entry, live, kind, problems, other_object=other)
     if entry is not None and live is None and change.action is Action.CREATE and want.mode == "managed":

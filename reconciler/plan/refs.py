@@ -63,14 +63,20 @@ def substitute(value: Any, lookup: Callable[[Ref], Any]) -> Any:
 
 
 def targets(value: Any) -> set[str]:
-    """The addresses ``value`` refers to."""
+    """The addresses ``value`` refers to (what ``substitute`` would look up,
+    found without building the substituted copy)."""
     found: set[str] = set()
-
-    def note(ref: Ref) -> Any:
-        found.add(ref.address)
-        return None
-
-    substitute(value, note)
+    todo = [value]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, Mapping):
+            ref = Ref.parse(item)
+            if ref is not None:
+                found.add(ref.address)
+            else:
+                todo.extend(item.values())
+        elif isinstance(item, list):
+            todo.extend(item)
     return found
 
 

@@ -17,6 +17,8 @@ def show(value: Any, *, sensitive: bool = False, indent: str = "") -> str:
         return SENSITIVE
     if value is None:
         return "null"
+    if isinstance(value, (str, int, float)):  # most values: nothing inside to look for
+        return json.dumps(value)
     if refs.is_unknown(value):
         return refs.KNOWN_AFTER_APPLY
     value = known(value)
