@@ -230,7 +230,8 @@ def ansible_missing() -> str | None:
     return None
 
 
-def run_timed(argv: list[str], env: Mapping[str, str], cwd: pathlib.Path) -> tuple[float, subprocess.CompletedProcess[str]]:
+def run_timed(argv: list[str], env: Mapping[str, str],
+              cwd: pathlib.Path) -> tuple[float, subprocess.CompletedProcess[str]]:
     started = time.perf_counter()
     done = subprocess.run(argv, env=dict(env), cwd=cwd, capture_output=True, text=True, stdin=subprocess.DEVNULL,
                           check=False)
@@ -277,7 +278,10 @@ class Bench:
         calls = self.counting.take()
         expect(done, codes, f"reconciler {' '.join(argv)}")
         found = ""
-        if phase == "drift":
+        if phase == "create":
+            summary = re.search(r"Apply complete: ([^.]*)", done.stdout)
+            found = f"applied: {summary.group(1)}" if summary else ""
+        elif phase == "drift":
             found = f"{json.loads(done.stdout)['count']} drifted"
         elif phase == "no-op":
             found = "no changes" if done.returncode == 0 else "CHANGES"
@@ -325,12 +329,12 @@ def top(calls: Mapping[str, int], count: int = 4) -> str:
 
 
 def report(runs: list[Run]) -> str:
-    lines = [f"{'phase':7s} {'tool':10s} {'wall s':>8s} {'calls':>6s} {'writes':>6s}  {'by service':38s} "
+    lines = [f"{'phase':7s} {'tool':10s} {'wall s':>8s} {'calls':>6s} {'writes':>6s}  {'by service':52s} "
              "what it found", ""]
     for run in runs:
         services = " ".join(f"{s} {n}" for s, n in sorted(run.by_service().items()))
         lines.append(f"{run.phase:7s} {run.tool:10s} {run.seconds:8.2f} {run.total:6d} {run.writes:6d}  "
-                     f"{services:38s} {run.found}")
+                     f"{services:52s} {run.found}")
         lines.append(f"{'':18s} top: {top(run.calls)}")
         writes = {op: n for op, n in run.calls.items() if is_write(op.split(':', 1)[1])}
         if writes:
@@ -340,9 +344,9 @@ def report(runs: list[Run]) -> str:
     for phase in ("create", "no-op", "drift"):
         ours = next(r for r in runs if r.phase == phase and r.tool == "reconciler")
         theirs = next(r for r in runs if r.phase == phase and r.tool == "ansible")
-        writes = f"{theirs.writes}/{ours.writes}"
+        both = f"{theirs.writes}/{ours.writes}"
         lines.append(f"{phase:7s} {theirs.seconds / ours.seconds:23.1f}x {theirs.total / ours.total:24.2f}x "
-                     f"{writes:>26s}")
+                     f"{both:>26s}")
     return "\n".join(lines)
 
 
