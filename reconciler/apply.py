@@ -75,11 +75,14 @@ def completed(plan: model.Plan, initial: state_model.State, state: state_model.S
     """``state`` once every action of ``plan`` is done (``initial``: as it was
     before the first). A complete plan records the manifests it made live
     (``plan --refresh-ttl`` trusts a state only under them); a targeted one
-    keeps what was recorded if it planned the same manifests, else forgets it.
+    keeps what was recorded if it planned the same manifests, else forgets
+    it, and a destroy forgets it.
     What the plan's refresh found exactly as recorded, and this apply did not
     write again, is recorded as read when that refresh began; what it found
     drifted is no longer known to match live AWS."""
-    if not plan.targets and not plan.destroy:
+    if plan.destroy:
+        recorded = None  # what is live is no longer what the manifests say
+    elif not plan.targets:
         recorded = plan.manifests_hash or None
     else:
         recorded = initial.manifests_hash if initial.manifests_hash == plan.manifests_hash else None
