@@ -284,3 +284,22 @@ def test_drift_refuses_the_ttl(applied, calls):
         "for); --refresh-ttl is for plan and apply\n")
     assert calls.calls == []
     assert "--refresh-ttl DURATION" not in run("drift", "--help").output  # not offered; the help says why
+
+
+def test_a_tree_of_stacks_skips_the_refresh_of_each_unchanged_one(aws, tmp_path, clock, calls):
+    from tests.unit.test_i12_stacks import key_yaml, stack_yaml
+
+    root = tmp_path / "stacks"
+    for name in ("alpha", "beta"):
+        (root / name).mkdir(parents=True)
+        (root / name / "stack.yaml").write_text(stack_yaml(name))
+        (root / name / "main.yaml").write_text(key_yaml(f"{name}-key"))
+        assert run("apply", root / name, "--auto-approve").exit_code == 0
+    (root / "beta" / "main.yaml").write_text(key_yaml("beta-key") + "  description: reviewed\n")
+    clock(2)
+    calls.clear()
+    listed = json.loads(run("plan", root, "--refresh-ttl", "5m", "--format", "json").stdout)
+    assert [(s["name"], s["plan"]["refreshTtl"]["skipped"], s["plan"]["refreshTtl"]["reason"]) for s in listed] == [
+        ("alpha", True, "every object was read within 5m (oldest 2m ago)"),
+        ("beta", False, "the manifests changed since they were last applied")]
+    assert calls.count("DescribeKey") == 1  # beta's key only
