@@ -303,3 +303,29 @@ def test_a_tree_of_stacks_skips_the_refresh_of_each_unchanged_one(aws, tmp_path,
         ("alpha", True, "every object was read within 5m (oldest 2m ago)"),
         ("beta", False, "the manifests changed since they were last applied")]
     assert calls.count("DescribeKey") == 1  # beta's key only
+
+
+def test_a_state_behind_its_backup_is_refused_as_before_and_with_force_refreshed(applied, clock, calls):
+    path = applied / ".reconciler" / "state.json"
+    older, manifests = path.read_text(), (applied / "keys.yaml").read_text()
+    (applied / "keys.yaml").write_text(keys("a", "b", a="moved on")["keys.yaml"])
+    clock(1)
+    assert run("apply", applied, "--auto-approve").exit_code == 0
+    path.write_text(older)  # restored from an older copy: fresh read times, the manifests it recorded
+    (applied / "keys.yaml").write_text(manifests)
+    clock(2)
+    refused = run("plan", applied, "--refresh-ttl", "5m")
+    assert refused.exit_code == 1 and "the state's serial went backwards" in refused.output
+    calls.clear()
+    forced = run("plan", applied, "--refresh-ttl", "5m", "--force")
+    assert first_line(forced) == ("Refreshed despite --refresh-ttl 5m: the state is behind its backup (restored "
+                                  "from an older copy).")
+    assert "moved on" in forced.stdout and calls.count("DescribeKey") == 2
+
+
+def test_regenerate_lost_reads_live_aws_whatever_the_ttl(applied, clock, calls):
+    clock(2)
+    calls.clear()
+    plan = run("plan", applied, "--refresh-ttl", "5m", "--regenerate-lost")
+    assert first_line(plan) == "Refreshed despite --refresh-ttl 5m: --regenerate-lost looks for keys that are gone."
+    assert calls.count("DescribeKey") == 2
