@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TypeVar
 
-from reconciler import errors, kinds
+from reconciler import clock, errors, kinds
 from reconciler.kinds import base
 from reconciler.plan import actions, model, refs, schedule
 from reconciler.state import backend as state_backend
@@ -58,14 +58,49 @@ def apply_plan(plan: model.Plan, backend: state_backend.Backend, aws: base.AwsCo
     (plan/schedule.py). A failure stops the starting of further actions; the
     ones running finish (and are recorded) before its error is raised."""
     check_preconditions(plan, allow_destroy=allow_destroy)
-    writer = _Writer(backend, plan.stack, backend.read())
+    initial = backend.read()
+    writer = _Writer(backend, plan.stack, initial)
+    if initial.manifests_hash:  # under way: until it completes, the state is not known to match them
+        writer.save(dataclasses.replace(initial, manifests_hash=None), writer.state)
     aws.desired, aws.state = plan.desired, writer.state
     if parallelism <= 1 or len(plan.actionable) <= 1:
         done = _run_in_order(plan, writer, aws, progress)
     else:
         done = _run_side_by_side(plan, writer, aws, progress, parallelism)
-    aws.state = writer.save(writer.state.with_applied_plan(plan.id), writer.state)
+    aws.state = writer.save(completed(plan, initial, writer.state.with_applied_plan(plan.id)), writer.state)
     return ApplyResult(aws.state, tuple(done))
+
+
+def completed(plan: model.Plan, initial: state_model.State, state: state_model.State) -> state_model.State:
+    """``state`` once every action of ``plan`` is done (``initial``: as it was
+    before the first). A complete plan records the manifests it made live
+    (``plan --refresh-ttl`` trusts a state only under them); a targeted one
+    keeps what was recorded if it planned the same manifests, else forgets
+    it, and a destroy forgets it.
+    What the plan's refresh found exactly as recorded, and this apply did not
+    write again, is recorded as read when that refresh began; what it found
+    drifted is no longer known to match live AWS."""
+    if plan.destroy:
+        recorded = None  # what is live is no longer what the manifests say
+    elif not plan.targets:
+        recorded = plan.manifests_hash or None
+    else:
+        recorded = initial.manifests_hash if initial.manifests_hash == plan.manifests_hash else None
+    read_at = state_model.parse_time(plan.read_at)
+    resources: dict[str, state_model.ResourceState] = dict(state.resources)
+    for address in plan.confirmed:
+        entry = resources.get(address)
+        if read_at is None or entry is None or entry is not initial.resources.get(address):
+            continue  # written by this apply, read then
+        before = state_model.parse_time(entry.read_at)
+        if before is None or before < read_at:
+            resources[address] = entry.read(plan.read_at)
+    for item in plan.drift:
+        entry = resources.get(item.address)
+        if entry is not None and entry is initial.resources.get(item.address):
+            resources[item.address] = entry.unread()
+    kept = all(resources[a] is e for a, e in state.resources.items())
+    return dataclasses.replace(state, resources=state.resources if kept else resources, manifests_hash=recorded)
 
 
 class _Writer:
@@ -247,12 +282,16 @@ def _apply_one(plan: model.Plan, change: model.ResourceChange, aws: base.AwsCont
     entry = aws.state.resources.get(change.resource_address)
     persist = aws.persist
     assert persist is not None
+    started = clock.stamp()  # what the action records is what live AWS held at the latest by then
 
     def save(new_state: state_model.State) -> None:
         persist(new_state)
 
     def checkpoint(resource: state_model.ResourceState) -> None:
-        save(aws.state.with_resource(resource))
+        save(aws.state.with_resource(resource.unread()))  # half-way: not known to match live AWS
+
+    def done(resource: state_model.ResourceState) -> None:
+        save(aws.state.with_resource(resource.read(started)))
 
     try:
         if desired is not None:  # references to what this apply made before are known now
@@ -261,11 +300,11 @@ def _apply_one(plan: model.Plan, change: model.ResourceChange, aws: base.AwsCont
             case Action.CREATE:
                 assert desired is not None and isinstance(handler, base.Creates)
                 result = handler.create(aws, desired, checkpoint)
-                save(aws.state.with_resource(result))  # the state as the checkpoints left it
+                done(result)  # the state as the checkpoints left it
             case Action.READ:
                 assert desired is not None and isinstance(handler, base.Adopts)
                 result = handler.read(aws, desired)
-                save(aws.state.with_resource(result))
+                done(result)
             case Action.UPDATE:
                 assert desired is not None and isinstance(handler, base.Updates)
                 if entry is None or change.adopts:  # adopting (or found by its tags) and updating in one go
@@ -274,7 +313,7 @@ def _apply_one(plan: model.Plan, change: model.ResourceChange, aws: base.AwsCont
                     entry = handler.read(aws, desired)
                     checkpoint(entry)
                 result = handler.update(aws, desired, entry, change, checkpoint)
-                save(aws.state.with_resource(result))
+                done(result)
             case Action.CREATE_THEN_DELETE:
                 assert desired is not None and entry is not None
                 assert isinstance(handler, base.Replaces) and isinstance(handler, base.Deletes)
@@ -294,7 +333,7 @@ def _apply_one(plan: model.Plan, change: model.ResourceChange, aws: base.AwsCont
                     if aws.state.resources.get(change.address) == entry and not open_create:
                         save(aws.state.without_deposed(change.address, deposed.id))
                     raise
-                save(aws.state.with_resource(result))
+                done(result)
                 handler.delete(aws, entry)
                 save(aws.state.without_deposed(change.address, deposed.id))
             case Action.DELETE_THEN_CREATE:
@@ -303,11 +342,11 @@ def _apply_one(plan: model.Plan, change: model.ResourceChange, aws: base.AwsCont
                 handler.delete(aws, entry)
                 save(aws.state.without_resource(change.address))  # gone: a crash here plans a create
                 result = handler.create(aws, desired, checkpoint)
-                save(aws.state.with_resource(result))
+                done(result)
             case Action.ROTATE | Action.REVOKE:
                 assert desired is not None and entry is not None and isinstance(handler, base.RunsTimed)
                 result = handler.run_timed(aws, desired, entry, change, checkpoint)
-                save(aws.state.with_resource(result))
+                done(result)
             case Action.DELETE if change.deposed:
                 assert isinstance(handler, base.Deletes)
                 address = change.resource_address

@@ -7,6 +7,7 @@ per problem, exit 1, never a traceback (set RECONCILER_DEBUG=1 to see one).
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import importlib.util
 import json
 import os
@@ -22,6 +23,7 @@ import click
 from reconciler import __version__, engine, errors, importer, leases, multistack, planfile, policy, secret_access
 from reconciler.manifest import model as manifest
 from reconciler.manifest import schema
+from reconciler.plan import freshness
 from reconciler.refresh import PARALLELISM
 from reconciler.render import structured, text
 from reconciler.state import edits as state_edits
@@ -35,6 +37,11 @@ PARALLELISM_RANGE = click.IntRange(1, 64)  # aws.session.MAX_PARALLELISM
 LOCK_TIMEOUT_HELP = "How long to wait for the state lock."
 FORCE_ROLLBACK_HELP = "Go on with a state whose serial went backwards (restored from an older copy)."
 REGENERATE_LOST_HELP = "Generate new values for generated secrets whose KMS key no longer exists."
+REFRESH_TTL_HELP = ("Skip the refresh when the state says nothing can have changed: the manifests are the ones "
+                    "last applied in full, no run was interrupted, and every object in scope was read from live "
+                    "AWS within DURATION (300, 90s, 5m, 1h; at most 24h) by the last apply. Out-of-band changes "
+                    "since that read are not seen (drift always reads live AWS); a plan that would change "
+                    "anything refreshes all the same.")
 REQUIRE_REMOTE_STATE = click.option(
     "--require-remote-state", is_flag=True, envvar="RECONCILER_REQUIRE_REMOTE_STATE",
     help="Refuse a stack whose state is local (CI: a runner's disk is gone after the job); "
@@ -167,6 +174,16 @@ def _target_warning(targets: tuple[str, ...] | list[str], *, applying: bool = Fa
     click.echo(f"Warning: resource targeting is in effect ({', '.join(targets)} and what they depend on): {what}; "
                "the manifests may ask for more. Use --target for exceptional cases only (an error to fix, a "
                "partial roll-out), then plan without it.", err=True)
+
+
+def _refresh_ttl(text: str | None, *, no_refresh: bool = False) -> datetime.timedelta | None:
+    """--refresh-ttl DURATION, checked before any work (ConfigError in one line)."""
+    if text is None:
+        return None
+    if no_refresh:
+        raise errors.ConfigError("--refresh-ttl and --no-refresh: give one (--no-refresh never reads live AWS; "
+                                 "--refresh-ttl reads it unless every object was read within DURATION)")
+    return freshness.parse_ttl(text)
 
 
 def _many(command: multistack.Command, found: multistack.Layout, fmt: str, workers: int,
@@ -315,20 +332,24 @@ def _render_plan(plan: Any, fmt: str) -> str:
 @click.option("--target", "targets", multiple=True, metavar="KIND/NAME",
               help="Limit to this resource and what it depends on (repeatable).")
 @click.option("--no-refresh", is_flag=True, help="Trust the recorded state; do not read live AWS.")
+@click.option("--refresh-ttl", "refresh_ttl", metavar="DURATION", help=REFRESH_TTL_HELP)
 @click.option("--regenerate-lost", is_flag=True, help=REGENERATE_LOST_HELP)
 @click.option("--parallelism", default=PARALLELISM, show_default=True, type=PARALLELISM_RANGE, help=PARALLELISM_HELP)
 @click.option("--force", is_flag=True, help=FORCE_ROLLBACK_HELP)
 @REQUIRE_REMOTE_STATE
 @_stacks_options
 def plan(directory: str, out: str | None, fmt: str, detailed_exitcode: bool,
-         targets: tuple[str, ...], no_refresh: bool, regenerate_lost: bool, parallelism: int,
-         force: bool, require_remote_state: bool, changed_since: str | None, stack_parallelism: int) -> None:
+         targets: tuple[str, ...], no_refresh: bool, refresh_ttl: str | None, regenerate_lost: bool,
+         parallelism: int, force: bool, require_remote_state: bool, changed_since: str | None,
+         stack_parallelism: int) -> None:
     """Show what apply would change in the stack in DIR (or a tree of stacks).
 
     \b
     Example:
       reconciler plan examples/quickstart --out change.plan
-      reconciler plan stacks/ --changed-since origin/main --format markdown"""
+      reconciler plan stacks/ --changed-since origin/main --format markdown
+      reconciler plan examples/quickstart --refresh-ttl 5m"""
+    ttl = _refresh_ttl(refresh_ttl, no_refresh=no_refresh)
     found = multistack.layout(directory, changed_since)
     if found is not None:
         if out or targets:
@@ -336,7 +357,8 @@ def plan(directory: str, out: str | None, fmt: str, detailed_exitcode: bool,
                                      "(without --changed-since)")
         _many(multistack.planning(fmt, color=_is_tty(sys.stdout), detailed_exitcode=detailed_exitcode,
                                   refresh_live=not no_refresh, regenerate_lost=regenerate_lost,
-                                  parallelism=parallelism, require_remote_state=require_remote_state, force=force),
+                                  parallelism=parallelism, require_remote_state=require_remote_state, force=force,
+                                  refresh_ttl=ttl),
               found, fmt, stack_parallelism, changed_since)
     if out:
         planfile.check_plan_path(out)  # before any AWS call, not after a long refresh
@@ -347,7 +369,7 @@ def plan(directory: str, out: str | None, fmt: str, detailed_exitcode: bool,
     with _progress() as progress:
         the_plan = engine.make_plan(workspace, engine.new_context(workspace), refresh_live=not no_refresh,
                                     targets=targets, progress=progress, regenerate_lost=regenerate_lost,
-                                    parallelism=parallelism, force=force)
+                                    parallelism=parallelism, force=force, refresh_ttl=ttl)
     _target_warning(targets)
     click.echo(_render_plan(the_plan, fmt), nl=False)
     if out:
@@ -373,10 +395,12 @@ def plan(directory: str, out: str | None, fmt: str, detailed_exitcode: bool,
 @click.option("--only-due", is_flag=True,
               help="Perform only timed work (due rotations, expired leases, revoke retries, interrupted runs); "
                    "refuse, changing nothing, if the plan holds anything else.")
+@click.option("--refresh-ttl", "refresh_ttl", metavar="DURATION",
+              help=REFRESH_TTL_HELP.replace("Skip the refresh", "Skip the plan's refresh") + " Not with a saved plan.")
 @REQUIRE_REMOTE_STATE
 def apply_command(target_path: str, auto_approve: bool, allow_destroy: bool, targets: tuple[str, ...],
                   lock_timeout: float, regenerate_lost: bool, parallelism: int, force: bool, only_due: bool,
-                  require_remote_state: bool) -> None:
+                  refresh_ttl: str | None, require_remote_state: bool) -> None:
     """Make live AWS match the manifests of the stack in DIR, or do what a saved plan says.
 
     A saved plan is applied as it was reviewed (it is not shown again), and
@@ -386,6 +410,7 @@ def apply_command(target_path: str, auto_approve: bool, allow_destroy: bool, tar
     Example:
       reconciler apply examples/quickstart --auto-approve
       reconciler apply change.plan --auto-approve"""
+    ttl = _refresh_ttl(refresh_ttl)
     path = pathlib.Path(target_path)
     if not path.exists():
         raise errors.ConfigError(f"{target_path}: no such plan file or stack directory")
@@ -397,6 +422,9 @@ def apply_command(target_path: str, auto_approve: bool, allow_destroy: bool, tar
         raise errors.ConfigError("--target cannot be combined with a saved plan (it was targeted when made)")
     if saved is not None and regenerate_lost:
         raise errors.ConfigError("--regenerate-lost cannot be combined with a saved plan (give it to plan)")
+    if saved is not None and ttl is not None:
+        raise errors.ConfigError("--refresh-ttl cannot be combined with a saved plan (its refresh was decided when "
+                                 "it was made: give it to plan)")
     workspace = engine.open_stack(saved.directory if saved else path)
     if require_remote_state:
         engine.require_remote_state(workspace)
@@ -410,7 +438,8 @@ def apply_command(target_path: str, auto_approve: bool, allow_destroy: bool, tar
         else:
             with _progress() as progress:
                 the_plan = engine.make_plan(workspace, aws, targets=targets, state=state, progress=progress,
-                                            regenerate_lost=regenerate_lost, parallelism=parallelism, force=force)
+                                            regenerate_lost=regenerate_lost, parallelism=parallelism, force=force,
+                                            refresh_ttl=ttl)
         if only_due:
             the_plan = engine.only_due(the_plan)  # before anything is shown or written
         _target_warning(the_plan.targets, applying=True)
@@ -656,16 +685,22 @@ def import_command(address: str, aws_id: str, directory: str | None, dir_option:
 @click.option("--force", is_flag=True, help=FORCE_ROLLBACK_HELP)
 @click.option("--unmanaged", is_flag=True, help="Also list live objects tagged for this stack, or under its alias "
               "and path prefixes, that state does not record (exit 2 when any).")
+@click.option("--refresh-ttl", "refresh_ttl", metavar="DURATION", hidden=True,
+              help="Refused: drift always reads live AWS.")
 @REQUIRE_REMOTE_STATE
 @_stacks_options
-def drift(directory: str, fmt: str, parallelism: int, force: bool, unmanaged: bool, require_remote_state: bool,
-          changed_since: str | None, stack_parallelism: int) -> None:
+def drift(directory: str, fmt: str, parallelism: int, force: bool, unmanaged: bool, refresh_ttl: str | None,
+          require_remote_state: bool, changed_since: str | None, stack_parallelism: int) -> None:
     """Report every difference between the recorded state of the stack in DIR
-    (or a tree of stacks) and live AWS (exit 2 on drift).
+    (or a tree of stacks) and live AWS (exit 2 on drift). Drift always reads
+    live AWS: it takes no --refresh-ttl.
 
     \b
     Example:
       reconciler drift examples/quickstart --format json > drift.json"""
+    if refresh_ttl is not None:
+        raise errors.ConfigError("drift --refresh-ttl: drift always reads live AWS (finding what changed out of band "
+                                 "is what it is for); --refresh-ttl is for plan and apply")
     found = multistack.layout(directory, changed_since)
     if found is not None and unmanaged:
         raise errors.ConfigError(f"{directory}: drift --unmanaged runs on one stack at a time (a stack root)")

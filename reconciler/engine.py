@@ -7,17 +7,19 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import datetime
 import os
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from reconciler import apply as executor
 from reconciler import clock, errors, kinds, resume
+from reconciler import graph as graph_model
 from reconciler import refresh as refreshing
 from reconciler.aws import factory, session
-from reconciler.kinds import base, context
+from reconciler.kinds import base, context, recovery
 from reconciler.manifest import model as manifest
-from reconciler.plan import actions, diff
+from reconciler.plan import actions, diff, freshness
 from reconciler.plan import model as plan_model
 from reconciler.plan import planner
 from reconciler.plan import rules as plan_rules
@@ -91,13 +93,18 @@ def make_plan(workspace: Workspace, aws: base.AwsContext, *, refresh_live: bool 
               targets: Sequence[str] = (), state: state_model.State | None = None,
               progress: Progress = _quiet, regenerate_lost: bool = False,
               forced: Sequence[str] = (), parallelism: int | None = None,
-              destroy: bool = False, force: bool = False) -> plan_model.Plan:
+              destroy: bool = False, force: bool = False,
+              refresh_ttl: datetime.timedelta | None = None) -> plan_model.Plan:
     """``regenerate_lost``: generated secrets whose KMS key is gone get a new
     value (never by default: whoever used the old one breaks). ``forced``:
     addresses to rotate now, whatever the schedule. ``parallelism``: AWS
     calls side by side at most (default refresh.PARALLELISM). ``destroy``:
     plan against an empty desired set (``destroy_plan``). ``force``: go on
-    with a state whose serial went backwards (state_backend.check_rollback)."""
+    with a state whose serial went backwards (state_backend.check_rollback).
+    ``refresh_ttl`` (``--refresh-ttl``): skip the refresh when the state says
+    nothing can have changed and every object in scope was read within it
+    (plan/freshness.py); a plan from the recorded state that would change
+    anything is made again with the refresh."""
     config = workspace.config
     desired = {} if destroy else desired_of(config)
     prior = state if state is not None else workspace.backend.read()
@@ -112,27 +119,80 @@ def make_plan(workspace: Workspace, aws: base.AwsContext, *, refresh_live: bool 
             graph.add_edge(address, dep)
     scope = (graph.ancestors(targets) | set(targets)) if targets else None
     refreshing.check_connections({a: d for a, d in desired.items() if scope is None or a in scope}, aws, config)
+    decision = None
+    if refresh_live and refresh_ttl is not None and not destroy:
+        decision = freshness.decide(refresh_ttl, clock.now(), prior, stack=config.stack.name,
+                                    manifests_hash=config.source.content_hash, desired=desired, scope=scope,
+                                    behind_backup=force and _behind_backup(workspace.backend, prior))
+        if decision.skipped and regenerate_lost:
+            decision = decision.refreshed_after_all("--regenerate-lost looks for keys that are gone")
     prior, recovered = resume.recover(prior, aws, progress)  # open journal entries first
+
+    def planned(live: bool) -> plan_model.Plan:
+        return _planned(workspace, aws, desired, prior, recovered, graph, scope, live, targets=targets,
+                        progress=progress, parallelism=parallelism, forced=forced)
+
+    if decision is None or not decision.skipped:
+        the_plan = planned(refresh_live)
+    else:
+        the_plan = planned(False)
+        if the_plan.has_changes:  # a change is never planned against what state merely remembers
+            decision = decision.refreshed_after_all(freshness.CHANGES_WITHOUT_REFRESH)
+            the_plan = planned(True)
+    return dataclasses.replace(the_plan, destroy=destroy, refresh_ttl=decision)
+
+
+def _behind_backup(backend: state_backend.Backend, state: state_model.State) -> bool:
+    """Whether check_rollback would refuse ``state`` without --force."""
+    try:
+        state_backend.check_rollback(backend, state, force=False)
+    except errors.StateError:
+        return True
+    return False
+
+
+def _planned(workspace: Workspace, aws: base.AwsContext, wanted: dict[str, plan_model.Desired],
+             prior: state_model.State, recovered: Sequence[recovery.Recovery], graph: graph_model.Graph,
+             scope: set[str] | None, refresh_live: bool, *, targets: Sequence[str], progress: Progress,
+             parallelism: int | None, forced: Sequence[str]) -> plan_model.Plan:
+    """The plan over ``prior`` (its journal recovered), reading live AWS or not."""
+    config = workspace.config
+    desired = wanted
+    aws.desired, aws.state = desired, prior
+    read_at = clock.stamp() if refresh_live else ""  # before the first read: what apply records as read
     if refresh_live:
         refreshed, adopted = refreshing.refresh(desired, prior, aws, scope, progress, parallelism)
     else:
         refreshed = {}
-        wanted = {a: d for a, d in desired.items() if a not in prior.resources
-                  and d.mode in ("adopted", "read") and (scope is None or a in scope)}
-        _, adopted = refreshing.refresh(wanted, state_model.State.empty(), aws, scope, progress, parallelism)
+        adopt = {a: d for a, d in desired.items() if a not in prior.resources
+                 and d.mode in ("adopted", "read") and (scope is None or a in scope)}
+        _, adopted = refreshing.refresh(adopt, state_model.State.empty(), aws, scope, progress, parallelism)
     desired, refreshed = refreshing.resolve_values(desired, prior, refreshed, aws, scope, parallelism)
     prior = planner.with_learned(prior, refreshed)
     aws.desired = desired
     try:
         if refresh_live:
             refreshing.check_live(desired, prior, aws, scope, parallelism)
-        return hide_sensitive(resume.noted(planner.make_plan(
+        the_plan = hide_sensitive(resume.noted(planner.make_plan(
             plan_id=str(uuid.uuid4()), now=clock.now(), stack=config.stack.name,
             directory=str(config.source.directory.resolve()), manifests_hash=config.source.content_hash,
             desired=desired, prior=prior, refreshed=refreshed, adopted=adopted, refresh=refresh_live,
             targets=tuple(targets), dependency_graph=graph, rules=kinds.RULES, forced=tuple(forced)), recovered))
     except errors.PlanError as exc:
         raise errors.PlanError("\n".join(_placed(line, config) for line in exc.message.splitlines())) from None
+    return dataclasses.replace(the_plan, read_at=read_at, confirmed=_confirmed(the_plan, prior, refreshed))
+
+
+def _confirmed(plan: plan_model.Plan, prior: state_model.State,
+               refreshed: Mapping[str, planner.Refreshed]) -> tuple[str, ...]:
+    """What the refresh found exactly as state records it, with nothing to
+    change: apply records those as read when the refresh began."""
+    drifted = {item.address for item in plan.drift}
+    changing = {c.resource_address for c in plan.actionable}
+    return tuple(sorted(
+        address for address, found in refreshed.items()
+        if address in prior.resources and address not in drifted and address not in changing
+        and found.attributes is not None and not found.found_by and not found.learned and not found.info))
 
 
 def destroy_plan(workspace: Workspace, aws: base.AwsContext, *, state: state_model.State,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import datetime
 import json
 import os
 import pathlib
@@ -371,14 +372,15 @@ VALIDATE_STATUSES = {"valid": "valid", "error": "invalid"}
 
 
 def planning(fmt: str, *, color: bool, detailed_exitcode: bool, refresh_live: bool, regenerate_lost: bool,
-             parallelism: int, require_remote_state: bool = False, force: bool = False) -> Command:
+             parallelism: int, require_remote_state: bool = False, force: bool = False,
+             refresh_ttl: datetime.timedelta | None = None) -> Command:
     def one(root: Root, progress: Progress) -> Outcome:
         workspace = engine.open_stack(root.path)
         if require_remote_state:
             engine.require_remote_state(workspace)
         plan = engine.make_plan(workspace, engine.new_context(workspace), refresh_live=refresh_live,
                                 progress=progress, regenerate_lost=regenerate_lost, parallelism=parallelism,
-                                force=force)
+                                force=force, refresh_ttl=refresh_ttl)
         match fmt:
             case "json":
                 shown, data = "", json.loads(structured.plan_json(plan))

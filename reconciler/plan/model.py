@@ -7,7 +7,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from reconciler.plan import actions, diff
+from reconciler.plan import actions, diff, freshness
 from reconciler.state import model as state_model
 
 PLAN_FORMAT = "reconciler-plan/v1"
@@ -179,6 +179,10 @@ class Plan:
     drift: tuple[DriftItem, ...]
     desired: Mapping[str, Desired]
     schedule: tuple[str, ...] = ()  # timed work to come, one line each (kinds' ``schedule`` hooks)
+    read_at: str = ""  # when its refresh began (by the clock; "" without one): what apply records as read
+    confirmed: tuple[str, ...] = ()  # in state, found by that refresh exactly as recorded, nothing to change
+    destroy: bool = False  # ``reconciler destroy``'s: planned against no manifests
+    refresh_ttl: freshness.Decision | None = None  # what --refresh-ttl decided (None: not given)
 
     @property
     def actionable(self) -> tuple[ResourceChange, ...]:
@@ -209,7 +213,11 @@ class Plan:
                 "changes": [c.to_json() for c in self.changes],
                 "drift": [d.to_json() for d in self.drift],
                 "desired": {k: v.to_json() for k, v in self.desired.items()},
-                **({"schedule": list(self.schedule)} if self.schedule else {})}
+                **({"schedule": list(self.schedule)} if self.schedule else {}),
+                **({"readAt": self.read_at} if self.read_at else {}),
+                **({"confirmed": list(self.confirmed)} if self.confirmed else {}),
+                **({"destroy": True} if self.destroy else {}),
+                **({"refreshTtl": self.refresh_ttl.to_json()} if self.refresh_ttl is not None else {})}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Plan:
@@ -219,4 +227,6 @@ class Plan:
                    tuple(ResourceChange.from_json(c) for c in data["changes"]),
                    tuple(DriftItem.from_json(d) for d in data["drift"]),
                    {k: Desired.from_json(v) for k, v in data["desired"].items()},
-                   tuple(data.get("schedule", ())))
+                   tuple(data.get("schedule", ())), str(data.get("readAt", "")),
+                   tuple(data.get("confirmed", ())), bool(data.get("destroy", False)),
+                   freshness.Decision.from_json(data["refreshTtl"]) if data.get("refreshTtl") else None)

@@ -208,12 +208,16 @@ def _fit(render: Callable[[int, int], str], rows: int, diffs: int, limit: int) -
 def plan_markdown(plan: model.Plan, *, limit: int = COMMENT_BUDGET) -> str:
     head = [marker(PLAN_MARKER, plan.stack), f"### reconciler plan for stack {code(plan.stack)}", ""]
     head += _warnings(plan)
+    if plan.refresh_ttl is not None and plan.refresh_ttl.skipped:
+        head += ["> [!NOTE]", f"> {cell(plan.refresh_ttl.line)}", ""]
     if plan.targets:
         head += _alert("NOTE", "This plan is partial: only the targets and what they depend on.",
                        [code(t) for t in plan.targets])
     full_tail, short_tail = _plan_tail(plan)
     if not plan.has_changes:
-        shown = "\n".join([*head, "**No changes.** Live AWS matches the manifests.", "", *full_tail]).rstrip() + "\n"
+        matches = "The recorded state matches the manifests." if plan.refresh_ttl is not None \
+            and plan.refresh_ttl.skipped else "Live AWS matches the manifests."
+        shown = "\n".join([*head, f"**No changes.** {matches}", "", *full_tail]).rstrip() + "\n"
         return shown if len(shown) <= limit else "\n".join([*head, "**No changes.**", "", *short_tail]) + "\n"
     changes = plan.actionable
     with_diffs = [c for c in changes if _diff_lines(c)]

@@ -109,13 +109,15 @@ def _attribute_line(c: diff.AttributeChange, width: int, change: model.ResourceC
 
 def render_plan(plan: model.Plan, *, color: bool = False) -> str:
     style = _styler(color)
-    lines: list[str] = []
+    lines: list[str] = [plan.refresh_ttl.line, ""] if plan.refresh_ttl is not None else []
     if plan.drift:
         lines.append("Objects have changed outside of reconciler:")
         lines.append("")
         lines.extend(render_drift(plan.drift, color=color))
     if not plan.has_changes:
-        lines.append("No changes. Live AWS matches the manifests.")
+        skipped = plan.refresh_ttl is not None and plan.refresh_ttl.skipped
+        lines.append("No changes. The recorded state matches the manifests." if skipped
+                     else "No changes. Live AWS matches the manifests.")
         return "\n".join(lines + _schedule_lines(plan)) + "\n"
     lines.append("reconciler will perform the following actions:")
     lines.append("")

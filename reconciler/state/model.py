@@ -7,6 +7,7 @@ only AWS ids and non-secret attributes into ``attributes``.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import enum
 import json
 import uuid
@@ -57,15 +58,26 @@ class ResourceState:
     attributes: Mapping[str, Any]
     connection: Mapping[str, Any]  # region and auth (env var *names* only)
     dependencies: tuple[str, ...] = ()
+    # when the attributes were last confirmed against live AWS (ISO-8601, to the second): written by
+    # apply for what it changed or found unchanged; "" when not known (``plan --refresh-ttl`` refreshes)
+    read_at: str = ""
 
     @property
     def address(self) -> Address:
         return Address.of(self.kind, self.name)
 
+    def read(self, at: str) -> ResourceState:
+        """This entry as confirmed against live AWS at ``at``."""
+        return self if self.read_at == at else dataclasses.replace(self, read_at=at)
+
+    def unread(self) -> ResourceState:
+        """This entry with no read time: not known to match live AWS."""
+        return dataclasses.replace(self, read_at="") if self.read_at else self
+
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "name": self.name, "mode": self.mode, "ids": dict(self.ids),
                 "attributes": dict(self.attributes), "connection": dict(self.connection),
-                "dependencies": list(self.dependencies)}
+                "dependencies": list(self.dependencies), **({"readAt": self.read_at} if self.read_at else {})}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ResourceState:
@@ -82,8 +94,22 @@ class ResourceState:
         dependencies = data.get("dependencies", [])
         if not isinstance(dependencies, list) or not all(isinstance(d, str) for d in dependencies):
             raise ValueError(f"dependencies: expected a list of addresses, got {_shape(dependencies)}")
+        read_at = data.get("readAt", "")
+        if read_at != "" and parse_time(read_at) is None:
+            raise ValueError(f"readAt: expected an ISO-8601 time with its zone, got {_shape(read_at)}")
         return cls(data["kind"], data["name"], Mode(data.get("mode", Mode.MANAGED)), data.get("ids", {}),
-                   data.get("attributes", {}), data.get("connection", {}), tuple(dependencies))
+                   data.get("attributes", {}), data.get("connection", {}), tuple(dependencies), read_at)
+
+
+def parse_time(value: Any) -> datetime.datetime | None:
+    """A time as state records it (ISO-8601 with its zone), or None when it is not one."""
+    if not isinstance(value, str):
+        return None
+    try:
+        when = datetime.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -198,6 +224,9 @@ class State:
     # names it had before a rename: envelopes bound to those are re-bound, never left undecryptable
     stack: str | None = None
     former_stacks: tuple[str, ...] = ()
+    # the manifests (their parsed-documents hash) the last complete apply made live: None before one,
+    # while an apply runs, and after one that did not finish (``plan --refresh-ttl`` refreshes then)
+    manifests_hash: str | None = None
 
     @classmethod
     def empty(cls) -> State:
@@ -294,6 +323,7 @@ class State:
             "deposed": {k: [d.to_json() for d in v] for k, v in sorted(self.deposed.items())},
             **({"stack": self.stack} if self.stack else {}),
             **({"formerStacks": list(self.former_stacks)} if self.former_stacks else {}),
+            **({"manifestsHash": self.manifests_hash} if self.manifests_hash else {}),
         }
 
     @classmethod
@@ -330,7 +360,7 @@ class State:
         return cls(data["lineage"], int(data["serial"]), resources, data.get("leases", {}),
                    tuple(journal + legacy), tuple(data.get("appliedPlans", ())),
                    {k: v for k, v in deposed.items() if v}, data.get("stack"),
-                   tuple(data.get("formerStacks") or ()))
+                   tuple(data.get("formerStacks") or ()), data.get("manifestsHash") or None)
 
 
 _REPAIR = "; restore the previous version (state.json.backup, or the S3 key's .backup) or fix it by hand"
@@ -391,6 +421,8 @@ def _check_top_level(data: Mapping[str, Any], origin: str) -> None:
             problems.append(f"{field}: expected a list, got {_shape(data[field])}")
     if data.get("stack") is not None and not isinstance(data["stack"], str):
         problems.append(f"stack: expected a string, got {_shape(data['stack'])}")
+    if data.get("manifestsHash") is not None and not isinstance(data["manifestsHash"], str):
+        problems.append(f"manifestsHash: expected a string, got {_shape(data['manifestsHash'])}")
     former = data.get("formerStacks")
     if former is not None and not (isinstance(former, list) and all(isinstance(f, str) for f in former)):
         problems.append("formerStacks: expected a list of stack names")
