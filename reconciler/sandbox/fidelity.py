@@ -91,6 +91,13 @@ in tests/aws/test_sandbox_fidelity.py that fails on stock moto.
     AWS's continuation fields (``Truncated``/``NextMarker``, ``NextToken``,
     ``IsTruncated``/``Marker``), so a refresh that lists in pages is tested
     over more than one page.
+16. CreateKey's cost: stock moto makes an RSA-2048 key pair for every key,
+    symmetric ones included (AWS has no pair for them), about 57 ms of CPU
+    each: most of the sandbox's time in an apply of many keys, where AWS's
+    CreateKey is cheap. Here a symmetric or HMAC key has no pair (one is
+    made only if moto ever reads it) and GetPublicKey on it is refused with
+    UnsupportedOperationException, as on AWS, where stock moto hands out the
+    public half of its made-up pair; asymmetric keys get theirs at once.
 """
 
 from __future__ import annotations
@@ -309,6 +316,49 @@ def _create_key(self: kms_models.KmsBackend, policy: str | None, key_usage: str,
     _refuse_unpropagated_key_policy(self, policy)
     return _ORIGINAL["create_key"](self, policy, key_usage or "ENCRYPT_DECRYPT", key_spec, description, tags,
                                    multi_region, origin)
+
+
+# -- fix 16: no RSA pair made for a symmetric key ----------------------------------------------
+class _PairOnDemand(kms_utils.AbstractPrivateKey):
+    """A symmetric key's stand-in for moto's key pair: made at its first use."""
+
+    def __init__(self, key_spec: str) -> None:
+        self.key_spec = key_spec
+        self._pair: kms_utils.AbstractPrivateKey | None = None
+
+    def _made(self) -> kms_utils.AbstractPrivateKey:
+        if self._pair is None:
+            self._pair = _ORIGINAL["generate_private_key"](self.key_spec)
+        return self._pair
+
+    def sign(self, message: bytes, signing_algorithm: str) -> bytes:
+        return self._made().sign(message, signing_algorithm)
+
+    def verify(self, message: bytes, signature: bytes, signing_algorithm: str) -> bool:
+        return self._made().verify(message, signature, signing_algorithm)
+
+    def public_key(self) -> bytes:
+        return self._made().public_key()
+
+    def __getattr__(self, name: str) -> Any:  # private_key, key_size: what moto reads off a pair
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._made(), name)
+
+
+def _get_public_key(self: kms_models.KmsBackend, key_id: str) -> tuple[kms_models.Key, bytes]:
+    key = self.describe_key(key_id)
+    if isinstance(key.private_key, _PairOnDemand):
+        raise core_exceptions.JsonRESTError(
+            "UnsupportedOperationException",
+            f"{key.arn} key usage is {key.key_usage} and key spec is {key.key_spec}: it has no public key")
+    return _ORIGINAL["get_public_key"](self, key_id)
+
+
+def _generate_private_key(key_spec: str) -> kms_utils.AbstractPrivateKey:
+    if key_spec.startswith(("RSA_", "ECC_", "SM2")):
+        return _ORIGINAL["generate_private_key"](key_spec)
+    return _PairOnDemand(key_spec)
 
 
 def _add_client_id(self: iam_responses.IamResponse) -> Any:
@@ -648,6 +698,10 @@ def apply() -> None:
         setattr(iam_responses.IamResponse, name, method)
     _ORIGINAL["iam_request_init"] = access_control.IAMRequestBase.__init__
     access_control.IAMRequestBase.__init__ = _iam_request_init  # type: ignore[method-assign]
+    _ORIGINAL["generate_private_key"] = kms_models.generate_private_key
+    kms_models.generate_private_key = _generate_private_key
+    _ORIGINAL["get_public_key"] = kms_models.KmsBackend.get_public_key
+    kms_models.KmsBackend.get_public_key = _get_public_key  # type: ignore[method-assign]
     _paginate_listings()
     _applied = True
 

@@ -183,6 +183,19 @@ def pending_deletion_key_cannot_decrypt(endpoint: str) -> None:
     assert info.value.response["Error"]["Code"] == "KMSInvalidStateException"
 
 
+def symmetric_key_has_no_public_key(endpoint: str) -> None:
+    """Fix 16: a symmetric key has no key pair (stock moto makes an RSA-2048
+    one for every key, ~57 ms of CPU per CreateKey, and hands out its public half)."""
+    kms = _client(endpoint, "kms")
+    key = kms.create_key()["KeyMetadata"]["KeyId"]
+    with pytest.raises(botocore.exceptions.ClientError) as refused:
+        kms.get_public_key(KeyId=key)
+    assert refused.value.response["Error"]["Code"] == "UnsupportedOperationException"
+    rsa_key = kms.create_key(KeySpec="RSA_2048", KeyUsage="ENCRYPT_DECRYPT")["KeyMetadata"]["KeyId"]
+    public = serialization.load_der_public_key(kms.get_public_key(KeyId=rsa_key)["PublicKey"])
+    assert isinstance(public, rsa.RSAPublicKey) and public.key_size == 2048
+
+
 def key_usage_defaults_to_encrypt_decrypt(endpoint: str) -> None:
     kms = _client(endpoint, "kms")
     key = kms.create_key()["KeyMetadata"]["KeyId"]
@@ -639,7 +652,7 @@ def account_authorization_details_honour_max_items(endpoint: str) -> None:
 
 
 CHECKS: list[Callable[[str], None]] = [
-    key_usage_defaults_to_encrypt_decrypt,
+    key_usage_defaults_to_encrypt_decrypt, symmetric_key_has_no_public_key,
     rsa_oaep_round_trip, multi_region_replica_decrypts_primary_ciphertext,
     disabled_key_cannot_encrypt_or_decrypt, pending_deletion_key_cannot_decrypt,
     replicate_keeps_primary_primary, replica_has_its_own_aliases,
@@ -668,6 +681,8 @@ def test_sandbox_behaves_as_aws(aws, check):
 # unrelated reason does not pass as "moto differs".
 STOCK_FAILURES: dict[str, tuple[type[BaseException], str]] = {
     "key_usage_defaults_to_encrypt_decrypt": (AssertionError, "key-usage"),  # KeyUsage left empty
+    # a made-up RSA pair behind every symmetric key: its public half is handed out
+    "symmetric_key_has_no_public_key": (pytest.fail.Exception, "DID NOT RAISE"),
     "rsa_oaep_round_trip": (botocore.exceptions.ClientError, "InvalidCiphertextException"),
     "multi_region_replica_decrypts_primary_ciphertext": (botocore.exceptions.ClientError,
                                                          "AccessDeniedException"),
