@@ -165,7 +165,7 @@ def _run_side_by_side(plan: model.Plan, writer: _Writer, aws: base.AwsContext, p
                       parallelism: int) -> list[tuple[str, actions.Action]]:
     """Up to ``parallelism`` actions at a time, each in a worker thread with its
     own view of the state; scheduling (what may start) stays in this thread."""
-    plan_schedule = schedule.schedule(plan, writer.state)
+    plan_schedule = schedule.schedule(plan, writer.state, kinds.RULES)
     changes = plan_schedule.changes
     total = len(changes)
     dependents = plan_schedule.dependents()

@@ -953,6 +953,22 @@ class KmsRules(plan_rules.Rules):
     noun = "key"
     offers_protect = True
 
+    def claims(self, change: plan_model.ResourceChange) -> frozenset[str]:
+        """The aliases the key holds or takes, before and after, in any of its
+        regions (by name alone: two keys of one name in different regions
+        merely wait for each other): moving an alias from one key to another
+        is two changes, which must not race (the one letting go deletes the
+        alias only while it is still its own)."""
+        found: set[str] = set()
+        for attributes in (change.before, change.after):
+            if not attributes:
+                continue
+            found.add(str(attributes.get("alias") or ""))
+            for replica in (attributes.get("replicas") or {}).values():
+                if isinstance(replica, Mapping):
+                    found.add(str(replica.get("alias") or ""))
+        return frozenset(f"kms-alias:{alias}" for alias in found if alias)
+
     def ids_changed_by(self, change: plan_model.ResourceChange) -> frozenset[str]:
         """Adding or removing a replica changes the key's ARNs (primary + replicas)."""
         replicas = any(c.top == "replicas" and "." not in c.path.removeprefix("replicas.")

@@ -117,6 +117,12 @@ class Rules:
         added or removed): references to them are known only after apply."""
         return frozenset()
 
+    def claims(self, change: model.ResourceChange) -> frozenset[str]:
+        """Names in the account the change may take or give up (a key's alias
+        in each region): changes sharing one never run side by side, they run
+        in the plan's order (a check-then-write on a shared name must not race)."""
+        return frozenset()
+
     def pending(self, path: str, live: Any) -> str:
         """Why a live value differs from the recorded one by reconciler's own doing,
         not out of band ("" when it does not: drift). A secret still bound to the

@@ -18,7 +18,9 @@ may run everything else beside it:
 - in the second, a deletion waits for the deletions of what depended on it
   in the prior state (dependents first), through resources that stay;
 - changes of one address (a change and its timed actions, a deposed
-  object's deletion) keep their order.
+  object's deletion) keep their order, and so do changes that claim the
+  same name in the account (``Rules.claims``: an alias moved from one key to
+  another).
 
 Every wait points at an earlier change, so the plan's order is itself a
 valid schedule (``--parallelism 1`` runs exactly that)."""
@@ -29,6 +31,7 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 
 from reconciler.plan import model, refs
+from reconciler.plan import rules as kind_rules
 from reconciler.state import model as state_model
 
 UPS, DOWNS, DEPOSED = 0, 1, 2  # the phases, in the order they run
@@ -70,10 +73,12 @@ def phase_of(change: model.ResourceChange, desired: Mapping[str, model.Desired])
     return UPS if change.resource_address in desired else DOWNS
 
 
-def schedule(plan: model.Plan, prior: state_model.State) -> Schedule:
+def schedule(plan: model.Plan, prior: state_model.State, rules: kind_rules.Registry | None = None) -> Schedule:
     """The schedule of ``plan.actionable``; ``prior``: the state the plan was made
-    against (its entries' dependencies order the deletions)."""
+    against (its entries' dependencies order the deletions); ``rules``: each
+    kind's (what names its changes claim)."""
     changes = plan.actionable
+    claimed: dict[str, int] = {}  # name -> the latest change so far that claims it
     phases = tuple(phase_of(c, plan.desired) for c in changes)
     last: dict[tuple[int, str], int] = {}  # (phase, address) -> its latest change so far
     waits: list[frozenset[int]] = []
@@ -87,6 +92,10 @@ def schedule(plan: model.Plan, prior: state_model.State) -> Schedule:
             found.add(before)
         deps = up_deps if phase == UPS else down_deps if phase == DOWNS else {}
         found.update(last[(phase, d)] for d in deps.get(address, ()) if (phase, d) in last)
+        for name in (kind_rules.rules_for(rules, change.kind).claims(change) if rules is not None else ()):
+            if name in claimed:
+                found.add(claimed[name])
+            claimed[name] = index
         waits.append(frozenset(i for i in found if i < index))
         last[(phase, address)] = index
     return Schedule(changes, tuple(waits), phases)

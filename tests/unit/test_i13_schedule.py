@@ -174,3 +174,35 @@ def test_quotas_follow_the_table_and_raised_ones_are_given_in_the_environment(mo
     monkeypatch.setenv(quotas.ENV, "kms:CreateKey=fast")
     with pytest.raises(errors.ConfigError, match=r"RECONCILER_REQUEST_QUOTAS: expected service:Operation=N"):
         quotas.Limiter()
+
+
+class _ClaimingRules(type(fake_kind.RULES)):  # type: ignore[misc]
+    """The fake kind, claiming the name in its ``alias`` attribute (as keys claim aliases)."""
+
+    def claims(self, change: model.ResourceChange) -> frozenset[str]:
+        return frozenset(str(a["alias"]) for a in (change.before, change.after) if a and a.get("alias"))
+
+
+def test_changes_claiming_one_name_run_in_the_plans_order_never_side_by_side():
+    """An alias moved from a to b: b takes it, a lets it go; run side by side, a's
+    "delete it while it is still mine" could delete it right after b took it."""
+    prior = state_model.State(resources={
+        "Widget/a": recorded("a", alias="shared"), "Widget/b": recorded("b"), "Widget/c": recorded("c")})
+    plan, _ = plan_of([widget("a", alias=None), widget("b", alias="shared"), widget("c", alias="other")], prior)
+    rules = {fake_kind.KIND: _ClaimingRules()}
+    planned = schedule.schedule(plan, prior, rules)
+    name = [c.address for c in planned.changes]
+    waits = {name[i]: {name[w] for w in ws} for i, ws in enumerate(planned.waits)}
+    assert waits == {"Widget/a": set(), "Widget/b": {"Widget/a"}, "Widget/c": set()}
+    assert schedule.schedule(plan, prior).waits == (frozenset(),) * 3  # without the claims: side by side
+
+
+def test_a_key_claims_its_aliases_in_every_region_before_and_after():
+    from reconciler.kinds import kms
+
+    change = model.ResourceChange(
+        "KmsProvider/a", "KmsProvider", "a", Action.UPDATE, "managed",
+        before={"alias": "alias/old", "replicas": {"us-west-2": {"alias": "alias/old"}}},
+        after={"alias": "alias/new", "replicas": {"us-west-2": {"alias": "alias/west"}}})
+    assert kms.RULES.claims(change) == {"kms-alias:alias/old", "kms-alias:alias/new", "kms-alias:alias/west"}
+    assert kms.RULES.claims(dataclasses.replace(change, before=None, after={"alias": None})) == frozenset()
