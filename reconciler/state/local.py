@@ -75,13 +75,30 @@ class LocalBackend:
         payload = model.dumps(written, self._encoded).encode()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if previous is not None:
-            self._atomic_write(self.backup_path, previous)
+            self._keep_backup(previous)
         self._atomic_write(self.path, payload)
         self._written = (payload, written)
         return written
 
     def _current(self, previous: bytes | None, *, tolerate_damage: bool) -> model.State:
         return model.current_of(previous, self._parse, tolerate_damage=tolerate_damage)
+
+    def _keep_backup(self, previous: bytes) -> None:
+        """The version about to be replaced becomes the backup: a second name
+        for the state file as it is (a hard link, renamed into place), so the
+        bytes are not written and synced again on every save; where the file
+        system has no hard links, a copy. The rename is made durable by the
+        directory sync of the write that follows (``_atomic_write``)."""
+        temp = self.backup_path.with_name(f".{self.backup_path.name}.{os.getpid()}.tmp")
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
+            os.link(self.path, temp)
+            os.replace(temp, self.backup_path)
+        except OSError:  # no hard links here (or the file went away): write it out
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+            self._atomic_write(self.backup_path, previous)
 
     @staticmethod
     def _atomic_write(path: pathlib.Path, data: bytes) -> None:

@@ -489,7 +489,7 @@ def dumps(state: State, cache: EncodeCache | None = None) -> str:
             hit = cache[id(entry)] = (entry, json.dumps(entry.to_json(), sort_keys=True))
         return hit[1]
 
-    data = state.to_json()
+    data = dataclasses.replace(state, resources={}).to_json()  # the header: entries are encoded below, once
     data.pop("resources")
     resources = {k: encode(v) for k, v in state.resources.items()}
     lines = ["{"]

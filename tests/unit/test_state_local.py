@@ -34,6 +34,32 @@ def test_write_increments_serial_keeps_backup_and_lineage(tmp_path):
     assert backend.read() == second
 
 
+@pytest.mark.parametrize("links", [True, False], ids=["hard-link", "no-hard-links"])
+def test_each_write_keeps_the_version_it_replaces_as_the_backup(tmp_path, monkeypatch, links):
+    """The backup is the replaced file itself (a hard link: not written and synced
+    again), or a copy where the file system has no hard links."""
+    if not links:
+        def refuse(*_args, **_kwargs):
+            raise PermissionError("no hard links on this file system")
+        monkeypatch.setattr(local.os, "link", refuse)
+    backend = local.LocalBackend(tmp_path / "state.json")
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(local.os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    with backend.lock("apply"):
+        state = backend.write(model.State.empty().with_resource(resource("a")))
+        for name in "bcd":
+            before = backend.path.read_bytes()
+            synced.clear()
+            state = backend.write(state.with_resource(resource(name)))
+            assert backend.backup_path.read_bytes() == before  # the version just replaced
+            assert json.loads(backend.path.read_text())["serial"] == state.serial
+            assert len(synced) == (2 if links else 4)  # the new file and the directory (+ the copy's two)
+            assert (backend.backup_path.stat().st_ino != backend.path.stat().st_ino)
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    assert backend.read_backup() is not None and backend.read_backup().serial == state.serial - 1
+
+
 def test_write_without_lock_is_refused(tmp_path):
     with pytest.raises(errors.StateError, match="without holding the lock"):
         local.LocalBackend(tmp_path / "state.json").write(model.State.empty())
