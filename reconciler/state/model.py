@@ -472,7 +472,7 @@ def successor(state: State, current: State, where: str, *, replace_lineage: bool
                                serial=max(current.serial, state.serial)).next_serial()
 
 
-EncodeCache = dict[int, tuple[ResourceState, str]]
+EncodeCache = dict[int, tuple[ResourceState, str, str]]  # id(entry) -> (entry, its address, its line)
 
 
 def dumps(state: State, cache: EncodeCache | None = None) -> str:
@@ -480,25 +480,25 @@ def dumps(state: State, cache: EncodeCache | None = None) -> str:
     two states is readable and writing a large state stays fast: json's C
     encoder (an indented dump is pure Python), and with ``cache`` an entry
     already encoded by this writer is not encoded again (entries are frozen
-    and shared between successive states)."""
+    and shared between successive states): a save of 10,000 entries after one
+    action encodes that action's entries, and joins the others' lines."""
     cache = cache if cache is not None else {}
 
-    def encode(entry: ResourceState) -> str:
+    def line(address: str, entry: ResourceState) -> str:
         hit = cache.get(id(entry))
-        if hit is None or hit[0] is not entry:
-            hit = cache[id(entry)] = (entry, json.dumps(entry.to_json(), sort_keys=True))
-        return hit[1]
+        if hit is None or hit[0] is not entry or hit[1] != address:
+            hit = cache[id(entry)] = (entry, address, f"    {json.dumps(address)}: "
+                                                      f"{json.dumps(entry.to_json(), sort_keys=True)}")
+        return hit[2]
 
     data = dataclasses.replace(state, resources={}).to_json()  # the header: entries are encoded below, once
     data.pop("resources")
-    resources = {k: encode(v) for k, v in state.resources.items()}
     lines = ["{"]
     for key in sorted(data):
         lines.append(f"  {json.dumps(key)}: {json.dumps(data[key], sort_keys=True)},")
-    if resources:
+    if state.resources:
         lines.append('  "resources": {')
-        items = [f"    {json.dumps(k)}: {v}" for k, v in sorted(resources.items())]
-        lines.append(",\n".join(items))
+        lines.append(",\n".join([line(k, state.resources[k]) for k in sorted(state.resources)]))
         lines.append("  }")
     else:
         lines.append('  "resources": {}')
