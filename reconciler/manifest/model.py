@@ -159,6 +159,8 @@ REF = "$ref"  # a value known after apply: {"$ref": "Kind/name#attribute"} (plan
 
 def value_references(value: Any, path: tuple[str | int, ...] = ()) -> Iterator[tuple[tuple[str | int, ...], str]]:
     """Every ``{$ref: ...}`` in a spec, with where it is."""
+    if type(value) is str:  # most of a spec: nothing inside
+        return
     if isinstance(value, Mapping):
         if set(value) == {REF}:
             yield path, str(value[REF])

@@ -69,6 +69,8 @@ def targets(value: Any) -> set[str]:
     todo = [value]
     while todo:
         item = todo.pop()
+        if type(item) is str or type(item) is int:  # most of what is walked: nothing inside
+            continue
         if isinstance(item, Mapping):
             ref = Ref.parse(item)
             if ref is not None:
