@@ -31,6 +31,9 @@ outputs (vault, secret, and the vault's provider and store: a change there
 writes a new pair where the outputs now live). Recorded status, compared
 with live AWS by drift: currentKey, previousKey, foreignKeys (keys on the
 user this stack did not issue), outputValues, schedule (overdue or not).
+A no-op plan reads one ListAccessKeys per rotation (shared by its refresh and
+check); the outputs are compared by the version id each write recorded
+(``storeVersion``) against the vault store's listing, as a Secret is.
 """
 
 from __future__ import annotations

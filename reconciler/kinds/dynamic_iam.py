@@ -24,7 +24,9 @@ error and is retried by every later apply, never dropped.
 Attributes (what plan compares): the settings above, and ``leaseUsers``:
 "as the template" when every live lease's user matches it; refresh reports
 the users that do not (a policy or group added by hand), and apply puts
-them back in step (as it does when the template changes).
+them back in step (as it does when the template changes). At plan time the
+users come from the account's listing (``listed_users``: one page per 1,000
+users, whatever the number of leases), not user by user.
 """
 
 from __future__ import annotations
@@ -574,8 +576,9 @@ class DynamicIamTemplateRules(plan_rules.Rules):
                                            note="virtual MFA devices someone added to a lease's user are deleted "
                                            "with it; their ARNs are not under the user's path"))
         found.append(plan_rules.Permission(("iam:ListUsers",), ("*",),
-                                           note="deleting orphaned users (apply) lists the users under the template's path: "
-                                           "iam:ListUsers takes no resource ARN in AWS (Resource \"*\"); it only lists"))
+                                           note="deleting orphaned users (apply) lists the users under the "
+                                           "template's path: iam:ListUsers takes no resource ARN in AWS "
+                                           "(Resource \"*\"); it only lists"))
         found.append(plan_rules.Permission(("iam:GetAccountAuthorizationDetails",), ("*",), note=LIST_USERS_NOTE))
         return tuple(found)
 

@@ -135,12 +135,14 @@ def test_the_listed_refresh_of_rotations_sees_every_change_the_per_object_one_do
     client.update_access_key(UserName="user-0", AccessKeyId=ids[0]["current"]["id"], Status="Inactive")
     client.delete_access_key(UserName="user-1", AccessKeyId=ids[1]["current"]["id"])
     foreign = client.create_access_key(UserName="user-2")["AccessKey"]["AccessKeyId"]
-    boto3.client("secretsmanager").put_secret_value(SecretId=f"floor/r-{ROTATIONS - 1}-secret",
-                                                    SecretString="typed-in-the-console")  # the last page
+    sm = boto3.client("secretsmanager")
+    sm.put_secret_value(SecretId=f"floor/r-{ROTATIONS - 1}-secret", SecretString="typed-in-the-console")  # last page
+    sm.delete_secret(SecretId="floor/r-2-id", ForceDeleteWithoutRecovery=True)
     listed = drift_items(rotations)
     assert {("AccessKeyRotation/r-0", "currentKey", '"Inactive"'),
             ("AccessKeyRotation/r-1", "currentKey", '"deleted"'),
             ("AccessKeyRotation/r-2", f"foreignKeys.{foreign}", '"Active"'),
+            ("AccessKeyRotation/r-2", "outputValues.accessKeyId", '"missing"'),
             (f"AccessKeyRotation/r-{ROTATIONS - 1}", "outputValues.secretAccessKey",
              '"changed outside reconciler"')} <= listed
     assert {a for a, _, _ in listed} == {f"AccessKeyRotation/r-{i}" for i in range(ROTATIONS)}
@@ -249,7 +251,8 @@ def test_an_oidc_provider_costs_one_get_and_its_drift_is_seen(aws, stack, paged,
 
 def test_vaults_on_one_bucket_check_its_versioning_once(aws, stack, paged, calls):
     versioned_bucket("rcl-floor")
-    vaults = [vault_doc(f"s3: {{bucket: rcl-floor, prefix: {team}/}}", name=team).replace("default: true", "default: false")
+    vaults = [vault_doc(f"s3: {{bucket: rcl-floor, prefix: {team}/}}", name=team).replace("default: true",
+                                                                                       "default: false")
               for team in ("red", "blue")]
     secrets = [f"apiVersion: reconciler/v1\nkind: Secret\nmetadata: {{name: s-{team}}}\n"
                f"spec: {{vault: {team}, generate: {{}}}}\n" for team in ("red", "blue")]
