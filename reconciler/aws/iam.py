@@ -1,7 +1,8 @@
-"""The IAM adapter for the IamRole and OidcProvider kinds: every IAM call they
-make, errors translated (aws/errors.py). IAM is global: one client, made in
-``GLOBAL_REGION`` (aws/factory.py). Policy documents go out as JSON text and
-come back as objects (boto3 decodes IAM's URL-encoded documents)."""
+"""The IAM adapter for the IAM kinds (IamRole, OidcProvider, AccessKeyRotation,
+DynamicIamTemplate): every IAM call they make, errors translated
+(aws/errors.py). IAM is global: one client, made in ``GLOBAL_REGION``
+(aws/factory.py). Policy documents go out as JSON text and come back as
+objects (boto3 decodes IAM's URL-encoded documents)."""
 
 from __future__ import annotations
 
@@ -230,6 +231,22 @@ class IamAdapter(adapter.Adapter):
 
     def move_user(self, name: str, path: str) -> None:
         self._call("UpdateUser", UserName=name, NewPath=path)
+
+    def user_details(self) -> dict[str, dict[str, Any]]:
+        """Every user of the account by name, with what GetUser, ListUserTags,
+        ListGroupsForUser, ListAttachedUserPolicies and ListUserPolicies /
+        GetUserPolicy give one by one: Path, Arn, PermissionsBoundary, Tags,
+        GroupList (names), AttachedManagedPolicies and ``UserPolicyList`` (inline
+        policies by name, documents decoded). GetAccountAuthorizationDetails for
+        users: one page per 1,000 users of the account."""
+        found = {}
+        for detail in self._pages("GetAccountAuthorizationDetails", "UserDetailList", largest_page=DETAILS_PAGE,
+                                  Filter=["User"]):
+            user = dict(detail)
+            user["UserPolicyList"] = {str(p["PolicyName"]): _document(p.get("PolicyDocument") or "{}")
+                                      for p in detail.get("UserPolicyList") or []}
+            found[str(detail["UserName"])] = user
+        return found
 
     def users(self, path_prefix: str) -> list[dict[str, Any]]:
         return [dict(u) for u in self._pages("ListUsers", "Users", PathPrefix=path_prefix)]

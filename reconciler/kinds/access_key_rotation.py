@@ -31,6 +31,9 @@ outputs (vault, secret, and the vault's provider and store: a change there
 writes a new pair where the outputs now live). Recorded status, compared
 with live AWS by drift: currentKey, previousKey, foreignKeys (keys on the
 user this stack did not issue), outputValues, schedule (overdue or not).
+A no-op plan reads one ListAccessKeys per rotation (shared by its refresh and
+check); the outputs are compared by the version id each write recorded
+(``storeVersion``) against the vault store's listing, as a Secret is.
 """
 
 from __future__ import annotations
@@ -179,21 +182,19 @@ class AccessKeyRotationHandler:
                 desired: plan_model.Desired | None) -> planner.Refreshed:
         connection = dict(desired.connection if desired is not None else entry.connection)
         user = str(entry.ids.get("userName") or entry.attributes["userName"])
-        client = _iam(aws, connection)
-        try:
-            keys = client.access_keys(user)
-        except errors.AwsNotFound:
+        keys = _access_keys(aws, connection, user)
+        if keys is None:
             return planner.Refreshed(None)  # the user is gone
         ids = entry.ids
         current = (ids.get("current") or {}).get("id")
         previous = (ids.get("previous") or {}).get("id")
-        outputs = {which: _output_state(aws, recorded)
+        journal = aws.state.journal_of(entry.address, state_model.Operation.ROTATE)
+        outputs = {which: _output_state(aws, recorded, listed=journal is None)
                    for which, recorded in (ids.get("outputs") or {}).items()}
         due = next_due(entry.attributes, ids)
         overdue = due + datetime.timedelta(seconds=seconds(entry.attributes["gracePeriod"])) if due else None
         now = clock.now()
         schedule = f"overdue since {_at(overdue)}" if overdue is not None and now >= overdue else ON_TIME
-        journal = aws.state.journal_of(entry.address, state_model.Operation.ROTATE)
         ours = _made_by(journal, keys)
         live = _status(entry.attributes, bool(previous), outputs, schedule,
                        current=keys.get(str(current), DELETED),
@@ -207,16 +208,25 @@ class AccessKeyRotationHandler:
     def check(self, aws: base.AwsContext, desired: plan_model.Desired,
               entry: state_model.ResourceState | None) -> list[str]:
         """The user must exist and the manager must be able to read it; before the
-        first key, a user holding two keys must have one that may go."""
+        first key, a user holding two keys must have one that may go. A rotation
+        state records for this user costs nothing more than its refresh: the
+        user's access keys it listed (ListAccessKeys fails for a user that is
+        gone) say both. One not recorded yet is read as its first apply reads
+        it (GetUser, whose ARN the new key is verified against)."""
         user = str(desired.attributes["userName"])
-        client = _iam(aws, desired.connection)
+        opened = aws.state.journal_of(desired.address, state_model.Operation.ROTATE)
+        recorded = entry is not None and entry.ids.get("userName") == user and opened is None
         try:
-            found = client.user(user)
-            if found is None:
+            if recorded:
+                if _access_keys(aws, desired.connection, user) is None:
+                    return [f"{desired.address}: IAM user {user} does not exist; create it first or fix userName"]
+                return []
+            client = _iam(aws, desired.connection)
+            if client.user(user) is None:
                 return [f"{desired.address}: IAM user {user} does not exist; create it first or fix userName"]
-            opened = aws.state.journal_of(desired.address, state_model.Operation.ROTATE)
-            if opened is None and (entry is None or entry.ids.get("userName") != user):
-                _evictable(client.access_keys(user), {}, bool(desired.attributes["evictUnknownKeys"]), user)
+            if opened is None:
+                keys = _access_keys(aws, desired.connection, user)
+                _evictable(keys or {}, {}, bool(desired.attributes["evictUnknownKeys"]), user)
         except errors.AwsAccessDenied as exc:
             return [f"{desired.address}: {_denied_hint(exc, desired)}"]
         except errors.PlanError as exc:
@@ -461,9 +471,35 @@ def _made_by(journal: state_model.JournalEntry | None, keys: Mapping[str, str]) 
     return {k for k in keys if k not in set(journal.data.get("known") or ())}
 
 
-def _output_state(aws: base.AwsContext, recorded: Mapping[str, Any]) -> str:
-    """Whether an output still holds the envelope this stack wrote."""
-    latest = _store(aws, recorded).latest(str(recorded["secret"]))
+def _access_keys(aws: base.AwsContext, connection: Mapping[str, Any], user: str) -> dict[str, str] | None:
+    """The user's access keys, key id -> status (None: the user is gone).
+    ListAccessKeys is the floor: IAM lists a user's keys only by user (without
+    a user name it lists the caller's own), and no account-wide listing has
+    key ids (the credential report has their dates and flags, hours old). At
+    plan time it is read once per run and user, shared by the refresh and the
+    check; during apply, read afresh."""
+    def load() -> tuple[dict[str, str] | None]:
+        try:
+            return (_iam(aws, connection).access_keys(user),)
+        except errors.AwsNotFound:
+            return (None,)
+    shared = aws.listed("iam:ListAccessKeys", [connection.get("auth"), user], load)
+    return (shared if shared is not None else load())[0]
+
+
+def _output_state(aws: base.AwsContext, recorded: Mapping[str, Any], *, listed: bool = True) -> str:
+    """Whether an output still holds the envelope this stack wrote: by the
+    store's shared listing of current version ids when the write recorded the
+    id of the version it made (``storeVersion``: no value read, as a Secret's
+    refresh), else (a store that does not list, an output recorded before
+    ids, a rotation open in the journal: ``listed`` False) by reading the
+    entry and comparing the digest of its envelope."""
+    store = _store(aws, recorded)
+    name = str(recorded["secret"])
+    if listed and recorded.get("storedDigest") and \
+            vaults.still_current(aws, store, name, str(recorded.get(vaults.STORE_VERSION) or "")):
+        return AS_WRITTEN
+    latest = store.latest(name)
     if latest is None:
         return MISSING
     return AS_WRITTEN if vaults.digest(latest.envelope) == recorded.get("storedDigest") else CHANGED
@@ -541,6 +577,8 @@ def _write_outputs(aws: base.AwsContext, desired: plan_model.Desired, data: Mapp
                           "store": out["store"], "version": latest.number,
                           "storedDigest": vaults.digest(latest.envelope),
                           "keyArn": env.Envelope.parse(latest.envelope).key_arn}
+        if latest.store_id:  # the store's id of that version: the refresh lists it instead of reading it
+            written[which][vaults.STORE_VERSION] = latest.store_id
     return written
 
 

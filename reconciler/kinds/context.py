@@ -104,9 +104,10 @@ class ApplyContext:
 
     def listed(self, what: str, scope: Any, load: Callable[[], T]) -> T | None:
         """A listing (every alias of a region, the current version id of every
-        entry of a vault store...) made once per run and shared by every
-        resource it covers, so a refresh pays one paged read instead of one call
-        per object. ``what`` and ``scope`` (region, auth, store...) name it;
+        entry of a vault store, the account's users...) made once per run and
+        shared by every resource it covers, so a refresh pays one paged read
+        instead of one call per object (or one read that hooks of a run share:
+        a rotation's refresh and check, the user's access keys). ``what`` and ``scope`` (region, auth, store...) name it;
         ``load`` makes it, once, whichever thread asks first (the others wait).
         None during apply (``persist`` set): what apply writes would make a
         listing stale, so apply-time reads go to AWS object by object."""

@@ -24,7 +24,9 @@ error and is retried by every later apply, never dropped.
 Attributes (what plan compares): the settings above, and ``leaseUsers``:
 "as the template" when every live lease's user matches it; refresh reports
 the users that do not (a policy or group added by hand), and apply puts
-them back in step (as it does when the template changes).
+them back in step (as it does when the template changes). At plan time the
+users come from the account's listing (``listed_users``: one page per 1,000
+users, whatever the number of leases), not user by user.
 """
 
 from __future__ import annotations
@@ -100,25 +102,65 @@ def lease_state(lease: Mapping[str, Any], now: datetime.datetime) -> str:
 
 
 # -- making a lease's user match its template --------------------------------------------------
-def differences(client: iam_adapter.IamAdapter, name: str, want: Mapping[str, Any]) -> list[str] | None:
-    """How the user differs from the template, in words (None: the user is gone)."""
-    found = client.user(name)
-    if found is None:
+UserView = tuple[Mapping[str, Any], set[str], set[str], Mapping[str, Any]]  # user, groups, attached, inline
+
+
+def listed_users(aws: base.AwsContext, connection: Mapping[str, Any],
+                 client: iam_adapter.IamAdapter) -> Mapping[str, Mapping[str, Any]] | None:
+    """The account's users with everything a lease's user is compared on (path,
+    boundary, groups, managed and inline policies, tags), listed once per run
+    and auth at plan time and shared by every template (and drift --unmanaged):
+    GetAccountAuthorizationDetails for users, one page per 1,000 users of the
+    account, instead of four or more calls per lease and a ListUserTags per
+    user under the template's path. None: read user by user (during apply, or
+    an identity not allowed to list)."""
+    def load() -> Mapping[str, Mapping[str, Any]] | None:
+        try:
+            return client.user_details()
+        except errors.AwsAccessDenied:
+            return None
+    return aws.listed("iam:users", [connection.get("auth")], load)
+
+
+def _user_view(client: iam_adapter.IamAdapter, name: str,
+               listed: Mapping[str, Mapping[str, Any]] | None) -> UserView | None:
+    """A user as the template compares it (None: gone): from the account's
+    listing when there is one, else by GetUser and the user's policy and group reads."""
+    if listed is not None:
+        found = listed.get(name)
+        if found is None:
+            return None
+        return (found, {str(g) for g in found.get("GroupList") or []},
+                {str(p["PolicyArn"]) for p in found.get("AttachedManagedPolicies") or []},
+                dict(found.get("UserPolicyList") or {}))
+    user = client.user(name)
+    if user is None:
         return None
+    return user, set(client.user_groups(name)), set(client.user_attached(name)), client.user_inline(name)
+
+
+def _tags_of(user: Mapping[str, Any]) -> dict[str, str]:
+    return {str(t["Key"]): str(t["Value"]) for t in user.get("Tags") or []}
+
+
+def differences(client: iam_adapter.IamAdapter, name: str, want: Mapping[str, Any],
+                listed: Mapping[str, Mapping[str, Any]] | None = None) -> list[str] | None:
+    """How the user differs from the template, in words (None: the user is gone)."""
+    view = _user_view(client, name, listed)
+    if view is None:
+        return None
+    found, groups, attached, inline = view
     out: list[str] = []
     if found.get("Path", "/") != want["path"]:
         out.append(f"path {found.get('Path')} instead of {want['path']}")
-    groups = set(client.user_groups(name))
     for group in sorted(groups - set(want["groups"])):
         out.append(f"added to group {group} outside reconciler")
     for group in sorted(set(want["groups"]) - groups):
         out.append(f"not in group {group}")
-    attached = set(client.user_attached(name))
     for arn in sorted(attached - set(want["policyArns"])):
         out.append(f"policy {arn} attached outside reconciler")
     for arn in sorted(set(want["policyArns"]) - attached):
         out.append(f"policy {arn} not attached")
-    inline = client.user_inline(name)
     for policy in sorted(set(inline) - ({INLINE_POLICY} if want.get("inlinePolicy") else set())):
         out.append(f"inline policy {policy} added outside reconciler")
     if want.get("inlinePolicy") and not policydoc.equal(inline.get(INLINE_POLICY), want["inlinePolicy"]):
@@ -242,15 +284,16 @@ class DynamicIamTemplateHandler:
         for this template that no lease records) as high drift."""
         connection = dict(desired.connection if desired is not None else entry.connection)
         client = _iam(aws, connection)
+        listed = listed_users(aws, connection, client)
         gone: list[str] = []
         out_of_step: list[str] = []
         for lease in aws.state.leases_of(entry.name):
-            found = differences(client, str(lease["userName"]), entry.attributes)
+            found = differences(client, str(lease["userName"]), entry.attributes, listed)
             if found is None:
                 gone.append(str(lease["id"]))
             elif found and not pending(lease):  # a failed revoke took it apart: not drift, its retry deletes it
                 out_of_step.append(f"lease {lease['id']} (user {lease['userName']}): {', '.join(found)}")
-        orphans = self._orphans(aws, client, entry)
+        orphans = self._orphans(aws, client, entry, listed)
         attributes = dict(entry.attributes)
         attributes["leaseUsers"] = (f"{len(out_of_step)} out of step: {'; '.join(out_of_step)}"
                                     if out_of_step else IN_STEP)
@@ -267,18 +310,25 @@ class DynamicIamTemplateHandler:
         return planner.Refreshed(attributes, {**entry.ids, "gone": gone, "orphans": orphans}, info=tuple(info))
 
     @staticmethod
-    def _orphans(aws: base.AwsContext, client: iam_adapter.IamAdapter, entry: state_model.ResourceState) -> list[str]:
+    def _orphans(aws: base.AwsContext, client: iam_adapter.IamAdapter, entry: state_model.ResourceState,
+                 listed: Mapping[str, Mapping[str, Any]] | None = None) -> list[str]:
+        """Users under the template's paths tagged for it whom no lease (nor an
+        interrupted create) records: from the account's listing when there is
+        one, else ListUsers under each path and ListUserTags per user."""
         known = {str(v.get("userName")) for v in aws.state.leases.values() if isinstance(v, Mapping)}
         opened = {str(j.data.get("userName")) for j in aws.state.journal if j.address == entry.address}
         found = []
-        paths = {str(entry.attributes.get("path") or "/")} | {
-            str(v.get("path")) for v in aws.state.leases_of(entry.name) if v.get("path")}
-        users = {str(u["UserName"]): u for p in sorted(_outermost(paths)) for u in client.users(p)}
-        for user in users.values():
-            name = str(user["UserName"])
+        paths = sorted(_outermost({str(entry.attributes.get("path") or "/")} | {
+            str(v.get("path")) for v in aws.state.leases_of(entry.name) if v.get("path")}))
+        if listed is not None:
+            users = {name: u for name, u in listed.items()
+                     if any(str(u.get("Path") or "/").startswith(p) for p in paths)}
+        else:
+            users = {str(u["UserName"]): u for p in paths for u in client.users(p)}
+        for name in users:
             if name in known or name in opened:
                 continue
-            tags = client.user_tags(name)
+            tags = _tags_of(users[name]) if listed is not None else client.user_tags(name)
             if tags.get(TEMPLATE_TAG) == entry.address and aws.ours(tags.get("reconciler:stack", "")):
                 found.append(name)
         return sorted(found)
@@ -402,11 +452,12 @@ class DynamicIamTemplateHandler:
         for connection in listing.connections(aws, [(c, factory.GLOBAL_REGION) for _, c in entries],
                                               region=factory.GLOBAL_REGION):
             client = _iam(aws, connection)
-            for user in client.users("/"):
+            listed = listed_users(aws, connection, client)
+            for user in (listed.values() if listed is not None else client.users("/")):
                 name, arn, path = str(user["UserName"]), str(user["Arn"]), str(user.get("Path") or "/")
                 if name in names or arn in names:
                     continue
-                tags = client.user_tags(name)
+                tags = _tags_of(user) if listed is not None else client.user_tags(name)
                 template = str(tags.get(TEMPLATE_TAG, ""))
                 if aws.ours(tags.get("reconciler:stack", "")):
                     if template in templates:
@@ -525,11 +576,16 @@ class DynamicIamTemplateRules(plan_rules.Rules):
                                            note="virtual MFA devices someone added to a lease's user are deleted "
                                            "with it; their ARNs are not under the user's path"))
         found.append(plan_rules.Permission(("iam:ListUsers",), ("*",),
-                                           note="finding orphaned users lists the users under the template's path: "
-                                           "iam:ListUsers takes no resource ARN in AWS (Resource \"*\"); it only lists"))
+                                           note="deleting orphaned users (apply) lists the users under the "
+                                           "template's path: iam:ListUsers takes no resource ARN in AWS "
+                                           "(Resource \"*\"); it only lists"))
+        found.append(plan_rules.Permission(("iam:GetAccountAuthorizationDetails",), ("*",), note=LIST_USERS_NOTE))
         return tuple(found)
 
 
+LIST_USERS_NOTE = ("plan reads every lease's user (and looks for orphans) from the account's listing of users, "
+                   "in pages, not user by user: iam:GetAccountAuthorizationDetails takes no resource ARN "
+                   "(Resource \"*\"); it only reads. Without it, plan reads each user")
 USER_ACTIONS = ("iam:CreateAccessKey", "iam:DeleteAccessKey", "iam:ListAccessKeys", "iam:DeleteUser",
                 "iam:GetUser", "iam:TagUser", "iam:UntagUser", "iam:ListUserTags", "iam:ListAttachedUserPolicies",
                 "iam:PutUserPolicy", "iam:GetUserPolicy", "iam:DeleteUserPolicy", "iam:ListUserPolicies",

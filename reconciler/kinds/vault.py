@@ -87,9 +87,23 @@ def unchanged_since_recorded(ctx: base.AwsContext, entry: state_model.ResourceSt
     stack was renamed or for a state that never recorded the stack's name (the
     envelope's binding is read from the envelope: a rename is never missed)."""
     recorded = entry.ids.get(STORE_VERSION)
-    lister = getattr(info.store, "current_ids", None)
-    if (not recorded or lister is None or "versionKeys" not in entry.ids or "version" not in entry.ids
+    if (not recorded or "versionKeys" not in entry.ids or "version" not in entry.ids
             or ctx.former_stacks() or not ctx.state.stack or ctx.journal_data(entry.address)):
+        return False
+    return still_current(ctx, info.store, entry.name, str(recorded))
+
+
+def still_current(ctx: base.AwsContext, store: Any, name: str, recorded: str) -> bool:
+    """Whether entry ``name`` of ``store`` still has as its current version the
+    object whose store id was recorded at write (``storeVersion``), by the
+    store's listing of current version ids, made once per store and run and
+    shared by every entry of it (a Secret, an AccessKeyRotation's outputs).
+    The ids change with every write, so a value changed out of band (a new
+    version, a stage moved back, the entry deleted and made again) never has
+    the recorded one. False (read the entry) for a store that cannot list,
+    during apply, or for an identity not allowed to list."""
+    lister = getattr(store, "current_ids", None)
+    if not recorded or lister is None:
         return False
 
     def load() -> Mapping[str, str] | None:
@@ -97,8 +111,8 @@ def unchanged_since_recorded(ctx: base.AwsContext, entry: state_model.ResourceSt
             return dict(lister())
         except errors.AwsAccessDenied:
             return None  # an identity allowed to read entries but not to list them: read each
-    current = ctx.listed("store:current_ids", [info.store.describe(), ctx.default_connection.get("auth")], load)
-    return current is not None and current.get(entry.name) == recorded
+    current = ctx.listed("store:current_ids", [store.describe(), ctx.default_connection.get("auth")], load)
+    return current is not None and current.get(name) == recorded
 
 
 def version_keys(versions: Sequence[store_base.Version]) -> dict[str, list[int]]:
@@ -372,12 +386,17 @@ class VaultHandler:
     def check(self, aws: base.AwsContext, desired: plan_model.Desired,
               entry: state_model.ResourceState | None) -> list[str]:
         """A store that cannot take a write (an S3 bucket missing or unversioned)
-        refuses the plan, not the apply after some changes were made."""
+        refuses the plan, not the apply after some changes were made. The
+        bucket's versioning is in no listing: one GetBucketVersioning per
+        bucket and run, shared by the vaults that use it (other prefixes)."""
         spec = desired.attributes["store"]
         if "s3" not in spec:
             return []
         store = open_store(aws, spec, desired.attributes.get("keepVersions", store_base.DEFAULT_KEEP))
-        return [f"{desired.address}: {problem}" for problem in store.problems()]
+        problems = aws.listed("s3:GetBucketVersioning", [spec["s3"]["bucket"], aws.default_connection.get("auth")],
+                              store.problems)
+        return [f"{desired.address}: {problem}" for problem in (problems if problems is not None
+                                                                 else store.problems())]
 
     def _entry(self, aws: base.AwsContext, desired: plan_model.Desired) -> state_model.ResourceState:
         key_arn, _spec, _conn = provider_key(aws, desired.attributes["provider"])

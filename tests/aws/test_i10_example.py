@@ -58,12 +58,14 @@ USER_ACTIONS = [
 # - AttachUserPolicy only of the template's managed policy (iam:PolicyARN);
 # - AddUserToGroup / RemoveUserFromGroup on the template's group by name;
 # - DeleteVirtualMFADevice on mfa/* (a virtual device someone added to a lease's user
-#   has an ARN of its own, not under the user's path) and ListUsers (orphans) on "*"
-#   (it takes no resource ARN): the two statements wider than the path, each with a note;
+#   has an ARN of its own, not under the user's path), and ListUsers (orphans, at apply)
+#   and GetAccountAuthorizationDetails (plan reads the leases' users from the account's
+#   listing) on "*" (they take no resource ARN): the statements wider than the path, each
+#   with a note;
 # - no DeleteUserPermissionsBoundary: with it, the manager could put any inline policy on
 #   a lease's user and then strip the boundary that caps it.
 MANAGER_POLICY = {"Version": "2012-10-17", "Statement": [
-    {"Effect": "Allow", "Action": ["iam:ListUsers"], "Resource": ["*"]},
+    {"Effect": "Allow", "Action": ["iam:GetAccountAuthorizationDetails", "iam:ListUsers"], "Resource": ["*"]},
     {"Effect": "Allow", "Action": ["iam:AddUserToGroup", "iam:RemoveUserFromGroup"],
      "Resource": [f"arn:aws:iam::*:group/{GROUP}"]},
     {"Effect": "Allow", "Action": ["iam:DeleteVirtualMFADevice"], "Resource": ["arn:aws:iam::*:mfa/*"]},
@@ -230,7 +232,7 @@ def test_the_managers_policy_is_scoped_to_the_path_and_pinned(aws, example, monk
     made = {f"iam:{o}" for s, o, _ in calls.calls if s == "iam"}
     assert made <= granted, made - granted
     assert {"iam:CreateUser", "iam:CreateAccessKey", "iam:DeleteLoginProfile", "iam:DeleteUser",
-            "iam:ListUsers"} <= made
+            "iam:GetAccountAuthorizationDetails"} <= made
 
     # the guide's policy: fifteen actions on "Resource": "*"; every one is in ours,
     # each on users under /dynamic/ (or the template's group) instead
@@ -238,7 +240,7 @@ def test_the_managers_policy_is_scoped_to_the_path_and_pinned(aws, example, monk
     assert seed["Resource"] == ["*"] and len(seed["Action"]) == 15
     assert set(seed["Action"]) <= granted
     wildcard = [s["Action"] for s in MANAGER_POLICY["Statement"] if s["Resource"] == ["*"]]
-    assert wildcard == [["iam:ListUsers"]]  # "*" only for listing, which takes no ARN
+    assert wildcard == [["iam:GetAccountAuthorizationDetails", "iam:ListUsers"]]  # "*" only for listing (no ARN)
     for statement in MANAGER_POLICY["Statement"]:
         if set(statement["Action"]) & set(seed["Action"]) - {"iam:AddUserToGroup", "iam:RemoveUserFromGroup"}:
             assert statement["Resource"] == [USERS]
