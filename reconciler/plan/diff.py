@@ -98,7 +98,12 @@ def _diff_documents(path: str, before: list[Any], after: list[Any], out: list[At
               after[index] if index < len(after) else _ABSENT, sensitive, out)
 
 
+_SCALARS = (str, int, float, bool)
+
+
 def _diff(path: str, before: Any, after: Any, sensitive: frozenset[str], out: list[AttributeChange]) -> None:
+    if type(before) is type(after) and type(before) in _SCALARS and before == after:
+        return  # the same scalar (most of a no-op plan): nothing to compare by meaning
     if policydoc.is_document(before) and policydoc.is_document(after):  # by meaning: see policydoc
         out.extend(policydoc.changes(path, before, after,
                                      sensitive=path in sensitive or _TOP.split(path, 1)[0] in sensitive))

@@ -80,12 +80,12 @@ def detect_drift(prior: state_model.State, refreshed: Mapping[str, Refreshed],
     return sorted(items, key=lambda i: i.address)
 
 
-def _forward(desired: Mapping[str, model.Desired]) -> graph.Graph:
+def _forward(desired: Mapping[str, model.Desired], referenced: Mapping[str, set[str]]) -> graph.Graph:
     """Desired resources, each after what it depends on (references included)."""
     forward = graph.Graph()
     for address, want in desired.items():
         forward.add_node(address)
-        for dep in (*want.dependencies, *sorted(refs.targets(dict(want.attributes)))):
+        for dep in (*want.dependencies, *sorted(referenced[address])):
             if dep in desired and dep != address:
                 forward.add_edge(address, dep)
     return forward
@@ -128,10 +128,11 @@ def make_plan(*, plan_id: str, now: datetime.datetime, stack: str, directory: st
 
     drift = [d for d in detect_drift(prior, refreshed, desired, rules=rules) if d.address in scope] if refresh else []
     changes: dict[str, model.ResourceChange] = {}
-    forward = _forward(desired).topological_order()  # each desired resource after what it depends on
+    referenced = {address: refs.targets(want.attributes) for address, want in desired.items()}  # once per plan
+    forward = _forward(desired, referenced).topological_order()  # each desired resource after what it depends on
     read = {**adopted, **refreshed}
     for address in [a for a in forward if a in scope] + sorted(scope - set(desired)):
-        change = _plan_one(address, desired, prior, refreshed, adopted, changes, rules, problems, read)
+        change = _plan_one(address, desired, prior, refreshed, adopted, changes, rules, problems, read, referenced)
         if change is not None:
             changes[address] = change
 
@@ -158,7 +159,8 @@ def make_plan(*, plan_id: str, now: datetime.datetime, stack: str, directory: st
 def _plan_one(address: str, desired: Mapping[str, model.Desired], prior: state_model.State,
               refreshed: Mapping[str, Refreshed], adopted: Mapping[str, Refreshed],
               planned: Mapping[str, model.ResourceChange], rules: kind_rules.Registry,
-              problems: list[str], read: Mapping[str, Refreshed]) -> model.ResourceChange | None:
+              problems: list[str], read: Mapping[str, Refreshed],
+              referenced: Mapping[str, set[str]]) -> model.ResourceChange | None:
     """The change for one address (``planned``: the changes of what it depends on;
     ``read``: adopted and refreshed together, merged once per plan, not per address)."""
     want = desired.get(address)
@@ -185,11 +187,11 @@ def _plan_one(address: str, desired: Mapping[str, model.Desired], prior: state_m
         return None
     owned = (adopted if entry is None else refreshed).get(address)
     if want.mode == "managed" and owned is not None and owned.found_by and owned.attributes is not None:
-        return _plan_found(want, owned, _known(want, prior, read, planned, rules, problems),
+        return _plan_found(want, owned, _known(want, prior, read, planned, rules, problems, bool(referenced[address])),
                            kind_rules.rules_for(rules, want.kind), problems)
     named = refreshed[address].ids if entry is not None and address in refreshed else {}
     other = entry is not None and any(entry.ids.get(k) != v for k, v in named.items())
-    known = _known(want, prior, read, planned, rules, problems)
+    known = _known(want, prior, read, planned, rules, problems, bool(referenced[address]))
     kind = kind_rules.rules_for(rules, want.kind)
     change = _plan_upsert(known, entry, live, kind, problems, other_object=other)
     if entry is not None and live is None and change.action is Action.CREATE and want.mode == "managed":
@@ -215,10 +217,11 @@ def _plan_found(want: model.Desired, found: Refreshed, known: model.Desired, rul
 
 def _known(want: model.Desired, prior: state_model.State, refreshed: Mapping[str, Refreshed],
            planned: Mapping[str, model.ResourceChange], rules: kind_rules.Registry,
-           problems: list[str]) -> model.Desired:
+           problems: list[str], refers: bool) -> model.Desired:
     """``want`` with each reference resolved where its target keeps its ids, and
     marked known after apply where this plan creates or replaces the target, or
-    updates it in a way its kind says changes the referenced id."""
+    updates it in a way its kind says changes the referenced id (``refers``:
+    whether it has references at all)."""
 
     def lookup(ref: refs.Ref) -> Any:
         change = planned.get(ref.address)
@@ -246,7 +249,7 @@ def _known(want: model.Desired, prior: state_model.State, refreshed: Mapping[str
             problems.append(f"{want.address}: refers to {ref}, but {ref.address} has no {ref.attribute}")
             return ref.unknown()
 
-    if not refs.targets(dict(want.attributes)):
+    if not refers:
         return want
     return dataclasses.replace(want, attributes=refs.substitute(dict(want.attributes), lookup))
 

@@ -45,6 +45,8 @@ def parse(document: Any) -> Any:
 
 def is_document(value: Any) -> bool:
     """Whether ``value`` is a policy document (an object, or its JSON text, with a ``Statement``)."""
+    if isinstance(value, str) and not value.lstrip().startswith("{"):
+        return False  # not JSON text of an object: no need to try parsing it
     parsed = parse(value)
     return isinstance(parsed, Mapping) and "Statement" in parsed
 
