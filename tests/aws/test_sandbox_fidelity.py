@@ -744,3 +744,21 @@ def test_stock_moto_does_not(stock_moto, check):
         assert info.value.response["Error"]["Code"] == what
     else:
         assert what in str(info.value)  # this very check failed, not an unrelated one
+
+
+def test_the_sandbox_lists_motos_modules_once_not_per_request(aws, monkeypatch):
+    """Fix 17 (speed): which service a request is for is found without listing
+    moto's package directory again (stock moto lists and stats ~200 entries
+    twice per request)."""
+    from moto import backends
+
+    from reconciler.sandbox import fidelity
+
+    stock = list(fidelity._ORIGINAL["list_of_moto_modules"]())
+    assert "kms" in stock and "iam" in stock
+    listed: list[str] = []
+    real_listdir = os.listdir
+    monkeypatch.setattr(os, "listdir", lambda path=".": listed.append(str(path)) or real_listdir(path))
+    assert list(backends.list_of_moto_modules()) == stock
+    _client(aws, "kms").list_keys()
+    assert listed == []
