@@ -3,13 +3,11 @@ errors translated at this one edge."""
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any
 
-import botocore
-
 from reconciler import errors
-
 from reconciler.aws import errors as aws_errors
 
 PAGE_SIZE_ENV = "RECONCILER_PAGE_SIZE"  # smaller pages for the refresh's list calls (tests, bench)
@@ -39,8 +37,8 @@ class Adapter:
 
     def _call(self, operation: str, **params: Any) -> Any:
         try:
-            return getattr(self.client, botocore.xform_name(operation))(**params)
-        except aws_errors.BOTO_ERRORS as exc:
+            return getattr(self.client, _xform(operation))(**params)
+        except aws_errors.boto_errors() as exc:
             raise aws_errors.translate(exc, self.service, operation) from exc
 
     def _pages(self, operation: str, result_key: str, *, largest_page: int | None = None,
@@ -51,7 +49,15 @@ class Adapter:
         if largest_page is not None:
             params["PaginationConfig"] = {"PageSize": page_size(largest_page)}
         try:
-            paginator = self.client.get_paginator(botocore.xform_name(operation))
+            paginator = self.client.get_paginator(_xform(operation))
             return [item for page in paginator.paginate(**params) for item in page.get(result_key, [])]
-        except aws_errors.BOTO_ERRORS as exc:
+        except aws_errors.boto_errors() as exc:
             raise aws_errors.translate(exc, self.service, operation) from exc
+
+
+@functools.cache
+def _xform(operation: str) -> str:
+    """``CreateKey`` -> ``create_key``: botocore's own naming, imported when first called."""
+    import botocore
+
+    return str(botocore.xform_name(operation))

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-import botocore.exceptions
-import botocore.parsers
+import functools
 
 from reconciler import errors
 
-# Everything botocore raises for a failed call; translate() handles each.
-BOTO_ERRORS = (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError,
-               botocore.parsers.ResponseParserError)
+
+@functools.cache
+def boto_errors() -> tuple[type[Exception], ...]:
+    """Everything botocore raises for a failed call; translate() handles each.
+    A function, so that botocore is imported only by a command that calls AWS
+    (``except boto_errors()`` is evaluated only when something was raised)."""
+    import botocore.exceptions
+    import botocore.parsers
+    return (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError,
+            botocore.parsers.ResponseParserError)
 
 ACCESS_DENIED = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation",
                  "NotAuthorizedException", "UnrecognizedClientException", "InvalidClientTokenId",
@@ -31,6 +37,9 @@ QUOTA_HINTS = {
 
 def translate(exc: Exception, service: str, operation: str) -> errors.ReconcilerError:
     """A one-line domain error for a botocore failure of ``service:operation``."""
+    import botocore.exceptions
+    import botocore.parsers
+
     action = f"{service}:{operation}"
     if isinstance(exc, botocore.exceptions.ClientError):
         error = exc.response.get("Error", {})

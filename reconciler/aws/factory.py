@@ -55,7 +55,11 @@ class Adapters:
 
     def check(self, auth: Auth, region: str | None) -> None:
         """Resolve ``auth`` now (env refs, token file, source credentials):
-        session.AuthError names the field at fault."""
+        session.AuthError names the field at fault. The default chain
+        without a profile has nothing to resolve before its first call (and
+        botocore is not imported for it: a plan --no-refresh needs none)."""
+        if not auth or auth == {"defaultChain": {}}:
+            return
         self.factory.session(self._anchored(auth), region)
 
     def _anchored(self, auth: Auth) -> Auth:

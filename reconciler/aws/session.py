@@ -25,24 +25,42 @@ every later call of that client, and with its 1 s throttling backoff base a
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any
-
-import boto3
-import botocore.config
-import botocore.credentials
-import botocore.exceptions
-import botocore.retries.quota
-import botocore.retries.standard
-import botocore.session
-import botocore.utils
+from typing import TYPE_CHECKING, Any
 
 from reconciler import __version__, errors
 from reconciler.aws import errors as aws_errors
 from reconciler.aws import quotas
+
+if TYPE_CHECKING:
+    import boto3
+    import botocore.config
+    import botocore.credentials
+    import botocore.exceptions
+    import botocore.retries.quota
+    import botocore.retries.standard
+    import botocore.session
+    import botocore.utils
+
+
+def _boto() -> None:
+    """Import boto3 and botocore, when the first session or client is made:
+    commands that make none (validate, plan --no-refresh, state list) start
+    ~0.15 s sooner."""
+    global boto3, botocore
+    import boto3
+    import botocore.config
+    import botocore.credentials
+    import botocore.exceptions
+    import botocore.retries.quota
+    import botocore.retries.standard
+    import botocore.session
+    import botocore.utils
+
 
 MAX_ATTEMPTS = 8  # total attempts per call; AWS_MAX_ATTEMPTS overrides it, as for the AWS CLI
 THROTTLE_BASE_DELAY = 0.05  # seconds: a throttled retry waits rand(0, 1) * min(this * 2**i, MAX_BACKOFF)
@@ -128,15 +146,19 @@ def anchored(auth: Mapping[str, Any] | None, directory: str | os.PathLike[str]) 
             return auth
 
 
-class _Backoff(botocore.retries.standard.ExponentialBackoff):
+@functools.cache
+def _backoff() -> type:
     """botocore's exponential backoff with full jitter, its throttling base
-    scale (1 s) replaced by ``throttling_base``."""
+    scale (1 s) replaced by ``throttling_base`` (a class made once botocore is imported)."""
+    base = botocore.retries.standard.ExponentialBackoff
 
-    def __init__(self, *, throttling_base: float, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        # read by ExponentialBackoff._get_base_scale (tests/aws/test_i11_throttling.py checks it is)
-        scales: dict[str, float] = dict(botocore.retries.standard.ExponentialBackoff._DEFAULT_BACKOFF_CONFIG)
-        self._DEFAULT_BACKOFF_CONFIG = {**scales, "throttling_base_scale": throttling_base}
+    class _Backoff(base):  # type: ignore[valid-type,misc]
+        def __init__(self, *, throttling_base: float, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            # read by ExponentialBackoff._get_base_scale (tests/aws/test_i11_throttling.py checks it is)
+            scales: dict[str, float] = dict(base._DEFAULT_BACKOFF_CONFIG)
+            self._DEFAULT_BACKOFF_CONFIG = {**scales, "throttling_base_scale": throttling_base}
+    return _Backoff
 
 
 class ClientFactory:
@@ -151,10 +173,19 @@ class ClientFactory:
         self._keyed: botocore.session.Session | None = None
         self._throttling_base, self._max_backoff = THROTTLE_BASE_DELAY, MAX_BACKOFF
         self.quotas = quotas.Limiter()  # AWS's request quotas, kept by every client of this run (aws/quotas.py)
-        self._config = botocore.config.Config(
-            retries={"mode": "standard", "total_max_attempts": attempts or max_attempts()},
-            user_agent_extra=f"reconciler/{__version__}",
-            connect_timeout=10, read_timeout=60, max_pool_connections=MAX_PARALLELISM)
+        self._attempts = attempts or max_attempts()
+        self._made_config: botocore.config.Config | None = None
+
+    @property
+    def _config(self) -> botocore.config.Config:
+        """The clients' config (made with the first client: botocore is imported then)."""
+        if self._made_config is None:
+            _boto()
+            self._made_config = botocore.config.Config(
+                retries={"mode": "standard", "total_max_attempts": self._attempts},
+                user_agent_extra=f"reconciler/{__version__}",
+                connect_timeout=10, read_timeout=60, max_pool_connections=MAX_PARALLELISM)
+        return self._made_config
 
     def budget(self, service: str, region: str | None) -> botocore.retries.quota.RetryQuota:
         """The retry budget every client of ``service`` in ``region`` spends."""
@@ -162,6 +193,7 @@ class ClientFactory:
             return self._budget_locked(service, region)
 
     def _budget_locked(self, service: str, region: str | None) -> botocore.retries.quota.RetryQuota:
+        _boto()
         key = (service, region)
         if key not in self._budgets:
             self._budgets[key] = botocore.retries.quota.RetryQuota(RETRY_BUDGET)
@@ -185,7 +217,7 @@ class ClientFactory:
         handler = standard.RetryHandler(
             retry_policy=standard.RetryPolicy(
                 retry_checker=standard.StandardRetryConditions(max_attempts=attempts),
-                retry_backoff=_Backoff(throttling_base=self._throttling_base, max_backoff=self._max_backoff,
+                retry_backoff=_backoff()(throttling_base=self._throttling_base, max_backoff=self._max_backoff,
                                        service_name=service, throttling_detector=throttling)),
             retry_event_adapter=adapter, retry_quota=checker, service_name=service)
         unique_id = f"retry-config-{service}"  # the id botocore registered its own handler under
@@ -210,6 +242,7 @@ class ClientFactory:
         """A client signing with one access key given in memory (a key just
         issued, to verify it works): never cached, never written anywhere.
         Few attempts: a key AWS refuses is retried by the caller's own backoff."""
+        _boto()
         config = self._config.merge(botocore.config.Config(retries={"mode": "standard", "total_max_attempts": 2}))
         with self._lock:  # one botocore session for every such client: its service models are loaded once
             if self._keyed is None:
@@ -233,6 +266,7 @@ class ClientFactory:
         return session
 
     def _session(self, auth: Mapping[str, Any], region: str | None) -> boto3.Session:
+        _boto()
         match auth:
             case {"accessKey": ref}:
                 return boto3.Session(aws_access_key_id=_env(ref["accessKeyId"], "accessKey", "accessKeyId"),

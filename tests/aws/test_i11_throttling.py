@@ -259,8 +259,9 @@ def test_throttled_retries_back_off_from_the_small_base():
         def __init__(self, attempt: int) -> None:
             self.attempt_number = attempt
 
-    backoff = session._Backoff(throttling_base=0.05, max_backoff=20, random=lambda: 1.0,
-                               throttling_detector=Throttling())
+    session._boto()
+    backoff = session._backoff()(throttling_base=0.05, max_backoff=20, random=lambda: 1.0,
+                                 throttling_detector=Throttling())
     assert [backoff.delay_amount(Context(n)) for n in (1, 2, 3, 7, 12)] == [0.05, 0.1, 0.2, 3.2, 20]
 
 

@@ -100,3 +100,22 @@ def test_positions_point_at_values_and_keys():
     assert str(document.position(("a", "b", 1, "c"))) == "f.yaml:2:14"
     assert str(document.position(("a", "b", 1, "c"), key=True)) == "f.yaml:2:11"
     assert str(document.position(("a", "missing"))) == "f.yaml:2:3"
+
+
+def test_commands_that_call_no_aws_never_import_boto3(tmp_path):
+    """validate and plan --no-refresh make no session or client: botocore (~0.15 s
+    to import) stays unloaded, as does the Python schema validator (the gate took it)."""
+    import subprocess
+    import sys
+
+    (tmp_path / "stack.yaml").write_text("apiVersion: reconciler/v1\nkind: Stack\nmetadata: {name: s}\n"
+                                         "spec: {region: us-east-1}\n---\napiVersion: reconciler/v1\n"
+                                         "kind: KmsProvider\nmetadata: {name: k}\nspec: {alias: s/k}\n")
+    code = ("import sys\nfrom click.testing import CliRunner\nfrom reconciler import cli\n"
+            f"for args in (['validate', {str(tmp_path)!r}], ['plan', '--no-refresh', {str(tmp_path)!r}]):\n"
+            "    result = CliRunner().invoke(cli.main, args)\n"
+            "    assert result.exit_code == 0, result.output\n"
+            "print(sorted(m for m in ('boto3', 'botocore', 'jsonschema') if m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          env={"PATH": "/usr/bin:/bin", "AWS_DEFAULT_REGION": "us-east-1"})
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr
