@@ -34,26 +34,51 @@ class Document:
     ``positions[path]`` is where the value at ``path`` starts (line, column;
     1-based); ``key_positions[path]`` is where the mapping key naming
     ``path`` starts (used to point at unknown fields). Kept as pairs, made
-    Positions when asked for: a large stack has hundreds of thousands.
+    Positions when asked for: a large stack has hundreds of thousands. A
+    file that parsed without a problem has its positions found only when one
+    is first asked for (``_FilePositions``: most runs of a valid stack never
+    point at anything).
     """
 
     file: str
     index: int
     data: Any
-    positions: dict[Path, tuple[int, int]]
-    key_positions: dict[Path, tuple[int, int]]
+    _positions: dict[Path, tuple[int, int]] | None = dataclasses.field(default=None, compare=False, repr=False)
+    _key_positions: dict[Path, tuple[int, int]] | None = dataclasses.field(default=None, compare=False,
+                                                                             repr=False)
+    _lazy: _FilePositions | None = dataclasses.field(default=None, compare=False, repr=False)
+
+    @property
+    def positions(self) -> dict[Path, tuple[int, int]]:
+        if self._positions is None:
+            self._fill()
+        assert self._positions is not None
+        return self._positions
+
+    @property
+    def key_positions(self) -> dict[Path, tuple[int, int]]:
+        if self._key_positions is None:
+            self._fill()
+        assert self._key_positions is not None
+        return self._key_positions
+
+    def _fill(self) -> None:
+        positions, key_positions = self._lazy.of(self.index) if self._lazy is not None else ({}, {})
+        object.__setattr__(self, "_positions", positions)
+        object.__setattr__(self, "_key_positions", key_positions)
 
     def position(self, path: Path, *, key: bool = False) -> errors.Position:
         """The position of ``path`` or of its nearest ancestor that has one."""
-        table = self.key_positions if key else self.positions
+        positions = self.positions
+        table = self.key_positions if key else positions
         probe = tuple(path)
         while probe:
             if probe in table:
                 return errors.Position(self.file, *table[probe])
-            if key and probe in self.positions:
-                return errors.Position(self.file, *self.positions[probe])
+            if key and probe in positions:
+                return errors.Position(self.file, *positions[probe])
             probe = probe[:-1]
-        return errors.Position(self.file, *self.positions.get((), (1, 1)))
+        return errors.Position(self.file, *positions.get((), (1, 1)))
 
     @property
     def kind(self) -> str | None:
@@ -354,10 +379,12 @@ class _Builder:
     once all of it is read: the composer reads a document whole before the
     walker looks at any value."""
 
-    def __init__(self, file: str, parser: Any, constructor: yaml.constructor.SafeConstructor) -> None:
+    def __init__(self, file: str, parser: Any, constructor: yaml.constructor.SafeConstructor,
+                 keep_positions: bool = True) -> None:
         self.file = file
         self.parser = parser
         self.constructor = constructor
+        self.keep = keep_positions  # else only the data: a problem found makes the caller parse again with them
         self.nodes = 0  # nodes in the file so far (MAX_NODES is per file)
         self._event = parser.get_event
 
@@ -408,7 +435,7 @@ class _Builder:
         the document was stopped) only read, counted and limited."""
         self._count(event, depth, crowded)
         record = record and not self.stopped
-        if record:
+        if record and self.keep:
             mark = event.start_mark
             self.positions[path] = (mark.line + 1, mark.column + 1)
         kind = type(event)
@@ -463,11 +490,11 @@ class _Builder:
                         key = str(constructed)
                         at = path + (key,)
                         if key in result:
+                            first = key_positions.get(at, (0, 0))[0]
                             self.diagnostics.append(errors.Diagnostic(
-                                f"duplicate key {clip(key)!r} (first at line {key_positions[at][0]})",
-                                self._mark(event)))
+                                f"duplicate key {clip(key)!r} (first at line {first})", self._mark(event)))
                             key = None
-                        else:
+                        elif self.keep:
                             mark = event.start_mark
                             key_positions[at] = (mark.line + 1, mark.column + 1)
             if key is None:
@@ -531,17 +558,44 @@ def _construct_scalar(constructor: yaml.constructor.SafeConstructor, node: yaml.
     return value
 
 
+class _FilePositions:
+    """The positions of a file's documents, found when one is first asked for
+    (by parsing the file again, with them)."""
+
+    def __init__(self, text: str, file: str) -> None:
+        self.text, self.file = text, file
+        self._found: dict[int, tuple[dict[Path, tuple[int, int]], dict[Path, tuple[int, int]]]] | None = None
+
+    def of(self, index: int) -> tuple[dict[Path, tuple[int, int]], dict[Path, tuple[int, int]]]:
+        if self._found is None:
+            documents, _ = _parse_events(self.text, self.file, keep_positions=True)
+            self._found = {d.index: (d.positions, d.key_positions) for d in documents}
+        return self._found.get(index, ({}, {}))
+
+
 def parse_text(text: str, file: str) -> tuple[list[Document], list[errors.Diagnostic]]:
-    """Parse one file's text into documents (empty documents are skipped)."""
+    """Parse one file's text into documents (empty documents are skipped).
+    First without positions; a file with a problem (whose diagnostics need
+    them) is parsed again with them, and a clean one finds them when asked."""
     if not yaml.__with_libyaml__:  # pragma: no cover - PyYAML built without libyaml
         return parse_composed(text, file)
+    documents, diagnostics = _parse_events(text, file, keep_positions=False)
+    if diagnostics:
+        return _parse_events(text, file, keep_positions=True)
+    return documents, diagnostics
+
+
+def _parse_events(text: str, file: str, *, keep_positions: bool) -> tuple[list[Document], list[errors.Diagnostic]]:
+    """``parse_text`` by ``_Builder``, with or without positions (then each
+    document finds them when first asked, by ``_FilePositions``)."""
+    lazy = None if keep_positions else _FilePositions(text, file)
     unprintable = _unprintable(text, file)
     if unprintable is not None:
         return [], [unprintable]
     documents: list[Document] = []
     diagnostics: list[errors.Diagnostic] = []
     parser = yaml.cyaml.CParser(text)
-    builder = _Builder(file, parser, yaml.constructor.SafeConstructor())
+    builder = _Builder(file, parser, yaml.constructor.SafeConstructor(), keep_positions)
     index = 0
     try:
         parser.get_event()  # StreamStartEvent
@@ -557,7 +611,8 @@ def parse_text(text: str, file: str) -> tuple[list[Document], list[errors.Diagno
             builder.constructor.constructed_objects.clear()
             diagnostics.extend(problems)
             if data is not None and not stopped:
-                documents.append(Document(file, index - 1, data, positions, key_positions))
+                documents.append(Document(file, index - 1, data, positions if keep_positions else None,
+                                          key_positions if keep_positions else None, lazy))
     except _Fallback:
         parser.dispose()
         return parse_composed(text, file)

@@ -20,7 +20,9 @@ def _same(text: str) -> None:
     fast_documents, fast_problems = loader.parse_text(text, "f.yaml")
     slow_documents, slow_problems = loader.parse_composed(text, "f.yaml")
     assert [str(p) for p in fast_problems] == [str(p) for p in slow_problems]
-    assert fast_documents == slow_documents
+    assert fast_documents == slow_documents  # file, index and data (positions are not compared by ==)
+    assert [(d.positions, d.key_positions) for d in fast_documents] == \
+        [(d.positions, d.key_positions) for d in slow_documents]
 
 
 @SETTINGS
@@ -92,6 +94,17 @@ def test_the_cases_reach_the_limits():
         assert any(wanted in p.message for p in problems), (name, [p.message for p in problems])
     _documents, problems = loader.parse_text(CASES["problem then a limit"], "f.yaml")
     assert len(problems) == 1  # the composer reads a document whole before any value is looked at
+
+
+def test_a_clean_file_finds_its_positions_only_when_one_is_asked_for():
+    text = "a: 1\n---\nb:\n  c: [x, y]\n"
+    first, second = loader.parse_text(text, "f.yaml")[0]
+    assert first._positions is None and second._positions is None  # not found yet
+    assert str(second.position(("b", "c", 1))) == "f.yaml:4:10"
+    assert second.key_positions == {("b",): (3, 1), ("b", "c"): (4, 3)}
+    assert str(first.position(("a",), key=True)) == "f.yaml:1:1"
+    with_problem = loader.parse_text("a: 1\na: 2\n", "f.yaml")
+    assert [p.message for p in with_problem[1]] == ["duplicate key 'a' (first at line 1)"]
 
 
 def test_positions_point_at_values_and_keys():
