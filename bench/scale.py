@@ -36,7 +36,6 @@ sys.path.insert(0, str(ROOT))
 
 import load_manifests  # noqa: E402
 
-from reconciler.state import model as state_model  # noqa: E402
 
 TARGETS = {"validate": (2.0, None), "plan --no-refresh": (2.0, 300.0),  # at 10,000 resources: s, MB
            "no-op plan --no-refresh": (2.0, 300.0)}
@@ -54,6 +53,8 @@ def write_keys(directory: pathlib.Path, total: int, per_file: int = 100) -> None
 
 def record_everything(tool: str, directory: pathlib.Path, cwd: pathlib.Path) -> None:
     """A state recording every resource as the plan would create it."""
+    from reconciler.state import model as state_model
+
     planned = subprocess.run([tool, "plan", "--no-refresh", "--format", "json", str(directory)], cwd=cwd,
                              capture_output=True, text=True, check=True,
                              env={**os.environ, "AWS_DEFAULT_REGION": "us-east-1"})
@@ -89,8 +90,12 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,10000")
     parser.add_argument("--shapes", default="keys,mixed")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--record", help=argparse.SUPPRESS)  # internal: write the no-op state for DIR
     args = parser.parse_args()
     tool = str(pathlib.Path(sys.executable).with_name("reconciler"))
+    if args.record:
+        record_everything(tool, pathlib.Path(args.record), pathlib.Path(args.record).parent)
+        return
     print(f"{'shape':>6} {'resources':>9} {'command':>24} {'wall (best)':>12} {'peak RSS':>9} {'target':>16}")
     for shape in args.shapes.split(","):
         for size in (int(s) for s in args.sizes.split(",")):
@@ -107,8 +112,9 @@ def main() -> None:
                     commands.append(("no-op plan --no-refresh", [tool, "plan", "--no-refresh", "--detailed-exitcode",
                                                                  str(directory)]))
                 for name, command in commands:
-                    if name.startswith("no-op"):
-                        record_everything(tool, directory, pathlib.Path(tmp))
+                    if name.startswith("no-op"):  # in a child: this process stays small, and a child's
+                        # peak RSS (ru_maxrss) starts from what it inherits when forked
+                        subprocess.run([sys.executable, __file__, "--record", str(directory)], check=True)
                     figures = [run(command, pathlib.Path(tmp)) for _ in range(args.runs)]
                     seconds = min(f[0] for f in figures)
                     memory = max(f[1] for f in figures)
