@@ -451,6 +451,11 @@ def apply_command(target_path: str, auto_approve: bool, allow_destroy: bool, tar
         if not the_plan.has_changes:
             if only_due:
                 click.echo("\nNothing to do: no timed work is due.")
+                return
+            recorded = engine.record_confirmed(the_plan, workspace, state)
+            if recorded is not None:
+                click.echo(f"\nNothing to apply; state records what the refresh confirmed (read "
+                           f"{the_plan.read_at}), serial {recorded.serial}.")
             return
         engine.executor.check_preconditions(the_plan, allow_destroy=allow_destroy)
         if not auto_approve:

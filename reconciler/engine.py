@@ -195,6 +195,22 @@ def _confirmed(plan: plan_model.Plan, prior: state_model.State,
         and found.attributes is not None and not found.found_by and not found.learned and not found.info))
 
 
+def record_confirmed(plan: plan_model.Plan, workspace: Workspace,
+                     state: state_model.State) -> state_model.State | None:
+    """An apply with nothing to change still records what its plan's refresh
+    confirmed (no AWS call): each object found as recorded was read when that
+    refresh began, and these manifests are live (``executor.completed``), so a
+    later ``plan --refresh-ttl`` may trust the state. The written state, or
+    None when there was nothing to record (a plan that did not refresh, or
+    one whose confirmations state already holds). Call with the lock held."""
+    if plan.has_changes or not plan.refreshed:
+        return None
+    recorded = executor.completed(plan, state, state).written_by(workspace.config.stack.name)
+    if recorded == state:
+        return None
+    return workspace.backend.write(recorded)
+
+
 def destroy_plan(workspace: Workspace, aws: base.AwsContext, *, state: state_model.State,
                  progress: Progress = _quiet, parallelism: int | None = None) -> plan_model.Plan:
     """``reconciler destroy``: the removal of everything in state, planned by

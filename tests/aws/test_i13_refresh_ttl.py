@@ -329,3 +329,29 @@ def test_regenerate_lost_reads_live_aws_whatever_the_ttl(applied, clock, calls):
     plan = run("plan", applied, "--refresh-ttl", "5m", "--regenerate-lost")
     assert first_line(plan) == "Refreshed despite --refresh-ttl 5m: --regenerate-lost looks for keys that are gone."
     assert calls.count("DescribeKey") == 2
+
+
+def test_an_apply_with_nothing_to_change_records_what_its_refresh_confirmed(applied, clock, calls):
+    """The steady state of CI (apply on merge, plan on every pull request): an
+    apply that finds nothing to change still records each object as read when
+    its refresh began, so the plans after it may skip the refresh."""
+    clock(10)  # past the TTL of the apply's own reads
+    serial = state_of(applied)["serial"]
+    noop = run("apply", applied, "--auto-approve")
+    assert noop.exit_code == 0, noop.output
+    assert "No changes." in noop.stdout
+    assert noop.stdout.rstrip().endswith(
+        f"Nothing to apply; state records what the refresh confirmed (read 2026-03-01T12:10:00+00:00), "
+        f"serial {serial + 1}.")
+    state = state_of(applied)
+    assert state["serial"] == serial + 1
+    assert {r["readAt"] for r in state["resources"].values()} == {"2026-03-01T12:10:00+00:00"}
+    again = run("apply", applied, "--auto-approve")  # within the same second: nothing new to record
+    assert again.exit_code == 0 and "Nothing to apply" not in again.stdout
+    assert state_of(applied)["serial"] == serial + 1
+
+    clock(12)
+    calls.clear()
+    skipped = run("plan", applied, "--refresh-ttl", "5m", "--detailed-exitcode")
+    assert skipped.exit_code == 0, skipped.output
+    assert first_line(skipped) == SKIPPED and calls.calls == []

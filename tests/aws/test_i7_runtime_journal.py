@@ -181,8 +181,8 @@ def test_killed_after_any_call_of_an_apply_the_next_apply_converges(aws, stack, 
     """For every k: kill the apply right after its k-th AWS call, then apply
     again: one key, each secret stored once (never generated twice), the
     journal empty, nothing left to change."""
-    clean = _full_stack(stack, "clean")
-    assert run("apply", clean, "--auto-approve").exit_code == 0
+    clean = _full_stack(stack, "clean")  # one action at a time: the k-th call is the same call in every run
+    assert run("apply", clean, "--auto-approve", "--parallelism", "1").exit_code == 0
     total = len(calls.calls)
     assert total >= 8  # CreateKey, alias, rotation, two secrets' data keys and stores, reads
     killed_after: list[str] = []
@@ -194,7 +194,7 @@ def test_killed_after_any_call_of_an_apply_the_next_apply_converges(aws, stack, 
             (directory / path.name).write_text(path.read_text())
         hook = kill_after(k)
         with pytest.raises(Killed):
-            run("apply", directory, "--auto-approve")
+            run("apply", directory, "--auto-approve", "--parallelism", "1")
         session.unregister_hook("after-call", hook)
         killed_after.append(hook.killed_at)
         stored = {n: _stored(n) for n in ("made", "other")}
