@@ -452,7 +452,8 @@ def apply_command(target_path: str, auto_approve: bool, allow_destroy: bool, tar
             if only_due:
                 click.echo("\nNothing to do: no timed work is due.")
                 return
-            recorded = engine.record_confirmed(the_plan, workspace, state)
+            # asked for by --refresh-ttl only: the write moves the serial on, and so makes every saved plan stale
+            recorded = engine.record_confirmed(the_plan, workspace, state) if ttl is not None else None
             if recorded is not None:
                 click.echo(f"\nNothing to apply; state records what the refresh confirmed (read "
                            f"{the_plan.read_at}), serial {recorded.serial}.")

@@ -201,9 +201,12 @@ def record_confirmed(plan: plan_model.Plan, workspace: Workspace,
     confirmed (no AWS call): each object found as recorded was read when that
     refresh began, and these manifests are live (``executor.completed``), so a
     later ``plan --refresh-ttl`` may trust the state. The written state, or
-    None when there was nothing to record (a plan that did not refresh, or
-    one whose confirmations state already holds). Call with the lock held."""
-    if plan.has_changes or not plan.refreshed:
+    None when there was nothing to record (a plan that did not refresh, one
+    whose confirmations state already holds, a state with an open journal
+    entry: not known to match until recovered). Call with the lock held.
+    ``apply --refresh-ttl`` asks for it: the write moves the serial on, which
+    makes every plan saved before it stale."""
+    if plan.has_changes or not plan.refreshed or state.journal:
         return None
     recorded = executor.completed(plan, state, state).written_by(workspace.config.stack.name)
     if recorded == state:

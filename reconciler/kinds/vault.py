@@ -393,8 +393,8 @@ class VaultHandler:
         if "s3" not in spec:
             return []
         store = open_store(aws, spec, desired.attributes.get("keepVersions", store_base.DEFAULT_KEEP))
-        problems = aws.listed("s3:GetBucketVersioning", [spec["s3"]["bucket"], aws.default_connection.get("auth")],
-                              store.problems)
+        problems = aws.listed("s3:GetBucketVersioning", [spec["s3"]["bucket"], spec["s3"].get("region"),
+                                                         aws.default_connection.get("auth")], store.problems)
         return [f"{desired.address}: {problem}" for problem in (problems if problems is not None
                                                                  else store.problems())]
 

@@ -533,6 +533,9 @@ class _Problem:
     message: str
 
 
+_DIGITS = re.compile(r"^[-+]?[0-9_]+$")
+
+
 def _construct_scalar(constructor: yaml.constructor.SafeConstructor, node: yaml.ScalarNode) -> Any:
     """A scalar's value: str, int, float, bool or None, or the problem that
     stops its document. Dates and timestamps stay strings (manifests are
@@ -542,11 +545,15 @@ def _construct_scalar(constructor: yaml.constructor.SafeConstructor, node: yaml.
         value = constructor.construct_object(node)
     except yaml.constructor.ConstructorError:
         raise
-    except (ValueError, OverflowError, TypeError) as exc:
-        if node.tag == "tag:yaml.org,2002:int":  # past Python's int-from-text limit
+    except (KeyError, AttributeError, ValueError, OverflowError, TypeError) as exc:
+        # KeyError, AttributeError: an explicit tag on text it cannot read (`!!bool maybe`, `!!timestamp x`)
+        if node.tag == "tag:yaml.org,2002:int" and _DIGITS.match(node.value):  # past Python's int-from-text limit
             return _Problem(f"integer {quote(node.value, 40)} is too large")
+        if node.tag == "tag:yaml.org,2002:int":
+            return _Problem(f"invalid int value {quote(node.value, 40)}")
         if node.tag not in ("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:float"):
-            return _Problem(f"invalid {node.tag.rsplit(':', 1)[-1]} value: {clip(str(exc))}")
+            detail = f": {clip(str(exc))}" if isinstance(exc, (ValueError, OverflowError, TypeError)) else ""
+            return _Problem(f"invalid {node.tag.rsplit(':', 1)[-1]} value {quote(node.value, 40)}{detail}")
         value = node.value
     if not isinstance(value, (str, int, float, bool, type(None))):
         value = node.value

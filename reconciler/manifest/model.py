@@ -34,7 +34,7 @@ class Resource:
     labels: Mapping[str, str]
     document: loader.Document
     _value_references: tuple[tuple[tuple[str | int, ...], str], ...] | None = dataclasses.field(
-        default=None, compare=False, repr=False)
+        default=None, init=False, compare=False, repr=False)  # a cache: never copied by dataclasses.replace
 
     @property
     def address(self) -> str:
@@ -68,7 +68,8 @@ class Config:
     resources: Mapping[str, Resource]  # address -> resource, in document order
     source: loader.Source
     default_vault: str | None = None  # the one Vault marked default (computed once, not per Secret)
-    _by_kind: dict[str, list[Resource]] | None = dataclasses.field(default=None, compare=False, repr=False)
+    _by_kind: dict[str, list[Resource]] | None = dataclasses.field(default=None, init=False, compare=False,
+                                                                    repr=False)  # a cache, as above
 
     def of_kind(self, kind: str) -> list[Resource]:
         """The resources of one kind, in document order (indexed once: a kind's

@@ -333,11 +333,15 @@ def test_regenerate_lost_reads_live_aws_whatever_the_ttl(applied, clock, calls):
 
 def test_an_apply_with_nothing_to_change_records_what_its_refresh_confirmed(applied, clock, calls):
     """The steady state of CI (apply on merge, plan on every pull request): an
-    apply that finds nothing to change still records each object as read when
-    its refresh began, so the plans after it may skip the refresh."""
+    apply --refresh-ttl that finds nothing to change still records each object
+    as read when its refresh began, so the plans after it may skip the refresh.
+    Without the flag it writes nothing (a write would make saved plans stale)."""
     clock(10)  # past the TTL of the apply's own reads
     serial = state_of(applied)["serial"]
-    noop = run("apply", applied, "--auto-approve")
+    without = run("apply", applied, "--auto-approve")  # not asked for: nothing written (saved plans stay valid)
+    assert without.exit_code == 0 and "Nothing to apply" not in without.stdout
+    assert state_of(applied)["serial"] == serial
+    noop = run("apply", applied, "--auto-approve", "--refresh-ttl", "5m")
     assert noop.exit_code == 0, noop.output
     assert "No changes." in noop.stdout
     assert noop.stdout.rstrip().endswith(
@@ -346,7 +350,7 @@ def test_an_apply_with_nothing_to_change_records_what_its_refresh_confirmed(appl
     state = state_of(applied)
     assert state["serial"] == serial + 1
     assert {r["readAt"] for r in state["resources"].values()} == {"2026-03-01T12:10:00+00:00"}
-    again = run("apply", applied, "--auto-approve")  # within the same second: nothing new to record
+    again = run("apply", applied, "--auto-approve", "--refresh-ttl", "5m")  # within the TTL: refresh skipped
     assert again.exit_code == 0 and "Nothing to apply" not in again.stdout
     assert state_of(applied)["serial"] == serial + 1
 

@@ -45,6 +45,8 @@ CASES = {
     "tags": "a: !!str 3\nb: !!int '4'\nc: !!float 1\nd: !!binary aGk=\ne: !!timestamp 2024-01-02\n",
     "bad tag": "a: !nope x\nb: 1\n",
     "bad int": "a: !!int xyz\n",
+    "bad bool": "a: !!bool maybe\nb: 1\n",
+    "bad timestamp": "a: !!timestamp foo\n",
     "huge int": "a: " + "9" * 5000 + "\n",
     "non-scalar keys": "? [a, b]\n: 1\n? {c: d}\n: [2]\nok: 3\n",
     "merge key": "a: 1\n<<: {b: 2}\n'<<': 3\nc: 4\n",
@@ -88,7 +90,8 @@ def test_the_cases_reach_the_limits():
                 "many documents": "YAML documents in one file", "duplicate key": "duplicate key 'a'",
                 "merge key": "merge keys", "non-scalar keys": "mapping keys must be plain strings",
                 "control character": "control character U+001B", "huge int": "is too large",
-                "problem then a limit": "a list of more than", "bad tag": "could not determine a constructor"}
+                "problem then a limit": "a list of more than", "bad tag": "could not determine a constructor",
+                "bad bool": 'invalid bool value "maybe"', "bad int": 'invalid int value "xyz"'}
     for name, wanted in expected.items():
         _documents, problems = loader.parse_text(CASES[name], "f.yaml")
         assert any(wanted in p.message for p in problems), (name, [p.message for p in problems])

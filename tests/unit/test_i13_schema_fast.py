@@ -24,7 +24,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 STRINGS = ["", "x", "main\n", "a" * 300, "UPPER case", "ünïcode", "with space", "-lead", "1",
            "alias/aws/reserved", "arn:aws:kms:us-east-1:123456789012:key/abc", "reconciler:stack",
-           "aws:tag", "https://token.actions.githubusercontent.com", "30d", "90", "${X}"]
+           "aws:tag", "https://token.actions.githubusercontent.com", "30d", "90", "${X}",
+           # where Python's \s and ECMA-262's differ (FS..US and NEL are Python's only, BOM ECMA's)
+           "https://x\x1cy", "https://x\x1fy", "https://x\x85y", "https://x\ufeffy", "https://x y"]
 OTHERS: list[Any] = [None, True, 0, -1, 7, 100000, 2.5, [], ["x"], {}, {"x": 1}]
 
 
