@@ -79,7 +79,8 @@ def completed(plan: model.Plan, initial: state_model.State, state: state_model.S
     it, and a destroy forgets it.
     What the plan's refresh found exactly as recorded, and this apply did not
     write again, is recorded as read when that refresh began; what it found
-    drifted is no longer known to match live AWS."""
+    drifted is no longer known to match live AWS; ids it learned for entries
+    an older reconciler recorded without them are added (never replacing one)."""
     if plan.destroy:
         recorded = None  # what is live is no longer what the manifests say
     elif not plan.targets:
@@ -99,6 +100,12 @@ def completed(plan: model.Plan, initial: state_model.State, state: state_model.S
         entry = resources.get(item.address)
         if entry is not None and entry is initial.resources.get(item.address):
             resources[item.address] = entry.unread()
+    for address, ids in sorted(plan.learned.items()):  # what an older reconciler did not record: now it is
+        entry = resources.get(address)
+        if entry is not None and initial.resources.get(address) is not None \
+                and entry.ids == initial.resources[address].ids and any(k not in entry.ids for k in ids):
+            resources[address] = dataclasses.replace(entry, ids={**entry.ids, **{k: v for k, v in ids.items()
+                                                                                 if k not in entry.ids}})
     kept = all(resources[a] is e for a, e in state.resources.items())
     return dataclasses.replace(state, resources=state.resources if kept else resources, manifests_hash=recorded)
 

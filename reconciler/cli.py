@@ -452,8 +452,10 @@ def apply_command(target_path: str, auto_approve: bool, allow_destroy: bool, tar
             if only_due:
                 click.echo("\nNothing to do: no timed work is due.")
                 return
-            # asked for by --refresh-ttl only: the write moves the serial on, and so makes every saved plan stale
-            recorded = engine.record_confirmed(the_plan, workspace, state) if ttl is not None else None
+            # asked for by --refresh-ttl, or ids an older state lacks (once): the write moves the serial on,
+            # and so makes every saved plan stale
+            recorded = (engine.record_confirmed(the_plan, workspace, state)
+                        if ttl is not None or the_plan.learned else None)
             if recorded is not None:
                 click.echo(f"\nNothing to apply; state records what the refresh confirmed (read "
                            f"{the_plan.read_at}), serial {recorded.serial}.")

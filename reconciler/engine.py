@@ -180,7 +180,10 @@ def _planned(workspace: Workspace, aws: base.AwsContext, wanted: dict[str, plan_
             targets=tuple(targets), dependency_graph=graph, rules=kinds.RULES, forced=tuple(forced)), recovered))
     except errors.PlanError as exc:
         raise errors.PlanError("\n".join(_placed(line, config) for line in exc.message.splitlines())) from None
-    return dataclasses.replace(the_plan, read_at=read_at, confirmed=_confirmed(the_plan, prior, refreshed))
+    learned = {address: dict(found.learned) for address, found in sorted(refreshed.items())
+               if found.learned and address in prior.resources and found.attributes is not None}
+    return dataclasses.replace(the_plan, read_at=read_at, confirmed=_confirmed(the_plan, prior, refreshed),
+                               learned=learned)
 
 
 def _confirmed(plan: plan_model.Plan, prior: state_model.State,
@@ -206,7 +209,7 @@ def record_confirmed(plan: plan_model.Plan, workspace: Workspace,
     entry: not known to match until recovered). Call with the lock held.
     ``apply --refresh-ttl`` asks for it: the write moves the serial on, which
     makes every plan saved before it stale."""
-    if plan.has_changes or not plan.refreshed or state.journal:
+    if plan.has_changes or not (plan.refreshed or plan.learned) or state.journal:
         return None
     recorded = executor.completed(plan, state, state).written_by(workspace.config.stack.name)
     if recorded == state:

@@ -183,6 +183,9 @@ class Plan:
     confirmed: tuple[str, ...] = ()  # in state, found by that refresh exactly as recorded, nothing to change
     destroy: bool = False  # ``reconciler destroy``'s: planned against no manifests
     refresh_ttl: freshness.Decision | None = None  # what --refresh-ttl decided (None: not given)
+    # ids the refresh learned for entries an older reconciler recorded without them (a secret's storeVersion,
+    # a key's arns): apply records them on the entries it does not write, so later refreshes read less
+    learned: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
 
     @property
     def actionable(self) -> tuple[ResourceChange, ...]:
@@ -217,7 +220,8 @@ class Plan:
                 **({"readAt": self.read_at} if self.read_at else {}),
                 **({"confirmed": list(self.confirmed)} if self.confirmed else {}),
                 **({"destroy": True} if self.destroy else {}),
-                **({"refreshTtl": self.refresh_ttl.to_json()} if self.refresh_ttl is not None else {})}
+                **({"refreshTtl": self.refresh_ttl.to_json()} if self.refresh_ttl is not None else {}),
+                **({"learned": {k: dict(v) for k, v in self.learned.items()}} if self.learned else {})}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Plan:
@@ -229,4 +233,5 @@ class Plan:
                    {k: Desired.from_json(v) for k, v in data["desired"].items()},
                    tuple(data.get("schedule", ())), str(data.get("readAt", "")),
                    tuple(data.get("confirmed", ())), bool(data.get("destroy", False)),
-                   freshness.Decision.from_json(data["refreshTtl"]) if data.get("refreshTtl") else None)
+                   freshness.Decision.from_json(data["refreshTtl"]) if data.get("refreshTtl") else None,
+                   {k: dict(v) for k, v in (data.get("learned") or {}).items()})

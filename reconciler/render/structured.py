@@ -28,6 +28,7 @@ def plan_document(plan: model.Plan) -> dict[str, Any]:
     data = plan.to_json()
     data.pop("desired")
     data.pop("confirmed", None)  # for apply (what to record as read), as ``desired`` is
+    data.pop("learned", None)  # for apply (ids to record), likewise
     for change, shown in zip(plan.changes, data["changes"], strict=True):
         shown["before"] = values.masked(shown["before"], change.sensitive)
         shown["after"] = values.masked(shown["after"], change.sensitive)

@@ -157,3 +157,32 @@ def test_roles_are_refreshed_from_the_account_listing(aws, stack, calls, paged):
     assert drift.exit_code == 2, drift.output
     for address in ("IamRole/role-0", "IamRole/role-1", "IamRole/role-2"):
         assert address in drift.output
+
+
+def test_ids_an_older_state_lacks_are_learned_once_then_recorded_by_the_next_apply(aws, stack, calls):
+    """A secret recorded without its store version id (an older reconciler)
+    is read value and all, and what the refresh learns is recorded by the
+    next apply, even one with nothing to change: the plans after it read no
+    value. Nothing else of the entry changes."""
+    directory = stack(keys_and_secrets(2, "secretsmanager: {prefix: learned/}"))
+    assert run("apply", directory, "--auto-approve").exit_code == 0
+    path = directory / ".reconciler" / "state.json"
+    state = json.loads(path.read_text())
+    recorded = state["resources"]["Secret/s-0"]["ids"].pop("storeVersion")
+    path.write_text(json.dumps(state))
+    calls.clear()
+    assert run("plan", directory, "--detailed-exitcode").exit_code == 0
+    assert calls.count("GetSecretValue") == 1  # the one without a version id: its value read
+
+    applied = run("apply", directory, "--auto-approve")
+    assert applied.exit_code == 0, applied.output
+    after = state_of(directory)
+    assert after["serial"] == state["serial"] + 1
+    assert after["resources"]["Secret/s-0"]["ids"]["storeVersion"] == recorded
+    before = {k: v for k, v in state["resources"]["Secret/s-0"].items() if k not in ("ids", "readAt")}
+    assert {k: v for k, v in after["resources"]["Secret/s-0"].items() if k not in ("ids", "readAt")} == before
+    calls.clear()
+    assert run("plan", directory, "--detailed-exitcode").exit_code == 0
+    assert calls.count("GetSecretValue") == 0
+    again = run("apply", directory, "--auto-approve")  # nothing learned, nothing asked: nothing written
+    assert again.exit_code == 0 and state_of(directory)["serial"] == after["serial"]
