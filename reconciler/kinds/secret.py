@@ -259,7 +259,12 @@ class SecretHandler:
             attributes = vaults.state_attributes(aws, vault)
             store = vaults.open_store(aws, attributes["store"],
                                       attributes.get("keepVersions", store_base.DEFAULT_KEEP))
-            latest = store.latest(desired.name)
+            if vaults.listed_absent(aws, store, desired.name):
+                return None  # the store's listing (made for the refresh anyway) has no such entry
+            # the plan's refresh (find_owned) and check both ask: one read per run
+            read = aws.listed("store:latest", [store.describe(), desired.name, aws.default_connection.get("auth")],
+                              lambda: (store.latest(desired.name),))
+            latest = read[0] if read is not None else store.latest(desired.name)  # None: apply time
         except (errors.PlanError, errors.ConfigError, errors.AwsNotFound):
             return None  # no store yet (a bucket the plan makes): nothing can be there
         return (store, latest, vault) if latest is not None else None

@@ -115,6 +115,26 @@ def still_current(ctx: base.AwsContext, store: Any, name: str, recorded: str) ->
     return current is not None and current.get(name) == recorded
 
 
+def listed_absent(ctx: base.AwsContext, store: Any, name: str) -> bool:
+    """Whether the store's listing of current version ids (``still_current``'s,
+    made once per store and run) shows no entry ``name``: then reading it would
+    find nothing (the listing leaves out what a read cannot find either: a
+    Secrets Manager entry pending deletion, an S3 object whose newest version
+    is a delete marker). False when it cannot tell (no listing, apply time,
+    listing denied): read the entry."""
+    lister = getattr(store, "current_ids", None)
+    if lister is None:
+        return False
+
+    def load() -> Mapping[str, str] | None:
+        try:
+            return dict(lister())
+        except errors.AwsAccessDenied:
+            return None
+    current = ctx.listed("store:current_ids", [store.describe(), ctx.default_connection.get("auth")], load)
+    return current is not None and name not in current
+
+
 def version_keys(versions: Sequence[store_base.Version]) -> dict[str, list[int]]:
     """Which key wraps which kept versions: key ARN -> [first, last] version number."""
     keys: dict[str, list[int]] = {}

@@ -186,3 +186,24 @@ def test_ids_an_older_state_lacks_are_learned_once_then_recorded_by_the_next_app
     assert calls.count("GetSecretValue") == 0
     again = run("apply", directory, "--auto-approve")  # nothing learned, nothing asked: nothing written
     assert again.exit_code == 0 and state_of(directory)["serial"] == after["serial"]
+
+
+def test_a_plan_of_new_secrets_reads_no_entry_its_store_listing_does_not_show(aws, stack, calls, paged):
+    """Whether a new secret's name is already taken (another stack's entry, or
+    this stack's when state was lost) is answered by the store's listing, made
+    once for the whole run: no read per new secret. A taken name is still read,
+    and still refuses the plan."""
+    directory = stack(keys_and_secrets(N, "secretsmanager: {prefix: fresh/}"))
+    calls.clear()
+    planned = run("plan", directory, "--detailed-exitcode")
+    assert planned.exit_code == 2, planned.output
+    made = by_operation(calls)
+    assert made.get("secretsmanager:GetSecretValue", 0) == 0
+    assert made["secretsmanager:ListSecrets"] == pages(0)
+
+    boto3.client("secretsmanager").create_secret(Name="fresh/s-1", SecretString="not an envelope")
+    calls.clear()
+    refused = run("plan", directory)
+    assert refused.exit_code == 1
+    assert "Vault/v's store already holds an entry named s-1 that is not a reconciler envelope" in refused.output
+    assert by_operation(calls)["secretsmanager:GetSecretValue"] == 1  # s-1 only, read once for check and find
