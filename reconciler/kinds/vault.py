@@ -102,17 +102,26 @@ def still_current(ctx: base.AwsContext, store: Any, name: str, recorded: str) ->
     version, a stage moved back, the entry deleted and made again) never has
     the recorded one. False (read the entry) for a store that cannot list,
     during apply, or for an identity not allowed to list."""
-    lister = getattr(store, "current_ids", None)
-    if not recorded or lister is None:
+    if not recorded:
         return False
+    current = _current_ids(ctx, store)
+    return current is not None and current.get(name) == recorded
+
+
+def _current_ids(ctx: base.AwsContext, store: Any) -> Mapping[str, str] | None:
+    """The store's listing of its entries' current version ids, made once per
+    store and run; None for a store that cannot list, during apply, or for an
+    identity allowed to read entries but not to list them (read each)."""
+    lister = getattr(store, "current_ids", None)
+    if lister is None:
+        return None
 
     def load() -> Mapping[str, str] | None:
         try:
             return dict(lister())
         except errors.AwsAccessDenied:
-            return None  # an identity allowed to read entries but not to list them: read each
-    current = ctx.listed("store:current_ids", [store.describe(), ctx.default_connection.get("auth")], load)
-    return current is not None and current.get(name) == recorded
+            return None
+    return ctx.listed("store:current_ids", [store.describe(), ctx.default_connection.get("auth")], load)
 
 
 def listed_absent(ctx: base.AwsContext, store: Any, name: str) -> bool:
@@ -122,16 +131,7 @@ def listed_absent(ctx: base.AwsContext, store: Any, name: str) -> bool:
     Secrets Manager entry pending deletion, an S3 object whose newest version
     is a delete marker). False when it cannot tell (no listing, apply time,
     listing denied): read the entry."""
-    lister = getattr(store, "current_ids", None)
-    if lister is None:
-        return False
-
-    def load() -> Mapping[str, str] | None:
-        try:
-            return dict(lister())
-        except errors.AwsAccessDenied:
-            return None
-    current = ctx.listed("store:current_ids", [store.describe(), ctx.default_connection.get("auth")], load)
+    current = _current_ids(ctx, store)
     return current is not None and name not in current
 
 

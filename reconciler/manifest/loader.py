@@ -608,10 +608,7 @@ def _parse_events(text: str, file: str, *, keep_positions: bool) -> tuple[list[D
         parser.get_event()  # StreamStartEvent
         while not parser.check_event(yaml.StreamEndEvent):
             if index >= MAX_DOCUMENTS:
-                mark = parser.peek_event().start_mark
-                diagnostics.append(errors.Diagnostic(
-                    f"more than {MAX_DOCUMENTS:,} YAML documents in one file; split it into several files",
-                    errors.Position(file, mark.line + 1, mark.column + 1)))
+                diagnostics.append(_too_many_documents(parser.peek_event(), file))
                 break
             index += 1
             data, positions, key_positions, problems, stopped = builder.document()
@@ -621,19 +618,28 @@ def _parse_events(text: str, file: str, *, keep_positions: bool) -> tuple[list[D
                 documents.append(Document(file, index - 1, data, positions if keep_positions else None,
                                           key_positions if keep_positions else None, lazy))
     except _Fallback:
-        parser.dispose()
-        return parse_composed(text, file)
-    except yaml.MarkedYAMLError as exc:
-        diagnostics.append(_marked(exc, file))
-    except yaml.reader.ReaderError as exc:  # found by _unprintable first; kept for safety
-        position = errors.Position(file, *_line_column(text, min(exc.position, len(text))))
-        diagnostics.append(errors.Diagnostic(f"invalid YAML: {one_line(exc.reason)}", position))
+        return parse_composed(text, file)  # (the parser is disposed of below)
     except yaml.YAMLError as exc:
-        diagnostics.append(errors.Diagnostic(
-            f"invalid YAML: {one_line(str(exc))}", errors.Position(file, 1, 1)))
+        diagnostics.append(_invalid(exc, text, file))
     finally:
         parser.dispose()
     return documents, diagnostics
+
+
+def _too_many_documents(event: Any, file: str) -> errors.Diagnostic:
+    mark = event.start_mark
+    return errors.Diagnostic(f"more than {MAX_DOCUMENTS:,} YAML documents in one file; split it into several files",
+                             errors.Position(file, mark.line + 1, mark.column + 1))
+
+
+def _invalid(exc: yaml.YAMLError, text: str, file: str) -> errors.Diagnostic:
+    """A parser's or composer's failure as one positioned diagnostic."""
+    if isinstance(exc, yaml.MarkedYAMLError):
+        return _marked(exc, file)
+    if isinstance(exc, yaml.reader.ReaderError):  # found by _unprintable first; kept for safety
+        position = errors.Position(file, *_line_column(text, min(exc.position, len(text))))
+        return errors.Diagnostic(f"invalid YAML: {one_line(exc.reason)}", position)
+    return errors.Diagnostic(f"invalid YAML: {one_line(str(exc))}", errors.Position(file, 1, 1))
 
 
 def _marked(exc: yaml.MarkedYAMLError, file: str) -> errors.Diagnostic:
@@ -660,10 +666,7 @@ def parse_composed(text: str, file: str) -> tuple[list[Document], list[errors.Di
     try:
         while loader.check_node():
             if index >= MAX_DOCUMENTS:
-                mark = loader.peek_event().start_mark
-                diagnostics.append(errors.Diagnostic(
-                    f"more than {MAX_DOCUMENTS:,} YAML documents in one file; split it into several files",
-                    errors.Position(file, mark.line + 1, mark.column + 1)))
+                diagnostics.append(_too_many_documents(loader.peek_event(), file))
                 break
             node = loader.get_node()
             index += 1
@@ -676,14 +679,8 @@ def parse_composed(text: str, file: str) -> tuple[list[Document], list[errors.Di
                 documents.append(Document(file, index - 1, data, walker.positions,
                                           walker.key_positions))
             loader.constructed_objects.clear()
-    except yaml.MarkedYAMLError as exc:
-        diagnostics.append(_marked(exc, file))
-    except yaml.reader.ReaderError as exc:  # found by _unprintable first; kept for safety
-        position = errors.Position(file, *_line_column(text, min(exc.position, len(text))))
-        diagnostics.append(errors.Diagnostic(f"invalid YAML: {one_line(exc.reason)}", position))
     except yaml.YAMLError as exc:
-        diagnostics.append(errors.Diagnostic(
-            f"invalid YAML: {one_line(str(exc))}", errors.Position(file, 1, 1)))
+        diagnostics.append(_invalid(exc, text, file))
     finally:
         loader.dispose()
     return documents, diagnostics

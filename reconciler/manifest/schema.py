@@ -29,15 +29,22 @@ def schema_text(name: str) -> str:
 
 
 @functools.cache
-def _registry() -> referencing.Registry:
-    import referencing
-    import referencing.jsonschema
-    resources = []
+def _schemas() -> tuple[tuple[str, dict[str, Any]], ...]:
+    """Every schema the package holds, by its ``$id`` (what both validators resolve ``$ref`` against)."""
+    found = []
     for entry in importlib.resources.files("reconciler").joinpath("schemas").iterdir():
         if entry.name.endswith(".schema.json"):
             contents = json.loads(entry.read_text())
-            resources.append((contents["$id"], referencing.jsonschema.DRAFT202012.create_resource(contents)))
-    return referencing.Registry().with_resources(resources)
+            found.append((str(contents["$id"]), contents))
+    return tuple(found)
+
+
+@functools.cache
+def _registry() -> referencing.Registry:
+    import referencing
+    import referencing.jsonschema
+    return referencing.Registry().with_resources(
+        [(uri, referencing.jsonschema.DRAFT202012.create_resource(contents)) for uri, contents in _schemas()])
 
 
 @functools.cache
@@ -69,12 +76,7 @@ def validator_for(kind: str) -> jsonschema.Draft202012Validator:
 
 @functools.cache
 def _fast_registry() -> jsonschema_rs.Registry:
-    resources = []
-    for entry in importlib.resources.files("reconciler").joinpath("schemas").iterdir():
-        if entry.name.endswith(".schema.json"):
-            contents = json.loads(entry.read_text())
-            resources.append((contents["$id"], contents))
-    return jsonschema_rs.Registry(resources)
+    return jsonschema_rs.Registry(list(_schemas()))
 
 
 @functools.cache

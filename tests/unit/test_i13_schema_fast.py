@@ -98,7 +98,7 @@ def test_both_validators_agree_on_every_mutation(kind: str) -> None:
     documents = [d for d in _documents() if d["kind"] == kind]
     if not documents:
         pytest.skip(f"no {kind} document in examples/ or tests/golden/")
-    checked = refused = 0
+    checked = refused = ascii_only_gate = 0
     for original in documents:
         for mutated in _mutations(original):
             fast = schema._fast_valid(kind, mutated)
@@ -106,10 +106,13 @@ def test_both_validators_agree_on_every_mutation(kind: str) -> None:
             assert not (fast and not slow), ("the gate accepts what the schema refuses", kind, mutated)
             # The one known difference is the safe way round: ECMA-262's \w is ASCII, Python's
             # Unicode, so a non-ASCII tag value is refused by the gate and accepted by Python.
-            assert fast == slow or not repr(mutated).isascii(), (kind, mutated)
+            if fast != slow:
+                assert not fast and slow and not repr(mutated).isascii(), (kind, mutated)
+                ascii_only_gate += 1
             checked += 1
             refused += not slow
     assert refused > checked // 4  # the mutations really exercise refusals
+    assert ascii_only_gate < checked // 20  # the known difference is rare: the gate does the work
 
 
 def test_a_refused_document_still_gets_positioned_python_errors() -> None:
